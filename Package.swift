@@ -1,0 +1,70 @@
+// swift-tools-version:6.1
+//
+// swift-asyncio: asyncio's model (event loop, Futures, Tasks, transports and protocols,
+// executor offload) native in Swift on Linux.
+
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "swift-asyncio",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "AsyncIO", targets: ["AsyncIO"]),
+        .executable(name: "task-sample", targets: ["TaskSample"]),
+        .executable(name: "executor-sample", targets: ["ExecutorSample"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C shim for what Swift's Glibc module does not expose (epoll, eventfd, timerfd,
+        // signalfd, accept4, pipe2, thread names, a signal-to-fd trampoline).
+        .target(name: "CAsyncIOLinux"),
+        .target(
+            name: "AsyncIO",
+            dependencies: [
+                "CAsyncIOLinux",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "TaskSample",
+            dependencies: [
+                "AsyncIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/TaskSample",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "ExecutorSample",
+            dependencies: [
+                "AsyncIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/ExecutorSample",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AsyncIOTests",
+            dependencies: ["AsyncIO", "CAsyncIOLinux"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "ExamplesTests",
+            dependencies: ["TaskSample", "ExecutorSample"],
+            swiftSettings: strictSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

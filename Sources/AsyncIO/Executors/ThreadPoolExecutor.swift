@@ -1,0 +1,224 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — ThreadPoolExecutor: blocking work on a pool of named threads.
+//===----------------------------------------------------------------------===//
+
+import DequeModule
+import Synchronization
+
+/// A job queued on a ``ThreadPoolExecutor``: runs at most once, or is cancelled before it starts.
+final class WorkItem: Sendable {
+    private static let pending: UInt8 = 0
+    private static let running: UInt8 = 1
+    private static let cancelled: UInt8 = 2
+
+    private let state = Atomic<UInt8>(WorkItem.pending)
+    let body: @Sendable () -> Void
+    /// Called when the item is cancelled by the pool's shutdown (not by ``tryCancel()``).
+    let onDrop: (@Sendable () -> Void)?
+
+    init(onDrop: (@Sendable () -> Void)? = nil, _ body: @escaping @Sendable () -> Void) {
+        self.body = body
+        self.onDrop = onDrop
+    }
+
+    /// Claims the item for running; false if it was cancelled.
+    func tryStart() -> Bool {
+        state.compareExchange(expected: Self.pending, desired: Self.running, ordering: .acquiringAndReleasing).exchanged
+    }
+
+    /// Cancels the item if it has not started; false if it is running or done.
+    func tryCancel() -> Bool {
+        state.compareExchange(expected: Self.pending, desired: Self.cancelled, ordering: .acquiringAndReleasing).exchanged
+    }
+}
+
+/// A pool of OS threads for blocking work (asyncio's `concurrent.futures.ThreadPoolExecutor`).
+///
+/// Threads are started lazily, one per job that finds no idle thread, up to ``maxWorkers``, and
+/// are named `<prefix>-<n>`. Jobs run in submission order (FIFO). Hand work to it from a loop
+/// with ``EventLoop/runInExecutor(_:_:)``, which resolves a ``Future`` on the loop.
+///
+/// - Note: Thread-safe.
+public final class ThreadPoolExecutor: @unchecked Sendable {
+    /// The most threads the pool starts.
+    public let maxWorkers: Int
+    /// The prefix of the threads' names.
+    public let threadNamePrefix: String
+
+    // MARK: Guarded by `lock`
+    private let lock = ConditionLock()
+    private var queue = Deque<WorkItem>()
+    private var threads: [OSThread] = []
+    private var idleWorkers = 0
+    private var isShutdown = false
+
+    /// The default size, as asyncio's: `min(32, cores + 4)`.
+    public static var defaultMaxWorkers: Int { min(32, availableCores() + 4) }
+
+    /// Creates a pool.
+    /// - Parameters:
+    ///   - maxWorkers: The most threads to start (at least 1); ``defaultMaxWorkers`` if `nil`.
+    ///   - threadNamePrefix: Prefix of the threads' names (the kernel keeps 15 bytes).
+    public init(maxWorkers: Int? = nil, threadNamePrefix: String = "asyncio-pool") {
+        let workers = maxWorkers ?? Self.defaultMaxWorkers
+        precondition(workers > 0, "ThreadPoolExecutor: maxWorkers must be at least 1")
+        self.maxWorkers = workers
+        self.threadNamePrefix = threadNamePrefix
+    }
+
+    deinit {
+        // Workers hold the pool strongly while they run, so reaching deinit means none runs.
+        lock.withLock { isShutdown = true }
+    }
+
+    /// Queues `body` to run on a pool thread.
+    /// - Throws: ``EventLoopError/Code-swift.struct/executorShutdown`` after ``shutdown(wait:cancelPendingJobs:)``.
+    public func submit(_ body: @escaping @Sendable () -> Void) throws(EventLoopError) {
+        guard submit(WorkItem(body)) else {
+            throw EventLoopError(.executorShutdown, "the executor was shut down")
+        }
+    }
+
+    /// Queues an item; false if the pool is shut down.
+    func submit(_ item: WorkItem) -> Bool {
+        lock.lock()
+        if isShutdown {
+            lock.unlock()
+            return false
+        }
+        queue.append(item)
+        if queue.count > idleWorkers && threads.count < maxWorkers {
+            let name = "\(threadNamePrefix)-\(threads.count)"
+            threads.append(OSThread.spawn(name: name) { [self] in workerLoop() })
+        }
+        lock.signal()
+        lock.unlock()
+        return true
+    }
+
+    private func workerLoop() {
+        while true {
+            lock.lock()
+            while queue.isEmpty && !isShutdown {
+                idleWorkers += 1
+                lock.wait()
+                idleWorkers -= 1
+            }
+            guard let item = queue.popFirst() else {
+                // Shut down and drained.
+                lock.unlock()
+                return
+            }
+            lock.unlock()
+            if item.tryStart() {
+                item.body()
+            }
+        }
+    }
+
+    /// Stops taking work. Jobs already queued still run unless `cancelPendingJobs`, in which
+    /// case those not started are dropped (their loop futures are cancelled).
+    ///
+    /// - Parameters:
+    ///   - wait: Block until every thread has finished its work and exited. Ignored when
+    ///     called from one of the pool's own threads (it cannot wait for itself).
+    ///   - cancelPendingJobs: Drop the jobs that have not started.
+    public func shutdown(wait: Bool = true, cancelPendingJobs: Bool = false) {
+        var dropped: [WorkItem] = []
+        let toJoin: [OSThread] = lock.withLock {
+            isShutdown = true
+            if cancelPendingJobs {
+                dropped = Array(queue)
+                queue.removeAll()
+            }
+            lock.broadcast()
+            return threads
+        }
+        for item in dropped where item.tryCancel() {
+            item.onDrop?()
+        }
+        guard wait, !toJoin.contains(where: { $0.isCurrent }) else { return }
+        for thread in toJoin {
+            thread.join()
+        }
+    }
+
+    /// How many threads the pool has started.
+    public var threadCount: Int { lock.withLock { threads.count } }
+}
+
+// MARK: - The loop's side
+
+extension EventLoop {
+    /// The loop's default executor, created on first use with
+    /// ``ThreadPoolExecutor/defaultMaxWorkers`` threads.
+    /// - Important: Loop-bound.
+    public var defaultExecutor: ThreadPoolExecutor {
+        assertInLoop()
+        if let executor = defaultExecutorStorage { return executor }
+        let executor = ThreadPoolExecutor(threadNamePrefix: "asyncio-\(name)")
+        if defaultExecutorShutDown { executor.shutdown(wait: false) }
+        defaultExecutorStorage = executor
+        return executor
+    }
+
+    /// Replaces the default executor used by ``runInExecutor(_:_:)`` with `nil`.
+    /// - Important: Loop-bound.
+    public func setDefaultExecutor(_ executor: ThreadPoolExecutor) {
+        assertInLoop()
+        defaultExecutorStorage = executor
+        defaultExecutorShutDown = false
+    }
+
+    /// Runs the blocking `body` on `executor` (the default executor if `nil`) and returns a
+    /// future resolved on this loop with its result or error (asyncio's `run_in_executor`).
+    ///
+    /// Cancelling the future before the job started removes the job; once it runs, it runs to
+    /// the end (threads cannot be interrupted) and its result is dropped.
+    ///
+    /// ```swift
+    /// let digest = try await loop.runInExecutor { try hashFile(path) }.value
+    /// ```
+    /// - Returns: A future that fails with ``EventLoopError/Code-swift.struct/executorShutdown``
+    ///   if the executor was shut down.
+    /// - Important: Loop-bound.
+    public func runInExecutor<T: Sendable>(
+        _ executor: ThreadPoolExecutor? = nil,
+        _ body: @escaping @Sendable () throws -> T
+    ) -> Future<T> {
+        assertInLoop()
+        let future = Future<T>(loop: self)
+        let item = WorkItem(onDrop: { [self] in
+            _ = execute { future.complete(.cancelled) }
+        }) { [self] in
+            let result = Result { try body() }
+            // The loop may be closed meanwhile; then nobody can observe the result.
+            _ = enqueueRemote(.closure { future.completeIfPending(result) })
+        }
+        future._whenDone {
+            if future.isCancelled { _ = item.tryCancel() }
+        }
+        let pool = executor ?? defaultExecutor
+        if !pool.submit(item) {
+            future.complete(.failure(EventLoopError(.executorShutdown, "the executor was shut down")))
+        }
+        return future
+    }
+
+    /// Shuts the default executor down and waits, without blocking the loop, until its threads
+    /// finished their jobs (asyncio's `shutdown_default_executor`). Later
+    /// ``runInExecutor(_:_:)`` calls with a `nil` executor fail with `executorShutdown`.
+    /// - Important: Call from a task running on this loop.
+    public func shutdownDefaultExecutor() async {
+        preconditionInLoop()
+        defaultExecutorShutDown = true
+        guard let executor = defaultExecutorStorage else { return }
+        let done = Future<Void>(loop: self)
+        let joiner = OSThread.spawn(name: "asyncio-join") { [self] in
+            executor.shutdown(wait: true)
+            _ = enqueueRemote(.closure { done.complete(.success(())) })
+        }
+        await done.waitDone()
+        joiner.join()
+    }
+}

@@ -1,0 +1,328 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — Future: a result that will be set later, on one loop.
+//===----------------------------------------------------------------------===//
+
+/// A token returned by ``Future/addDoneCallback(_:)`` to remove that callback again.
+public struct DoneCallbackID: Hashable, Sendable {
+    let rawValue: Int
+}
+
+/// The parts of a Future that do not depend on its value type (used by `gather`, `wait`).
+public protocol AnyFuture: AnyObject, Sendable {
+    /// The loop the future belongs to.
+    var loop: EventLoop { get }
+    /// Whether the future has a result, an error, or was cancelled.
+    var isDone: Bool { get }
+    /// Whether the future was cancelled.
+    var isCancelled: Bool { get }
+    /// The error of a failed future, `CancellationError` for a cancelled one, else `nil`.
+    var error: (any Error)? { get }
+    /// Requests cancellation; see ``Future/cancel()``.
+    @discardableResult func cancel() -> Bool
+    /// Internal: runs `callback` synchronously when the future completes (at once if done).
+    func _whenDone(_ callback: @escaping () -> Void)
+}
+
+/// A result that will be available later (asyncio's `Future`): pending, then exactly one of
+/// result, error or cancelled.
+///
+/// Done callbacks are scheduled on the loop with `callSoon` when the future completes, in the
+/// order they were added. Awaiting ``value`` suspends the calling task until the future is done;
+/// cancelling that task cancels the future (as asyncio does — wrap it in ``shield(_:)`` to
+/// prevent that).
+///
+/// ```swift
+/// let future = Future<Int>(loop: loop)
+/// loop.callLater(after: .milliseconds(5)) { try future.setResult(42) }
+/// let answer = try await future.value   // 42
+/// ```
+///
+/// - Important: Loop-bound: create, resolve, cancel and inspect a future on its loop's thread
+///   (or while the loop is not running). ``value`` may be awaited from any task; off the loop
+///   it hops to the loop to register.
+public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
+    enum State {
+        case pending
+        case success(Value)
+        case failure(any Error)
+        case cancelled
+    }
+
+    enum Waiter {
+        /// A user callback, scheduled with callSoon.
+        case callback(DoneCallbackID, (Future<Value>) -> Void)
+        /// An internal callback, run synchronously at completion.
+        case immediate(() -> Void)
+        /// An awaiting task.
+        case continuation(UnsafeContinuation<Value, any Error>)
+    }
+
+    /// The loop the future belongs to.
+    public let loop: EventLoop
+    final var state: State = .pending
+    // The first waiter is kept inline: most futures have exactly one.
+    final var firstWaiter: Waiter?
+    final var moreWaiters: [Waiter] = []
+    private final var nextCallbackID = 0
+    private final var errorRetrieved = false
+
+    /// Creates a pending future on `loop`.
+    public init(loop: EventLoop) {
+        self.loop = loop
+    }
+
+    deinit {
+        if case .failure(let error) = state, !errorRetrieved {
+            loop.logger.error(
+                "\(Self.self) error was never retrieved",
+                metadata: ["error": "\(error)", "loop": "\(loop.name)"])
+        }
+    }
+
+    // MARK: - Inspecting
+
+    /// Whether the future has a result, an error, or was cancelled.
+    public final var isDone: Bool {
+        if case .pending = state { return false }
+        return true
+    }
+
+    /// Whether the future was cancelled.
+    public final var isCancelled: Bool {
+        if case .cancelled = state { return true }
+        return false
+    }
+
+    /// The error of a failed future, `CancellationError` for a cancelled one, `nil` if it
+    /// succeeded or is pending (asyncio's `exception()`, except that pending is not an error).
+    public final var error: (any Error)? {
+        switch state {
+        case .failure(let error):
+            errorRetrieved = true
+            return error
+        case .cancelled: return CancellationError()
+        case .pending, .success: return nil
+        }
+    }
+
+    /// The result (asyncio's `result()`).
+    ///
+    /// - Throws: the future's error; `CancellationError` if it was cancelled;
+    ///   ``InvalidStateError`` if it is still pending.
+    public final func result() throws -> Value {
+        switch state {
+        case .success(let value): return value
+        case .failure(let error):
+            errorRetrieved = true
+            throw error
+        case .cancelled: throw CancellationError()
+        case .pending: throw InvalidStateError("result is not ready")
+        }
+    }
+
+    // MARK: - Resolving
+
+    /// Sets the result and schedules the done callbacks.
+    /// - Throws: ``InvalidStateError`` if the future is already done.
+    /// - Important: Loop-bound.
+    public final func setResult(_ value: Value) throws(InvalidStateError) {
+        loop.assertInLoop()
+        guard case .pending = state else { throw InvalidStateError("setResult on a future that is already done") }
+        complete(.success(value))
+    }
+
+    /// Sets an error and schedules the done callbacks. To cancel, use ``cancel()``.
+    /// - Throws: ``InvalidStateError`` if the future is already done.
+    /// - Important: Loop-bound.
+    public final func setError(_ error: any Error) throws(InvalidStateError) {
+        loop.assertInLoop()
+        guard case .pending = state else { throw InvalidStateError("setError on a future that is already done") }
+        complete(.failure(error))
+    }
+
+    /// Cancels the future: if it is pending it becomes cancelled and its callbacks are
+    /// scheduled; awaiters get `CancellationError`.
+    ///
+    /// For a ``LoopTask`` this requests cancellation of the task's body instead; the task
+    /// becomes cancelled when the body ends with `CancellationError`.
+    /// - Returns: false if the future was already done.
+    /// - Important: Loop-bound.
+    @discardableResult
+    public func cancel() -> Bool {
+        loop.assertInLoop()
+        guard case .pending = state else { return false }
+        complete(.cancelled)
+        return true
+    }
+
+    /// Completes a pending future (internal; no state check beyond pending).
+
+    final func complete(_ newState: State) {
+        guard case .pending = state else { return }
+        state = newState
+        guard let first = firstWaiter else { return }
+        firstWaiter = nil
+        fire(first)
+        if !moreWaiters.isEmpty {
+            let rest = moreWaiters
+            moreWaiters = []
+            for waiter in rest { fire(waiter) }
+        }
+    }
+
+    /// Completes the future with `result` unless it is already done (e.g. cancelled).
+    final func completeIfPending(_ result: Result<Value, any Error>) {
+        switch result {
+        case .success(let value): complete(.success(value))
+        case .failure(let error as CancellationError): _ = error; complete(.cancelled)
+        case .failure(let error): complete(.failure(error))
+        }
+    }
+
+    @inline(__always)
+    private final func fire(_ waiter: Waiter) {
+        switch waiter {
+        case .continuation(let continuation):
+            resume(continuation)
+        case .immediate(let callback):
+            callback()
+        case .callback(_, let callback):
+            loop.schedule { callback(self) }
+        }
+    }
+
+    @inline(__always)
+    private final func resume(_ continuation: UnsafeContinuation<Value, any Error>) {
+        switch state {
+        case .success(let value): continuation.resume(returning: value)
+        case .failure(let error):
+            errorRetrieved = true
+            continuation.resume(throwing: error)
+        case .cancelled: continuation.resume(throwing: CancellationError())
+        case .pending: preconditionFailure("resuming an awaiter of a pending future")
+        }
+    }
+
+    @inline(__always)
+    private final func addWaiter(_ waiter: Waiter) {
+        if firstWaiter == nil {
+            firstWaiter = waiter
+        } else {
+            moreWaiters.append(waiter)
+        }
+    }
+
+    // MARK: - Callbacks
+
+    /// Adds a callback that runs on the loop (scheduled with `callSoon`) once the future is
+    /// done; if it is done already, the callback is scheduled now.
+    /// - Returns: A token for ``removeDoneCallback(_:)``.
+    /// - Important: Loop-bound.
+    @discardableResult
+    public final func addDoneCallback(_ callback: @escaping (Future<Value>) -> Void) -> DoneCallbackID {
+        loop.assertInLoop()
+        nextCallbackID += 1
+        let id = DoneCallbackID(rawValue: nextCallbackID)
+        if isDone {
+            loop.schedule { callback(self) }
+        } else {
+            addWaiter(.callback(id, callback))
+        }
+        return id
+    }
+
+    /// Removes a callback added with ``addDoneCallback(_:)`` that has not been scheduled yet.
+    /// - Returns: whether it was found.
+    /// - Important: Loop-bound.
+    @discardableResult
+    public final func removeDoneCallback(_ id: DoneCallbackID) -> Bool {
+        loop.assertInLoop()
+        if case .callback(let first, _) = firstWaiter, first == id {
+            if moreWaiters.isEmpty {
+                firstWaiter = nil
+            } else {
+                firstWaiter = moreWaiters.removeFirst()
+            }
+            return true
+        }
+        if let index = moreWaiters.firstIndex(where: {
+            if case .callback(let other, _) = $0 { return other == id }
+            return false
+        }) {
+            moreWaiters.remove(at: index)
+            return true
+        }
+        return false
+    }
+
+    public final func _whenDone(_ callback: @escaping () -> Void) {
+        if isDone {
+            callback()
+        } else {
+            addWaiter(.immediate(callback))
+        }
+    }
+
+    // MARK: - Awaiting
+
+    /// The result, awaited: suspends until the future is done.
+    ///
+    /// - Throws: the future's error, or `CancellationError` if it was cancelled or the awaiting
+    ///   task was cancelled (which cancels the future too, as in asyncio).
+    public final var value: Value {
+        get async throws {
+            if loop.inLoopThread {
+                switch state {
+                case .success(let value): return value
+                case .failure(let error):
+                    errorRetrieved = true
+                    throw error
+                case .cancelled: throw CancellationError()
+                case .pending: break
+                }
+            }
+            let loop = self.loop
+            return try await withTaskCancellationHandler {
+                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Value, any Error>) in
+                    if loop.inLoopThread {
+                        self.addContinuation(continuation)
+                    } else if !loop.execute({ self.addContinuation(continuation) }) {
+                        continuation.resume(throwing: EventLoopError.closedError)
+                    }
+                }
+            } onCancel: {
+                loop.execute { _ = self.cancel() }
+            }
+        }
+    }
+
+    private final func addContinuation(_ continuation: UnsafeContinuation<Value, any Error>) {
+        if isDone {
+            resume(continuation)
+        } else {
+            addWaiter(.continuation(continuation))
+        }
+    }
+
+    /// Waits until the future is done without cancelling it if the awaiting task is cancelled.
+    /// Must be called on the loop.
+    final func waitDone() async {
+        if isDone { return }
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            self._whenDone { continuation.resume() }
+        }
+    }
+}
+
+extension Future: CustomStringConvertible {
+    public var description: String {
+        let status: String
+        switch state {
+        case .pending: status = "pending"
+        case .success: status = "finished"
+        case .failure(let error): status = "failed: \(error)"
+        case .cancelled: status = "cancelled"
+        }
+        return "\(Self.self)(\(status))"
+    }
+}

@@ -1,0 +1,202 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — LoopTask: asyncio.Task, a Swift Task that runs on a loop, seen as a Future.
+//===----------------------------------------------------------------------===//
+
+/// What every ``LoopTask`` offers, whatever its value type.
+public protocol AnyLoopTask: AnyFuture {
+    /// The task's name (`Task-N` unless one was given).
+    var name: String { get }
+}
+
+/// Task-local storage for ``LoopTask/current``.
+enum LoopTaskLocals {
+    @TaskLocal static var current: (any AnyLoopTask)?
+}
+
+/// asyncio's `Task`: an async body running on an ``EventLoop`` (every step of it, and every
+/// resume after an `await`, on the loop's thread), observable as a ``Future``.
+///
+/// The loop keeps a running task alive until it finishes, so a fire-and-forget task is never
+/// lost (asyncio's classic trap). ``cancel()`` cancels the underlying Swift task: the body sees
+/// `CancellationError` at its next suspension point on a loop primitive (`sleep`, a future's
+/// `value`, …) or when it checks `Task.isCancelled`; the task is *cancelled* once its body
+/// ends with `CancellationError`, and its awaiters then get `CancellationError` too.
+///
+/// ```swift
+/// let task = loop.createTask(name: "fetch") {
+///     try await sleep(for: .seconds(1))
+///     return 42
+/// }
+/// let value = try await task.value
+/// ```
+///
+/// - Important: Loop-bound, like ``Future``.
+public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unchecked Sendable {
+    private let number: Int
+    private let customName: String?
+    /// The Swift task running the body.
+    var swiftTask: Task<Void, Never>?
+    private var cancelRequested = false
+
+    init(loop: EventLoop, number: Int, name: String?) {
+        self.number = number
+        self.customName = name
+        super.init(loop: loop)
+    }
+
+    /// The task's name (`Task-N` unless one was given to ``EventLoop/createTask(name:_:)``).
+    public var name: String { customName ?? "Task-\(number)" }
+
+    /// Requests cancellation of the task's body; see the type's documentation.
+    /// - Returns: false if the task is already done.
+    /// - Important: Loop-bound.
+    @discardableResult
+    public override func cancel() -> Bool {
+        loop.assertInLoop()
+        if isDone { return false }
+        cancelRequested = true
+        swiftTask?.cancel()
+        return true
+    }
+
+    /// Whether ``cancel()`` was called and the task has not finished yet.
+    public var isCancelling: Bool { cancelRequested && !isDone }
+
+    /// The ``LoopTask`` whose body is running, if the caller runs inside one.
+    public static var current: (any AnyLoopTask)? { LoopTaskLocals.current }
+
+    /// Runs the body (on the loop) and completes the future with its outcome.
+    func run(_ body: () async throws -> Value) async {
+        // asyncio: a task cancelled before its first step never runs its body.
+        if Task.isCancelled {
+            finish(.cancelled)
+            return
+        }
+        do {
+            let value = try await LoopTaskLocals.$current.withValue(self) {
+                try await body()
+            }
+            finish(.success(value))
+        } catch is CancellationError {
+            finish(.cancelled)
+        } catch {
+            finish(.failure(error))
+        }
+    }
+
+    private func finish(_ state: State) {
+        loop.liveTasks.removeValue(forKey: ObjectIdentifier(self))
+        complete(state)
+    }
+}
+
+extension EventLoop {
+    /// Starts `body` as a task on this loop (asyncio's `create_task`).
+    ///
+    /// The body's first step runs on a later pass of the loop, never inside this call.
+    /// - Parameters:
+    ///   - name: A name for logs and ``LoopTask/name``; `Task-N` by default.
+    ///   - body: The async work. Every step of it runs on the loop's thread.
+    /// - Returns: The task; await its ``Future/value`` for the result.
+    /// - Important: Loop-bound; traps on a closed loop. From another thread use
+    ///   `loop.callSoonThreadSafe { loop.createTask { … } }`.
+    @discardableResult
+    public func createTask<T: Sendable>(
+        name: String? = nil,
+        _ body: sending @escaping () async throws -> T
+    ) -> LoopTask<T> {
+        assertInLoop()
+        precondition(!isClosed, "EventLoop '\(self.name)': createTask on a closed loop")
+        taskCounter += 1
+        let task = LoopTask<T>(loop: self, number: taskCounter, name: name)
+        liveTasks[ObjectIdentifier(task)] = task
+        task.swiftTask = Task(executorPreference: self) {
+            await task.run(body)
+        }
+        return task
+    }
+
+    /// The tasks created on this loop that have not finished (asyncio's `all_tasks`).
+    /// - Important: Loop-bound.
+    public var allTasks: [any AnyLoopTask] {
+        assertInLoop()
+        return Array(liveTasks.values)
+    }
+
+    /// Runs the loop until `future` is done and returns its result (asyncio's
+    /// `run_until_complete`).
+    ///
+    /// - Throws: the future's error; `CancellationError` if it was cancelled;
+    ///   ``EventLoopError`` if the loop cannot run or was stopped before the future completed.
+    public func runUntilComplete<T>(_ future: Future<T>) throws -> T {
+        precondition(future.loop === self, "runUntilComplete: the future belongs to another loop")
+        if !future.isDone {
+            future._whenDone { [unowned self] in self.stop() }
+        }
+        try runForever()
+        guard future.isDone else {
+            throw EventLoopError(.stoppedBeforeCompletion, "the event loop stopped before the future completed")
+        }
+        return try future.result()
+    }
+
+    /// Runs `body` as a task and the loop until the task is done; returns its result.
+    ///
+    /// - Throws: as ``runUntilComplete(_:)-(Future<T>)``.
+    public func runUntilComplete<T: Sendable>(_ body: sending @escaping () async throws -> T) throws -> T {
+        if isClosed { throw EventLoopError.closedError }
+        let task = createTask(body)
+        return try runUntilComplete(task)
+    }
+
+    /// Cancels every live task and runs the loop until they have all finished, at most
+    /// `timeout` (asyncio.run's clean-up). Errors of the cancelled tasks other than
+    /// cancellation go to the exception handler.
+    /// - Important: Loop-bound; the loop must not be running.
+    public func cancelAllTasks(timeout: Duration = .seconds(5)) throws(EventLoopError) {
+        let tasks = Array(liveTasks.values)
+        if tasks.isEmpty { return }
+        for task in tasks { task.cancel() }
+        var remaining = tasks.count
+        let timer = callLater(after: timeout) { [unowned self] in self.stop() }
+        for task in tasks {
+            task._whenDone { [unowned self] in
+                remaining -= 1
+                if remaining == 0 { self.stop() }
+            }
+        }
+        try runForever()
+        timer.cancel()
+        for task in tasks where task.isDone && !task.isCancelled {
+            if let error = task.error {
+                callExceptionHandler(ExceptionContext(
+                    message: "unhandled error during shutdown", error: error, source: task.name))
+            }
+        }
+    }
+
+    /// asyncio.run: creates a loop, runs `body` as its main task until it finishes, cancels
+    /// the tasks still running, shuts the default executor down and closes the loop.
+    ///
+    /// ```swift
+    /// try EventLoop.run {
+    ///     try await sleep(for: .seconds(1))
+    ///     print("done")
+    /// }
+    /// ```
+    /// - Throws: the body's error, or ``EventLoopError``/``IOError`` if the loop cannot run.
+    public static func run<T: Sendable>(
+        name: String = "main",
+        debug: Bool? = nil,
+        _ body: sending @escaping () async throws -> T
+    ) throws -> T {
+        let loop = try EventLoop(name: name, debug: debug)
+        defer {
+            try? loop.cancelAllTasks()
+            loop.defaultExecutorStorage?.shutdown(wait: true)
+            loop.defaultExecutorStorage = nil
+            try? loop.close()
+        }
+        return try loop.runUntilComplete(body)
+    }
+}

@@ -1,0 +1,110 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — Threads and a condition lock over pthreads (internal).
+//===----------------------------------------------------------------------===//
+
+import CAsyncIOLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A pthread mutex with one condition variable. Used where a thread must sleep until work
+/// arrives (the thread pool); everything else uses `Synchronization.Mutex`.
+final class ConditionLock: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let condition: UnsafeMutablePointer<pthread_cond_t>
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        condition = .allocate(capacity: 1)
+        condition.initialize(to: pthread_cond_t())
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
+    /// Waits for a signal; the lock must be held and is held again on return.
+    func wait() { pthread_cond_wait(condition, mutex) }
+    func signal() { pthread_cond_signal(condition) }
+    func broadcast() { pthread_cond_broadcast(condition) }
+
+    @inline(__always)
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
+}
+
+/// A joinable, named OS thread.
+struct OSThread: @unchecked Sendable {
+    private let handle: pthread_t
+
+    private final class Box {
+        let name: String
+        let body: () -> Void
+        init(name: String, body: @escaping () -> Void) {
+            self.name = name
+            self.body = body
+        }
+    }
+
+    /// Starts a thread named `name` running `body`.
+    static func spawn(name: String, _ body: @escaping @Sendable () -> Void) -> OSThread {
+        let box = Unmanaged.passRetained(Box(name: name, body: body))
+        var handle = pthread_t()
+        let rc = pthread_create(&handle, nil, { raw in
+            guard let raw else { return nil }
+            let box = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue()
+            box.name.withCString { casyncio_set_thread_name($0) }
+            box.body()
+            return nil
+        }, box.toOpaque())
+        // pthread_create fails only on resource exhaustion (EAGAIN); there is no sane way
+        // to run an event loop or a pool without the thread it was asked for.
+        precondition(rc == 0, "pthread_create failed: errno \(rc)")
+        return OSThread(handle: handle)
+    }
+
+    /// Waits for the thread to finish.
+    func join() {
+        pthread_join(handle, nil)
+    }
+
+    /// Whether the calling thread is this thread.
+    var isCurrent: Bool { pthread_equal(handle, pthread_self()) != 0 }
+}
+
+/// The number of CPUs this process may run on.
+func availableCores() -> Int {
+    let n = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+    return n > 0 ? Int(n) : 1
+}
+
+/// Monotonic nanoseconds (CLOCK_MONOTONIC).
+@inline(__always)
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+extension Duration {
+    /// Whole nanoseconds, clamped to 0...UInt64.max.
+    var clampedNanoseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
+        let (s, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return .max }
+        let (total, overflow2) = s.addingReportingOverflow(UInt64(attoseconds / 1_000_000_000))
+        return overflow2 ? .max : total
+    }
+}

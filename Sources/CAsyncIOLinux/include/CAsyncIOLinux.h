@@ -1,0 +1,52 @@
+// CAsyncIOLinux: the Linux system calls and macros that Swift's Glibc module does not expose.
+//
+// Do not define _GNU_SOURCE here: in a header it changes declarations that every Swift file
+// touching fd_set sees. The functions that need it are wrapped in shim.c instead.
+
+#ifndef CASYNCIO_LINUX_H
+#define CASYNCIO_LINUX_H
+
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/types.h>
+
+/// accept4(2) with SOCK_NONBLOCK / SOCK_CLOEXEC flags.
+int casyncio_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+
+/// pipe2(2).
+int casyncio_pipe2(int fds[2], int flags);
+
+/// Names the calling thread (at most 15 bytes are kept by the kernel).
+void casyncio_set_thread_name(const char *name);
+
+/// The kernel thread id of the calling thread.
+int casyncio_gettid(void);
+
+/// Installs a handler for `signo` that writes the signal number as one byte to `fd`
+/// (non-blocking, async-signal-safe; errno is preserved). Returns 0 or -1 with errno set.
+int casyncio_signal_install(int signo, int fd);
+
+/// Restores the default disposition of `signo` and forgets its fd. Returns 0 or -1.
+int casyncio_signal_restore_default(int signo);
+
+/// The largest signal number (inclusive) that casyncio_signal_install accepts.
+int casyncio_signal_max(void);
+
+/// Thread-local pointer to the event loop running on this thread (NULL if none).
+void *casyncio_current_loop(void);
+void casyncio_set_current_loop(void *loop);
+
+/// Flags and constants that are macros or enums in glibc.
+static inline uint32_t casyncio_epollin(void) { return EPOLLIN; }
+static inline uint32_t casyncio_epollout(void) { return EPOLLOUT; }
+static inline uint32_t casyncio_epollerr(void) { return EPOLLERR; }
+static inline uint32_t casyncio_epollhup(void) { return EPOLLHUP; }
+static inline uint32_t casyncio_epollrdhup(void) { return EPOLLRDHUP; }
+static inline int casyncio_efd_nonblock_cloexec(void) { return EFD_NONBLOCK | EFD_CLOEXEC; }
+static inline int casyncio_epoll_cloexec(void) { return EPOLL_CLOEXEC; }
+
+#endif

@@ -1,0 +1,89 @@
+// The _GNU_SOURCE calls, kept out of the header (see CAsyncIOLinux.h).
+#define _GNU_SOURCE 1
+
+#include "CAsyncIOLinux.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int casyncio_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    return accept4(fd, addr, len, flags);
+}
+
+int casyncio_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+void casyncio_set_thread_name(const char *name) {
+    char buf[16];
+    strncpy(buf, name, sizeof(buf) - 1);
+    buf[sizeof(buf) - 1] = 0;
+    pthread_setname_np(pthread_self(), buf);
+}
+
+int casyncio_gettid(void) { return (int)syscall(SYS_gettid); }
+
+// One write end per signal number. The handler only reads this table and calls write(2),
+// both async-signal-safe.
+#define CASYNCIO_NSIG 65
+static _Atomic int signal_fds[CASYNCIO_NSIG];
+
+static void casyncio_signal_handler(int signo) {
+    int saved = errno;
+    if (signo > 0 && signo < CASYNCIO_NSIG) {
+        int fd = atomic_load(&signal_fds[signo]);
+        if (fd > 0) {
+            unsigned char byte = (unsigned char)signo;
+            ssize_t ignored = write(fd, &byte, 1);
+            (void)ignored;  // a full pipe already holds a wake-up; signals coalesce anyway
+        }
+    }
+    errno = saved;
+}
+
+int casyncio_signal_max(void) { return CASYNCIO_NSIG - 1; }
+
+int casyncio_signal_install(int signo, int fd) {
+    if (signo <= 0 || signo >= CASYNCIO_NSIG) {
+        errno = EINVAL;
+        return -1;
+    }
+    atomic_store(&signal_fds[signo], fd);
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = casyncio_signal_handler;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(signo, &action, NULL) != 0) {
+        atomic_store(&signal_fds[signo], 0);
+        return -1;
+    }
+    // The signal may have been blocked by whoever started us; make sure it is delivered.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signo);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    return 0;
+}
+
+int casyncio_signal_restore_default(int signo) {
+    if (signo <= 0 || signo >= CASYNCIO_NSIG) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = SIG_DFL;
+    sigemptyset(&action.sa_mask);
+    int rc = sigaction(signo, &action, NULL);
+    atomic_store(&signal_fds[signo], 0);
+    return rc;
+}
+
+static __thread void *current_loop;
+
+void *casyncio_current_loop(void) { return current_loop; }
+void casyncio_set_current_loop(void *loop) { current_loop = loop; }
