@@ -179,16 +179,16 @@ extension EventLoop {
     /// the tasks still running, shuts the default executor down and closes the loop.
     ///
     /// ```swift
-    /// try EventLoop.run {
-    ///     try await sleep(for: .seconds(1))
-    ///     print("done")
+    /// try EventLoop.run { loop in
+    ///     let task = loop.createTask { try await sleep(for: .seconds(1)); return "done" }
+    ///     print(try await task.value)
     /// }
     /// ```
     /// - Throws: the body's error, or ``EventLoopError``/``IOError`` if the loop cannot run.
     public static func run<T: Sendable>(
         name: String = "main",
         debug: Bool? = nil,
-        _ body: sending @escaping () async throws -> T
+        _ body: sending @escaping (EventLoop) async throws -> T
     ) throws -> T {
         let loop = try EventLoop(name: name, debug: debug)
         defer {
@@ -197,6 +197,6 @@ extension EventLoop {
             loop.defaultExecutorStorage = nil
             try? loop.close()
         }
-        return try loop.runUntilComplete(body)
+        return try loop.runUntilComplete { try await body(loop) }
     }
 }
