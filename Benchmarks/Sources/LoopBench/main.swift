@@ -1,0 +1,171 @@
+//===----------------------------------------------------------------------===//
+// loop-bench: micro-benchmarks of swift-asyncio's EventLoop.
+//
+// Prints one line per benchmark, `<name> <nanoseconds per operation>`, the median of five
+// repetitions of about 0.3 s each. loop_bench.py prints the same lines for asyncio and uvloop;
+// run-loop-bench.sh runs all three and prints a table.
+//
+//   loop-bench [--target-seconds S] [--repetitions R] [--only NAME]
+//===----------------------------------------------------------------------===//
+
+import AsyncIO
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Callbacks (or timers) scheduled per round before the loop runs them all. The same number
+/// is used by loop_bench.py, so all loops see the same ready-queue / timer-heap sizes.
+let batch = 100_000
+
+struct Options {
+    var targetSeconds = 0.3
+    var repetitions = 5
+    var only: String?
+}
+
+func parseOptions() -> Options {
+    var options = Options()
+    var arguments = CommandLine.arguments.dropFirst().makeIterator()
+    while let argument = arguments.next() {
+        switch argument {
+        case "--target-seconds":
+            options.targetSeconds = arguments.next().flatMap(Double.init) ?? options.targetSeconds
+        case "--repetitions":
+            options.repetitions = max(1, arguments.next().flatMap(Int.init) ?? options.repetitions)
+        case "--only":
+            options.only = arguments.next()
+        default:
+            fputs("usage: loop-bench [--target-seconds S] [--repetitions R] [--only NAME]\n", stderr)
+            exit(2)
+        }
+    }
+    return options
+}
+
+// MARK: - The benchmarks
+//
+// Each one runs `units` units of work on `loop` and returns the seconds it took; a unit is
+// `opsPerUnit` operations.
+
+/// callSoon: schedule `batch` callbacks (each bumps a counter, the last stops the loop) and
+/// run the loop, `rounds` times.
+func benchCallSoon(_ loop: EventLoop, rounds: Int) throws -> Double {
+    let start = loop.time()
+    for _ in 0..<rounds {
+        var count = 0
+        for _ in 0..<batch {
+            loop.callSoon {
+                count += 1
+                if count == batch { loop.stop() }
+            }
+        }
+        try loop.runForever()
+        precondition(count == batch)
+    }
+    return loop.time() - start
+}
+
+/// callLater: schedule `batch` timers `delay` from now and run the loop until all fired,
+/// `rounds` times.
+func benchCallLater(_ loop: EventLoop, delay: Duration, rounds: Int) throws -> Double {
+    let start = loop.time()
+    for _ in 0..<rounds {
+        var count = 0
+        for _ in 0..<batch {
+            loop.callLater(after: delay) {
+                count += 1
+                if count == batch { loop.stop() }
+            }
+        }
+        try loop.runForever()
+        precondition(count == batch)
+    }
+    return loop.time() - start
+}
+
+/// createTask: inside a task, create a task returning 1 and await it, `iterations` times.
+func benchCreateTask(_ loop: EventLoop, iterations: Int) throws -> Double {
+    try loop.runUntilComplete {
+        let start = loop.time()
+        var sum = 0
+        for _ in 0..<iterations {
+            let task = loop.createTask { 1 }
+            sum += try await task.value
+        }
+        precondition(sum == iterations)
+        return loop.time() - start
+    }
+}
+
+/// futureAwait: inside a task, await a future that a callSoon callback resolves.
+func benchFutureAwait(_ loop: EventLoop, iterations: Int) throws -> Double {
+    try loop.runUntilComplete {
+        let start = loop.time()
+        var sum = 0
+        for _ in 0..<iterations {
+            let future = Future<Int>(loop: loop)
+            loop.callSoon { try future.setResult(1) }
+            sum += try await future.value
+        }
+        precondition(sum == iterations)
+        return loop.time() - start
+    }
+}
+
+/// runInExecutor: inside a task, run `{ 1 }` on the default executor and await the result.
+func benchRunInExecutor(_ loop: EventLoop, iterations: Int) throws -> Double {
+    try loop.runUntilComplete {
+        let start = loop.time()
+        var sum = 0
+        for _ in 0..<iterations {
+            sum += try await loop.runInExecutor { 1 }.value
+        }
+        precondition(sum == iterations)
+        return loop.time() - start
+    }
+}
+
+// MARK: - Measuring
+
+/// Finds how many units take about `targetSeconds`, runs one warm-up and `repetitions`
+/// timed repetitions of that many, and returns the median nanoseconds per operation.
+func measure(
+    opsPerUnit: Int, options: Options, _ run: (Int) throws -> Double
+) rethrows -> Double {
+    var units = 1
+    var seconds = try run(units)
+    while seconds < options.targetSeconds / 8 {
+        units *= 2
+        seconds = try run(units)
+    }
+    units = max(1, Int((Double(units) * options.targetSeconds / seconds).rounded()))
+    _ = try run(units)
+    var samples: [Double] = []
+    for _ in 0..<options.repetitions {
+        samples.append(try run(units) * 1e9 / Double(units * opsPerUnit))
+    }
+    samples.sort()
+    return samples[samples.count / 2]
+}
+
+let options = parseOptions()
+let loop = try EventLoop(name: "bench")
+
+let benchmarks: [(name: String, opsPerUnit: Int, run: (Int) throws -> Double)] = [
+    ("callSoon", batch, { try benchCallSoon(loop, rounds: $0) }),
+    ("callLater0", batch, { try benchCallLater(loop, delay: .zero, rounds: $0) }),
+    ("callLater1ms", batch, { try benchCallLater(loop, delay: .milliseconds(1), rounds: $0) }),
+    // Iterations grow from 100 rather than 1 so the calibration needs fewer doublings.
+    ("createTask", 100, { try benchCreateTask(loop, iterations: $0 * 100) }),
+    ("futureAwait", 100, { try benchFutureAwait(loop, iterations: $0 * 100) }),
+    ("runInExecutor", 100, { try benchRunInExecutor(loop, iterations: $0 * 100) }),
+]
+
+for benchmark in benchmarks where options.only == nil || options.only == benchmark.name {
+    let nanoseconds = try measure(opsPerUnit: benchmark.opsPerUnit, options: options, benchmark.run)
+    print(benchmark.name, String(format: "%.1f", nanoseconds))
+    fflush(stdout)
+}
+
+try loop.close()

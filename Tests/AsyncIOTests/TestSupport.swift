@@ -1,0 +1,44 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — helpers shared by the tests.
+//===----------------------------------------------------------------------===//
+
+@testable import AsyncIO
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A mutable box the tests share between a loop's callbacks and their own code. Only touched
+/// on the loop thread or after the loop stopped.
+final class Box<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// A test-defined error with a payload to compare.
+struct TestError: Error, Equatable {
+    let id: Int
+}
+
+/// Runs `body` with a fresh loop and closes the loop afterwards.
+func withLoop<T>(_ body: (EventLoop) throws -> T) throws -> T {
+    let loop = try EventLoop(name: "test")
+    defer { try? loop.close() }
+    return try body(loop)
+}
+
+/// How many fds this process has open.
+func openFDCount() -> Int {
+    guard let dir = opendir("/proc/self/fd") else { return -1 }
+    defer { closedir(dir) }
+    var count = 0
+    while readdir(dir) != nil { count += 1 }
+    return count
+}
+
+/// Blocks the calling thread for `seconds`.
+func blockThread(seconds: Double) {
+    var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
+    var remaining = timespec()
+    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+}
