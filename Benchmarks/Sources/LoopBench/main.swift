@@ -36,7 +36,8 @@ func parseOptions() -> Options {
         case "--only":
             options.only = arguments.next()
         default:
-            fputs("usage: loop-bench [--target-seconds S] [--repetitions R] [--only NAME]\n", stderr)
+            let usage = "usage: loop-bench [--target-seconds S] [--repetitions R] [--only NAME]\n"
+            _ = usage.withCString { write(2, $0, strlen($0)) }
             exit(2)
         }
     }
@@ -164,8 +165,8 @@ let benchmarks: [(name: String, opsPerUnit: Int, run: (Int) throws -> Double)] =
 
 for benchmark in benchmarks where options.only == nil || options.only == benchmark.name {
     let nanoseconds = try measure(opsPerUnit: benchmark.opsPerUnit, options: options, benchmark.run)
-    print(benchmark.name, String(format: "%.1f", nanoseconds))
-    fflush(stdout)
+    print(benchmark.name, (nanoseconds * 10).rounded() / 10)
+    fflush(nil)  // one line at a time when piped
 }
 
 try loop.close()

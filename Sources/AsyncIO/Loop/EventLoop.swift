@@ -601,6 +601,9 @@ public final class EventLoop: @unchecked Sendable {
     /// How many timers are in the heap, cancelled ones included (for tests and diagnostics).
     var scheduledTimerCount: Int { timers.count }
 
+    /// How many timers are scheduled and not cancelled.
+    var liveTimerCount: Int { timers.count - cancelledTimers }
+
     // MARK: - Exception handling
 
     /// Replaces the exception handler; `nil` restores the default, which logs the context

@@ -1,0 +1,325 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — LoopTask and the helpers: sleep, gather, waitFor, shield, wait, asCompleted.
+//===----------------------------------------------------------------------===//
+
+import Testing
+
+@testable import AsyncIO
+
+@Suite(.timeLimit(.minutes(1)))
+struct LoopTaskTests {
+    // Every step of a task, before and after awaits, runs on the loop thread.
+    @Test func taskStepsRunOnTheLoopThread() throws {
+        try withLoop { loop in
+            let onLoop = try loop.runUntilComplete { () async throws -> [Bool] in
+                var seen = [loop.inLoopThread]
+                try await sleep(for: .milliseconds(1))
+                seen.append(loop.inLoopThread)
+                _ = try await loop.runInExecutor { 1 }.value
+                seen.append(loop.inLoopThread)
+                await Task.yield()
+                seen.append(loop.inLoopThread)
+                return seen
+            }
+            #expect(onLoop == [true, true, true, true])
+        }
+    }
+
+    // A task's body does not start inside createTask; it starts on a later pass.
+    @Test func createTaskDoesNotRunTheBodyInline() throws {
+        try withLoop { loop in
+            let started = Box(false)
+            let task = loop.createTask { started.value = true }
+            #expect(!started.value)
+            try loop.runUntilComplete(task)
+            #expect(started.value)
+        }
+    }
+
+    // Cancelling a task delivers CancellationError to its awaiter and marks it cancelled.
+    @Test func cancellingATaskDeliversCancellationErrorToItsAwaiter() throws {
+        try withLoop { loop in
+            let reachedEnd = Box(false)
+            let sleeper = loop.createTask {
+                try await sleep(for: .seconds(30))
+                reachedEnd.value = true
+            }
+            let outcome = try loop.runUntilComplete { () async -> String in
+                loop.callLater(after: .milliseconds(10)) { sleeper.cancel() }
+                do {
+                    try await sleeper.value
+                    return "value"
+                } catch is CancellationError {
+                    return "cancelled"
+                } catch {
+                    return "other: \(error)"
+                }
+            }
+            #expect(outcome == "cancelled")
+            #expect(sleeper.isCancelled)
+            #expect(!reachedEnd.value)
+            #expect(loop.liveTimerCount == 0)   // the sleep's timer was cancelled
+        }
+    }
+
+    // A task cancelled before its first step never runs its body.
+    @Test func taskCancelledBeforeStartNeverRuns() throws {
+        try withLoop { loop in
+            let ran = Box(false)
+            let task = loop.createTask { ran.value = true }
+            #expect(task.cancel())
+            #expect(task.isCancelling)
+            #expect(throws: CancellationError.self) { try loop.runUntilComplete(task) }
+            #expect(!ran.value)
+            #expect(!task.cancel())
+        }
+    }
+
+    // The loop keeps running tasks alive and lists them in allTasks until they finish.
+    @Test func loopKeepsTasksAliveAndListsThem() throws {
+        try withLoop { loop in
+            let finished = Box(0)
+            for i in 0..<5 {
+                loop.createTask(name: "worker-\(i)") {
+                    try await sleep(for: .milliseconds(5))
+                    finished.value += 1
+                }
+            }   // no references kept
+            #expect(loop.allTasks.count == 5)
+            #expect(Set(loop.allTasks.map(\.name)) == Set((0..<5).map { "worker-\($0)" }))
+            try loop.runUntilComplete { try await sleep(for: .milliseconds(50)) }
+            #expect(finished.value == 5)
+            #expect(loop.allTasks.isEmpty)
+        }
+    }
+
+    // LoopTask.current names the running task; default names are Task-N.
+    @Test func currentTaskIsTheRunningTask() throws {
+        try withLoop { loop in
+            let names = try loop.runUntilComplete { () async throws -> [String] in
+                let inner = loop.createTask { LoopTask<Int>.current?.name ?? "none" }
+                let named = loop.createTask(name: "custom") { LoopTask<Int>.current?.name ?? "none" }
+                return [try await inner.value, try await named.value]
+            }
+            #expect(names[0].hasPrefix("Task-"))
+            #expect(names[1] == "custom")
+            #expect(LoopTask<Int>.current == nil)
+        }
+    }
+
+    // An error thrown by a task body reaches its awaiter unchanged.
+    @Test func taskErrorReachesAwaiter() throws {
+        try withLoop { loop in
+            let task = loop.createTask { () async throws -> Int in throw TestError(id: 3) }
+            #expect(throws: TestError(id: 3)) { try loop.runUntilComplete(task) }
+            #expect(task.error as? TestError == TestError(id: 3))
+        }
+    }
+
+    // gather returns results in the order given, not the order of completion.
+    @Test func gatherReturnsResultsInOrder() throws {
+        try withLoop { loop in
+            let result = try loop.runUntilComplete { () async throws -> [Int] in
+                let tasks = [30, 10, 20].map { ms in
+                    loop.createTask { try await sleep(for: .milliseconds(ms)); return ms }
+                }
+                return try await gather(tasks)
+            }
+            #expect(result == [30, 10, 20])
+        }
+    }
+
+    // gather throws the first error in time; gatherResults collects every outcome.
+    @Test func gatherPropagatesFirstErrorAndGatherResultsCollects() throws {
+        try withLoop { loop in
+            let (first, results) = try loop.runUntilComplete { () async throws -> (String, [String]) in
+                func make() -> [LoopTask<Int>] {
+                    [
+                        loop.createTask { try await sleep(for: .milliseconds(30)); throw TestError(id: 30) },
+                        loop.createTask { try await sleep(for: .milliseconds(10)); throw TestError(id: 10) },
+                        loop.createTask { 5 },
+                    ]
+                }
+                var first = ""
+                do { _ = try await gather(make()) } catch { first = "\(error)" }
+                let results = await gatherResults(make()).map { result -> String in
+                    switch result {
+                    case .success(let value): return "ok \(value)"
+                    case .failure(let error): return "\(error)"
+                    }
+                }
+                try await sleep(for: .milliseconds(40))   // let the first batch finish
+                return (first, results)
+            }
+            #expect(first == "\(TestError(id: 10))")
+            #expect(results == ["\(TestError(id: 30))", "\(TestError(id: 10))", "ok 5"])
+        }
+    }
+
+    // gather over futures of different types returns a typed tuple.
+    @Test func gatherOfDifferentTypes() throws {
+        try withLoop { loop in
+            let (number, text) = try loop.runUntilComplete { () async throws -> (Int, String) in
+                let a = loop.createTask { 1 }
+                let b = loop.createTask { "two" }
+                return try await gather(a, b)
+            }
+            #expect(number == 1 && text == "two")
+        }
+    }
+
+    // waitFor times out, cancels the inner task and waits for it to finish.
+    @Test func waitForTimesOutAndCancelsTheInnerTask() throws {
+        try withLoop { loop in
+            let sawCancellation = Box(false)
+            let inner = loop.createTask { () async throws -> Int in
+                do {
+                    try await sleep(for: .seconds(30))
+                } catch {
+                    sawCancellation.value = true
+                    throw error
+                }
+                return 1
+            }
+            let outcome = try loop.runUntilComplete { () async -> String in
+                do {
+                    _ = try await waitFor(inner, timeout: .milliseconds(20))
+                    return "value"
+                } catch is TimeoutError {
+                    return "timeout, inner done: \(inner.isDone)"
+                } catch {
+                    return "other: \(error)"
+                }
+            }
+            #expect(outcome == "timeout, inner done: true")
+            #expect(inner.isCancelled)
+            #expect(sawCancellation.value)
+        }
+    }
+
+    // waitFor returns the value when the work finishes in time.
+    @Test func waitForReturnsValueInTime() throws {
+        try withLoop { loop in
+            let value = try loop.runUntilComplete {
+                try await waitFor(timeout: .seconds(10)) {
+                    try await sleep(for: .milliseconds(5))
+                    return 11
+                }
+            }
+            #expect(value == 11)
+        }
+    }
+
+    // shield: cancelling the awaiter leaves the shielded task running to completion.
+    @Test func shieldProtectsInnerTaskFromCancellation() throws {
+        try withLoop { loop in
+            let inner = loop.createTask { () async throws -> Int in
+                try await sleep(for: .milliseconds(30))
+                return 8
+            }
+            let awaiter = loop.createTask { () async throws -> Int in
+                try await shield(inner).value
+            }
+            loop.callLater(after: .milliseconds(5)) { awaiter.cancel() }
+            #expect(throws: CancellationError.self) { try loop.runUntilComplete(awaiter) }
+            let value = try loop.runUntilComplete(inner)
+            #expect(value == 8)
+        }
+    }
+
+    // wait splits futures into done and pending per returnWhen, without cancelling any.
+    @Test func waitReturnsWhenAsked() throws {
+        try withLoop { loop in
+            let (firstDone, firstPending, errDone, allDone) = try loop.runUntilComplete {
+                () async throws -> (Int, Int, Int, Int) in
+                let tasks = [5, 40, 80].map { ms in
+                    loop.createTask { () async throws -> Int in
+                        try await sleep(for: .milliseconds(ms))
+                        if ms == 40 { throw TestError(id: 40) }
+                        return ms
+                    }
+                }
+                let (done1, pending1) = try await wait(tasks, returnWhen: .firstCompleted)
+                let (done2, _) = try await wait(tasks, returnWhen: .firstException)
+                let (done3, _) = try await wait(tasks, timeout: .seconds(10))
+                return (done1.count, pending1.count, done2.count, done3.count)
+            }
+            #expect(firstDone == 1 && firstPending == 2)
+            #expect(errDone == 2)
+            #expect(allDone == 3)
+        }
+    }
+
+    // wait with a timeout returns the pending futures still running.
+    @Test func waitTimeoutLeavesFuturesRunning() throws {
+        try withLoop { loop in
+            let slow = loop.createTask { () async throws -> Int in
+                try await sleep(for: .milliseconds(100))
+                return 1
+            }
+            let pendingCount = try loop.runUntilComplete { () async throws -> Int in
+                let (_, pending) = try await wait([slow], timeout: .milliseconds(5))
+                return pending.count
+            }
+            #expect(pendingCount == 1)
+            #expect(!slow.isCancelled)
+            #expect(try loop.runUntilComplete(slow) == 1)
+        }
+    }
+
+    // asCompleted yields futures in completion order and throws TimeoutError at its deadline.
+    @Test func asCompletedYieldsInCompletionOrder() throws {
+        try withLoop { loop in
+            let (order, timedOut) = try loop.runUntilComplete { () async throws -> ([Int], Bool) in
+                let tasks = [30, 10, 20].map { ms in
+                    loop.createTask { try await sleep(for: .milliseconds(ms)); return ms }
+                }
+                var order: [Int] = []
+                for try await future in asCompleted(tasks) {
+                    order.append(try future.result())
+                }
+                let slow = loop.createTask { try await sleep(for: .seconds(30)); return 0 }
+                var timedOut = false
+                do {
+                    for try await _ in asCompleted([slow], timeout: .milliseconds(10)) {}
+                } catch is TimeoutError {
+                    timedOut = true
+                }
+                slow.cancel()
+                return (order, timedOut)
+            }
+            #expect(order == [10, 20, 30])
+            #expect(timedOut)
+        }
+    }
+
+    // sleep(for:) off a loop says so instead of hanging.
+    @Test func sleepWithoutALoopThrows() async {
+        await #expect(throws: EventLoopError(.noRunningLoop, "")) {
+            try await sleep(for: .milliseconds(1))
+        }
+    }
+
+    // runUntilComplete reports a loop stopped before the future was done.
+    @Test func runUntilCompleteReportsEarlyStop() throws {
+        try withLoop { loop in
+            let future = Future<Int>(loop: loop)
+            loop.callSoon { loop.stop() }
+            #expect(throws: EventLoopError(.stoppedBeforeCompletion, "")) { try loop.runUntilComplete(future) }
+        }
+    }
+
+    // EventLoop.run runs the body, cancels leftover tasks and closes the loop.
+    @Test func runCancelsLeftoverTasksAndCloses() throws {
+        let leftover = Box<LoopTask<Void>?>(nil)
+        let loopBox = Box<EventLoop?>(nil)
+        let value = try EventLoop.run { loop in
+            loopBox.value = loop
+            leftover.value = loop.createTask { try await sleep(for: .seconds(30)) }
+            return 3
+        }
+        #expect(value == 3)
+        #expect(leftover.value?.isCancelled == true)
+        #expect(loopBox.value?.isClosed == true)
+    }
+}
