@@ -263,7 +263,7 @@ struct EventLoopTests {
 
     // close() releases every fd the loop opened: epoll, eventfd and the signal pipe.
     @Test func closeReleasesEveryFD() async {
-        await #expect(processExitsWith: .success) {
+        let r = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             // Warm up once: the first use of the runtime, the logger and the test harness
             // may open fds of their own.
             if let warmUp = try? EventLoop() { try? warmUp.close() }
@@ -278,8 +278,10 @@ struct EventLoopTests {
             } catch {
                 exit(2)
             }
+            if openFDCount() != before { system("ls -l /proc/\(getpid())/fd >&2") }
             exit(openFDCount() == before ? 0 : Int32(10 + openFDCount() - before))
         }
+        if let r { print(String(decoding: r.standardErrorContent, as: UTF8.self)) }
     }
 
     // A signal handler runs on the loop thread when the process receives SIGUSR1.

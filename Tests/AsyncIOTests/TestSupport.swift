@@ -2,6 +2,8 @@
 // swift-asyncio — helpers shared by the tests.
 //===----------------------------------------------------------------------===//
 
+import Synchronization
+
 @testable import AsyncIO
 
 #if canImport(Glibc)
@@ -41,4 +43,29 @@ func blockThread(seconds: Double) {
     var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
     var remaining = timespec()
     while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+}
+
+/// The calling thread's name, as the kernel reports it.
+func currentThreadName() -> String {
+    let fd = open("/proc/thread-self/comm", O_RDONLY)
+    guard fd >= 0 else { return "" }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 64)
+    let n = read(fd, &buffer, buffer.count)
+    guard n > 0 else { return "" }
+    return String(decoding: buffer[0..<n], as: UTF8.self).trimmingSuffixNewline()
+}
+
+extension String {
+    func trimmingSuffixNewline() -> String {
+        hasSuffix("\n") ? String(dropLast()) : self
+    }
+}
+
+/// A thread-safe counter that closures can capture (an `Atomic` is not copyable).
+final class Counter: Sendable {
+    private let storage = Atomic<Int>(0)
+    init() {}
+    func increment() { storage.add(1, ordering: .sequentiallyConsistent) }
+    var value: Int { storage.load(ordering: .sequentiallyConsistent) }
 }

@@ -130,9 +130,8 @@ extension EventLoop {
     ///   ``EventLoopError`` if the loop cannot run or was stopped before the future completed.
     public func runUntilComplete<T>(_ future: Future<T>) throws -> T {
         precondition(future.loop === self, "runUntilComplete: the future belongs to another loop")
-        if !future.isDone {
-            future._whenDone { [unowned self] in self.stop() }
-        }
+        // As asyncio: even for a done future the loop runs one pass.
+        future._whenDone { [unowned self] in self.stop() }
         try runForever()
         guard future.isDone else {
             throw EventLoopError(.stoppedBeforeCompletion, "the event loop stopped before the future completed")

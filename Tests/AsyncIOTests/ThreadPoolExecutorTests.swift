@@ -1,0 +1,153 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — ThreadPoolExecutor and runInExecutor.
+//===----------------------------------------------------------------------===//
+
+import Synchronization
+import Testing
+
+@testable import AsyncIO
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.timeLimit(.minutes(1)))
+struct ThreadPoolExecutorTests {
+    // A blocking job in runInExecutor does not stop a loop timer from firing while it runs.
+    @Test func blockingJobDoesNotStopLoopTimers() throws {
+        try withLoop { loop in
+            let events = Box<[String]>([])
+            let release = Atomic<Bool>(false)
+            let jobRunning = Atomic<Bool>(false)
+            let job = loop.runInExecutor { () -> String in
+                jobRunning.store(true, ordering: .sequentiallyConsistent)
+                // Block until the loop says its timer fired (bounded: 20 s).
+                var waited = 0
+                while !release.load(ordering: .sequentiallyConsistent) && waited < 20_000 {
+                    blockThread(seconds: 0.001)
+                    waited += 1
+                }
+                return "job done"
+            }
+            // The timer fires while the job still blocks its thread.
+            loop.callLater(after: .milliseconds(10)) {
+                events.value.append("timer, job running: \(jobRunning.load(ordering: .sequentiallyConsistent))")
+                release.store(true, ordering: .sequentiallyConsistent)
+            }
+            job.addDoneCallback { f in events.value.append((try? f.result()) ?? "failed") }
+            _ = try loop.runUntilComplete(job)
+            loop.callSoon { loop.stop() }
+            try loop.runForever()
+            #expect(events.value.first?.hasPrefix("timer") == true)
+            #expect(events.value.last == "job done")
+            #expect(events.value.count == 2)
+        }
+    }
+
+    // Errors thrown by the job arrive through the future.
+    @Test func jobErrorReachesTheFuture() throws {
+        try withLoop { loop in
+            let future = loop.runInExecutor { () throws -> Int in throw TestError(id: 12) }
+            #expect(throws: TestError(id: 12)) { try loop.runUntilComplete(future) }
+        }
+    }
+
+    // Results are resolved on the loop thread, whatever thread ran the job.
+    @Test func futureResolvesOnTheLoopThread() throws {
+        try withLoop { loop in
+            let future = loop.runInExecutor { 1 }
+            let onLoop = Box(false)
+            future.addDoneCallback { _ in onLoop.value = loop.inLoopThread }
+            _ = try loop.runUntilComplete(future)
+            loop.callSoon { loop.stop() }
+            try loop.runForever()
+            #expect(onLoop.value)
+        }
+    }
+
+    // Cancelling the future of a job that has not started removes the job: it never runs.
+    @Test func cancellingAQueuedJobRemovesIt() throws {
+        try withLoop { loop in
+            let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "one")
+            defer { pool.shutdown() }
+            let gate = Atomic<Bool>(false)
+            let secondRan = Atomic<Bool>(false)
+            let first = loop.runInExecutor(pool) {
+                while !gate.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+            }
+            let second = loop.runInExecutor(pool) { secondRan.store(true, ordering: .sequentiallyConsistent) }
+            #expect(second.cancel())
+            gate.store(true, ordering: .sequentiallyConsistent)
+            try loop.runUntilComplete(first)
+            pool.shutdown(wait: true)
+            #expect(second.isCancelled)
+            let ran = secondRan.load(ordering: .sequentiallyConsistent)
+            #expect(!ran)
+        }
+    }
+
+    // Threads start lazily up to maxWorkers and carry the prefix in their names.
+    @Test func threadsAreNamedAndBounded() throws {
+        try withLoop { loop in
+            let pool = ThreadPoolExecutor(maxWorkers: 3, threadNamePrefix: "blk")
+            defer { pool.shutdown() }
+            #expect(pool.threadCount == 0)
+            let futures = (0..<12).map { _ in
+                loop.runInExecutor(pool) { () -> String in
+                    blockThread(seconds: 0.01)
+                    return currentThreadName()
+                }
+            }
+            let names = try loop.runUntilComplete { try await gather(futures) }
+            #expect(pool.threadCount <= 3)
+            #expect(Set(names).isSubset(of: ["blk-0", "blk-1", "blk-2"]))
+        }
+    }
+
+    // The default executor has min(32, cores + 4) workers, as asyncio's.
+    @Test func defaultExecutorSizedLikeAsyncio() throws {
+        try withLoop { loop in
+            #expect(loop.defaultExecutor.maxWorkers == min(32, availableCores() + 4))
+        }
+    }
+
+    // After shutdownDefaultExecutor, runInExecutor(nil) fails with executorShutdown.
+    @Test func shutdownDefaultExecutorRefusesNewWork() throws {
+        try withLoop { loop in
+            let code = try loop.runUntilComplete { () async throws -> EventLoopError.Code? in
+                _ = try await loop.runInExecutor { 1 }.value
+                await loop.shutdownDefaultExecutor()
+                do {
+                    _ = try await loop.runInExecutor { 2 }.value
+                    return nil
+                } catch let error as EventLoopError {
+                    return error.code
+                }
+            }
+            #expect(code == .executorShutdown)
+        }
+    }
+
+    // shutdown(cancelPendingJobs:) cancels the futures of jobs that had not started.
+    @Test func shutdownCancelsPendingJobsFutures() throws {
+        try withLoop { loop in
+            let pool = ThreadPoolExecutor(maxWorkers: 1)
+            let gate = Atomic<Bool>(false)
+            let running = Atomic<Bool>(false)
+            let first = loop.runInExecutor(pool) {
+                running.store(true, ordering: .sequentiallyConsistent)
+                while !gate.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+                return 1
+            }
+            let queued = loop.runInExecutor(pool) { 2 }
+            while !running.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+            pool.shutdown(wait: false, cancelPendingJobs: true)
+            gate.store(true, ordering: .sequentiallyConsistent)
+            let firstValue = try loop.runUntilComplete(first)
+            #expect(firstValue == 1)
+            #expect(throws: CancellationError.self) { try loop.runUntilComplete(queued) }
+            #expect(throws: EventLoopError(.executorShutdown, "")) { try pool.submit {} }
+            pool.shutdown(wait: true)
+        }
+    }
+}
