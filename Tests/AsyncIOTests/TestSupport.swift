@@ -29,13 +29,21 @@ func withLoop<T>(_ body: (EventLoop) throws -> T) throws -> T {
     return try body(loop)
 }
 
-/// How many fds this process has open.
-func openFDCount() -> Int {
-    guard let dir = opendir("/proc/self/fd") else { return -1 }
+/// What each open fd of this process points to (readlink of /proc/self/fd/N), counted.
+func openFDTargets() -> [String: Int] {
+    var targets: [String: Int] = [:]
+    guard let dir = opendir("/proc/self/fd") else { return targets }
     defer { closedir(dir) }
-    var count = 0
-    while readdir(dir) != nil { count += 1 }
-    return count
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if name == "." || name == ".." { continue }
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let n = readlink("/proc/self/fd/" + name, &buffer, buffer.count)
+        if n > 0 { targets[String(decoding: buffer[0..<n], as: UTF8.self), default: 0] += 1 }
+    }
+    return targets
 }
 
 /// Blocks the calling thread for `seconds`.
