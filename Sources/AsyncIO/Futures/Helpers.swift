@@ -13,7 +13,7 @@ extension EventLoop {
     /// - Throws: `CancellationError` if the task is cancelled meanwhile (the timer is cancelled).
     public func sleep(for duration: Duration) async throws {
         if !inLoopThread {
-            let hop = Task(executorPreference: self) { try await self.sleep(for: duration) }
+            let hop = Task(executorPreference: taskExecutor) { try await self.sleep(for: duration) }
             try await withTaskCancellationHandler { try await hop.value } onCancel: { hop.cancel() }
             return
         }

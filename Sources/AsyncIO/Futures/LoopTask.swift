@@ -110,7 +110,7 @@ extension EventLoop {
         taskCounter += 1
         let task = LoopTask<T>(loop: self, number: taskCounter, name: name)
         liveTasks[ObjectIdentifier(task)] = task
-        task.swiftTask = Task(executorPreference: self) {
+        task.swiftTask = Task(executorPreference: taskExecutor) {
             await task.run(body)
         }
         return task

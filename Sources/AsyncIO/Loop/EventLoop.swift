@@ -16,10 +16,22 @@ import Glibc
 enum ReadyItem: @unchecked Sendable {
     /// A user callback that may have been cancelled.
     case handle(Handle)
-    /// A Swift concurrency job (a task step) for which the loop is the executor.
+    /// A Swift concurrency job isolated to the loop as a serial executor (an actor whose
+    /// executor is the loop).
     case job(UnownedJob)
+    /// A step of a task that prefers the loop as its task executor.
+    case taskJob(UnownedJob)
     /// An internal callback with no handle (future callbacks, wake-ups of awaiters).
     case closure(() -> Void)
+}
+
+extension ReadyItem {
+    var isJob: Bool {
+        switch self {
+        case .job, .taskJob: true
+        case .handle, .closure: false
+        }
+    }
 }
 
 /// What ``EventLoop/callExceptionHandler(_:)`` reports: an error that escaped a callback, or
@@ -91,6 +103,11 @@ public final class EventLoop: @unchecked Sendable {
     private let closedFlag = Atomic<Bool>(false)
     /// The logger for loop diagnostics and the default exception handler.
     public let logger: Logger
+    /// The loop as a task executor for `Task(executorPreference:)` and
+    /// `withTaskExecutorPreference`: steps of such tasks run on the loop's thread. Prefer it to
+    /// passing the loop itself, which works too but runs each step isolated to the loop as a
+    /// serial executor and costs extra passes (see ``LoopTaskExecutor``).
+    public let taskExecutor = LoopTaskExecutor()
 
     private struct RemoteQueue: ~Copyable {
         var items: [ReadyItem] = []
@@ -145,6 +162,7 @@ public final class EventLoop: @unchecked Sendable {
         } else {
             self.debug = false
         }
+        taskExecutor.loop = self
     }
 
     deinit {
@@ -557,6 +575,8 @@ public final class EventLoop: @unchecked Sendable {
     @inline(__always)
     private func run(_ item: ReadyItem) {
         switch item {
+        case .taskJob(let job):
+            job.runSynchronously(on: taskExecutor.asUnownedTaskExecutor())
         case .job(let job):
             job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
         case .closure(let body):
@@ -583,7 +603,7 @@ public final class EventLoop: @unchecked Sendable {
         if elapsed >= threshold {
             let what: String
             switch item {
-            case .job: what = "a task step"
+            case .job, .taskJob: what = "a task step"
             case .closure: what = "an internal callback"
             case .handle(let handle): what = "callback \(ObjectIdentifier(handle))"
             }
@@ -661,10 +681,10 @@ public final class EventLoop: @unchecked Sendable {
         selector.close()
         var pendingJobs = 0
         for item in ready {
-            if case .job = item { pendingJobs += 1 }
+            if item.isJob { pendingJobs += 1 }
         }
-        for item in dropped {
-            if case .job = item { pendingJobs += 1 }
+        for item in dropped where item.isJob {
+            pendingJobs += 1
         }
         if pendingJobs > 0 {
             logger.warning(
