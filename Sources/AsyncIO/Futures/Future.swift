@@ -59,10 +59,11 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
 
     /// The loop the future belongs to.
     public let loop: EventLoop
-    final var state: State = .pending
+    // Loop-confined, never accessed overlappingly: no runtime exclusivity checks.
+    @exclusivity(unchecked) final var state: State = .pending
     // The first waiter is kept inline: most futures have exactly one.
-    final var firstWaiter: Waiter?
-    final var moreWaiters: [Waiter] = []
+    @exclusivity(unchecked) final var firstWaiter: Waiter?
+    @exclusivity(unchecked) final var moreWaiters: [Waiter] = []
     private final var nextCallbackID = 0
     private final var errorRetrieved = false
 

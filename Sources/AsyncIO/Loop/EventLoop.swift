@@ -116,12 +116,14 @@ public final class EventLoop: @unchecked Sendable {
 
     // MARK: - On the loop only
 
-    var ready = Deque<ReadyItem>()
-    private var remoteSpare: [ReadyItem] = []
-    private var timers = Heap<TimerEntry>()
+    // Loop-confined and never accessed overlappingly: skip the runtime's exclusivity checks,
+    // which cost ~15% of a task switch (measured with callgrind).
+    @exclusivity(unchecked) var ready = Deque<ReadyItem>()
+    @exclusivity(unchecked) private var remoteSpare: [ReadyItem] = []
+    @exclusivity(unchecked) private var timers = Heap<TimerEntry>()
     private var cancelledTimers = 0
     private var timerSequence: UInt64 = 0
-    private var registrations: [Registration] = []
+    @exclusivity(unchecked) private var registrations: [Registration] = []
     private var registrationCount = 0
     private var nextGeneration: UInt32 = 1
     private var ticksWithoutPoll = 0

@@ -14,13 +14,13 @@
 ///   loop is not running). Use `loop.callSoonThreadSafe { handle.cancel() }` elsewhere.
 public final class Handle: @unchecked Sendable {
     /// The callback; released once it has run or been cancelled.
-    var callback: (() throws -> Void)?
+    @exclusivity(unchecked) var callback: (() throws -> Void)?
     /// Monotonic deadline in nanoseconds for timers, 0 for everything else.
     let deadline: UInt64
     /// The loop it is scheduled on.
     let loop: EventLoop
     /// Whether the handle was cancelled.
-    var cancelled = false
+    @exclusivity(unchecked) var cancelled = false
     /// Whether a timer is still in the loop's heap (for the cancelled-timer count).
     var inTimerHeap = false
     /// Whether the callback is kept after running (reader, writer and signal callbacks run
