@@ -41,6 +41,7 @@ public protocol AnyFuture: AnyObject, Sendable {
 ///   (or while the loop is not running). ``value`` may be awaited from any task; off the loop
 ///   it hops to the loop to register.
 public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
+    @usableFromInline
     enum State {
         case pending
         case success(Value)
@@ -48,6 +49,7 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
         case cancelled
     }
 
+    @usableFromInline
     enum Waiter {
         /// A user callback, scheduled with callSoon.
         case callback(DoneCallbackID, (Future<Value>) -> Void)
@@ -60,12 +62,12 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
     /// The loop the future belongs to.
     public let loop: EventLoop
     // Loop-confined, never accessed overlappingly: no runtime exclusivity checks.
-    @exclusivity(unchecked) final var state: State = .pending
+    @usableFromInline @exclusivity(unchecked) final var state: State = .pending
     // The first waiter is kept inline: most futures have exactly one.
-    @exclusivity(unchecked) final var firstWaiter: Waiter?
-    @exclusivity(unchecked) final var moreWaiters: [Waiter] = []
+    @usableFromInline @exclusivity(unchecked) final var firstWaiter: Waiter?
+    @usableFromInline @exclusivity(unchecked) final var moreWaiters: [Waiter] = []
     private final var nextCallbackID = 0
-    private final var errorRetrieved = false
+    @usableFromInline final var errorRetrieved = false
 
     /// Creates a pending future on `loop`.
     public init(loop: EventLoop) {
@@ -83,6 +85,7 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
     // MARK: - Inspecting
 
     /// Whether the future has a result, an error, or was cancelled.
+    @inlinable
     public final var isDone: Bool {
         if case .pending = state { return false }
         return true
@@ -110,6 +113,7 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
     ///
     /// - Throws: the future's error; `CancellationError` if it was cancelled;
     ///   ``InvalidStateError`` if it is still pending.
+    @inlinable
     public final func result() throws -> Value {
         switch state {
         case .success(let value): return value
@@ -126,6 +130,7 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
     /// Sets the result and schedules the done callbacks.
     /// - Throws: ``InvalidStateError`` if the future is already done.
     /// - Important: Loop-bound.
+    @inlinable
     public final func setResult(_ value: Value) throws(InvalidStateError) {
         loop.assertInLoop()
         guard case .pending = state else { throw InvalidStateError("setResult on a future that is already done") }
@@ -158,6 +163,7 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
 
     /// Completes a pending future (internal; no state check beyond pending).
 
+    @inlinable
     final func complete(_ newState: State) {
         guard case .pending = state else { return }
         state = newState
@@ -180,8 +186,8 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
         }
     }
 
-    @inline(__always)
-    private final func fire(_ waiter: Waiter) {
+    @inlinable
+    final func fire(_ waiter: Waiter) {
         switch waiter {
         case .continuation(let continuation):
             resume(continuation)
@@ -192,8 +198,8 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
         }
     }
 
-    @inline(__always)
-    private final func resume(_ continuation: UnsafeContinuation<Value, any Error>) {
+    @inlinable
+    final func resume(_ continuation: UnsafeContinuation<Value, any Error>) {
         switch state {
         case .success(let value): continuation.resume(returning: value)
         case .failure(let error):
@@ -204,8 +210,8 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
         }
     }
 
-    @inline(__always)
-    private final func addWaiter(_ waiter: Waiter) {
+    @inlinable
+    final func addWaiter(_ waiter: Waiter) {
         if firstWaiter == nil {
             firstWaiter = waiter
         } else {
@@ -270,6 +276,7 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
     ///
     /// - Throws: the future's error, or `CancellationError` if it was cancelled or the awaiting
     ///   task was cancelled (which cancels the future too, as in asyncio).
+    @inlinable
     public final var value: Value {
         get async throws {
             if loop.inLoopThread {
@@ -297,7 +304,8 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
         }
     }
 
-    private final func addContinuation(_ continuation: UnsafeContinuation<Value, any Error>) {
+    @inlinable
+    final func addContinuation(_ continuation: UnsafeContinuation<Value, any Error>) {
         if isDone {
             resume(continuation)
         } else {

@@ -9,8 +9,15 @@ public protocol AnyLoopTask: AnyFuture {
 }
 
 /// Task-local storage for ``LoopTask/current``.
+@usableFromInline
 enum LoopTaskLocals {
     @TaskLocal static var current: (any AnyLoopTask)?
+
+    /// Runs `body` with `task` as ``LoopTask/current``.
+    @usableFromInline
+    static func withCurrent(_ task: any AnyLoopTask, _ body: () async throws -> Void) async throws {
+        try await $current.withValue(task, operation: body)
+    }
 }
 
 /// asyncio's `Task`: an async body running on an ``EventLoop`` (every step of it, and every
@@ -35,9 +42,10 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     private let number: Int
     private let customName: String?
     /// The Swift task running the body.
-    var swiftTask: Task<Void, Never>?
+    @usableFromInline var swiftTask: Task<Void, Never>?
     private var cancelRequested = false
 
+    @usableFromInline
     init(loop: EventLoop, number: Int, name: String?) {
         self.number = number
         self.customName = name
@@ -66,6 +74,7 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     public static var current: (any AnyLoopTask)? { LoopTaskLocals.current }
 
     /// Runs the body (on the loop) and completes the future with its outcome.
+    @inlinable
     func run(_ body: () async throws -> Value) async {
         // asyncio: a task cancelled before its first step never runs its body.
         if Task.isCancelled {
@@ -73,10 +82,10 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
             return
         }
         do {
-            let value = try await LoopTaskLocals.$current.withValue(self) {
-                try await body()
+            try await LoopTaskLocals.withCurrent(self) {
+                let value = try await body()
+                finish(.success(value))
             }
-            finish(.success(value))
         } catch is CancellationError {
             finish(.cancelled)
         } catch {
@@ -84,7 +93,8 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
         }
     }
 
-    private func finish(_ state: State) {
+    @usableFromInline
+    func finish(_ state: State) {
         loop.liveTasks.removeValue(forKey: ObjectIdentifier(self))
         complete(state)
     }
@@ -100,7 +110,7 @@ extension EventLoop {
     /// - Returns: The task; await its ``Future/value`` for the result.
     /// - Important: Loop-bound; traps on a closed loop. From another thread use
     ///   `loop.callSoonThreadSafe { loop.createTask { … } }`.
-    @discardableResult
+    @inlinable @discardableResult
     public func createTask<T: Sendable>(
         name: String? = nil,
         _ body: sending @escaping () async throws -> T

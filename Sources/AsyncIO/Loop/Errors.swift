@@ -67,7 +67,7 @@ public struct EventLoopError: Error, Hashable, CustomStringConvertible {
     public static func == (lhs: EventLoopError, rhs: EventLoopError) -> Bool { lhs.code == rhs.code }
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 
-    static let closedError = EventLoopError(.closed, "the event loop is closed")
+    @usableFromInline static let closedError = EventLoopError(.closed, "the event loop is closed")
 }
 
 /// A failed system call: the errno it set and the call's name.

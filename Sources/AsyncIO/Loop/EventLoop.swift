@@ -130,8 +130,8 @@ public final class EventLoop: @unchecked Sendable {
     private var stopping = false
     private var exceptionHandler: ((EventLoop, ExceptionContext) -> Void)?
     /// Tasks created by ``createTask(name:_:)`` that have not finished (kept alive here).
-    var liveTasks: [ObjectIdentifier: any AnyLoopTask] = [:]
-    var taskCounter = 0
+    @usableFromInline var liveTasks: [ObjectIdentifier: any AnyLoopTask] = [:]
+    @usableFromInline var taskCounter = 0
     var signals: SignalState?
     var defaultExecutorStorage: ThreadPoolExecutor?
     var defaultExecutorShutDown = false
@@ -189,7 +189,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// Traps if a loop-bound call comes from a foreign thread, in debug builds or debug mode.
-    @inline(__always)
+    @inlinable
     func assertInLoop(_ function: StaticString = #function) {
         if _isDebugAssertConfiguration() || debug {
             preconditionInLoop(function)
@@ -197,6 +197,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// Traps if a loop-bound call comes from a foreign thread, in every build.
+    @usableFromInline
     func preconditionInLoop(_ function: StaticString = #function) {
         precondition(
             mayTouchLoopState,
@@ -289,7 +290,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Runs `body` on the loop: now if called on the loop's thread, else on its next pass.
     /// Returns false (and drops `body`) if the loop is closed. Thread-safe.
-    @discardableResult
+    @usableFromInline @discardableResult
     func execute(_ body: @escaping @Sendable () -> Void) -> Bool {
         if inLoopThread {
             body()
@@ -299,7 +300,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// Appends an internal closure to the ready queue (loop-bound). Dropped if closed.
-    @inline(__always)
+    @usableFromInline
     func schedule(_ body: @escaping () -> Void) {
         ready.append(.closure(body))
     }
