@@ -235,7 +235,7 @@ public final class EventLoop: @unchecked Sendable {
     public func callSoon(_ callback: @escaping () throws -> Void) -> Handle {
         assertInLoop()
         precondition(!isClosed, "EventLoop '\(name)': callSoon on a closed loop")
-        let handle = Handle(loop: self, callback)
+        let handle = Handle(loop: nil, callback)
         ready.append(.handle(handle))
         return handle
     }
@@ -279,7 +279,7 @@ public final class EventLoop: @unchecked Sendable {
     /// - Note: Thread-safe.
     @discardableResult
     public func callSoonThreadSafe(_ callback: @escaping @Sendable () throws -> Void) throws(EventLoopError) -> Handle {
-        let handle = Handle(loop: self, callback)
+        let handle = Handle(loop: nil, callback)
         if inLoopThread {
             ready.append(.handle(handle))
         } else if !enqueueRemote(.handle(handle)) {

@@ -17,8 +17,9 @@ public final class Handle: @unchecked Sendable {
     @exclusivity(unchecked) var callback: (() throws -> Void)?
     /// Monotonic deadline in nanoseconds for timers, 0 for everything else.
     let deadline: UInt64
-    /// The loop it is scheduled on.
-    let loop: EventLoop
+    /// The loop, for timers (which must tell it when they are cancelled) and repeating
+    /// handles; `nil` for one-shot callbacks, which saves a retain/release per callSoon.
+    let loop: EventLoop?
     /// Whether the handle was cancelled.
     @exclusivity(unchecked) var cancelled = false
     /// Whether a timer is still in the loop's heap (for the cancelled-timer count).
@@ -27,7 +28,7 @@ public final class Handle: @unchecked Sendable {
     /// many times).
     let repeats: Bool
 
-    init(loop: EventLoop, deadline: UInt64 = 0, repeats: Bool = false, _ callback: @escaping () throws -> Void) {
+    init(loop: EventLoop?, deadline: UInt64 = 0, repeats: Bool = false, _ callback: @escaping () throws -> Void) {
         self.loop = loop
         self.deadline = deadline
         self.repeats = repeats
@@ -38,12 +39,12 @@ public final class Handle: @unchecked Sendable {
     ///
     /// - Note: Must be called on the loop's thread.
     public func cancel() {
-        loop.assertInLoop()
+        loop?.assertInLoop()
         if cancelled { return }
         cancelled = true
         callback = nil
         if inTimerHeap {
-            loop.timerCancelled()
+            loop?.timerCancelled()
         }
     }
 
