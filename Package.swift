@@ -17,6 +17,8 @@ let package = Package(
         .library(name: "AsyncIO", targets: ["AsyncIO"]),
         .executable(name: "task-sample", targets: ["TaskSample"]),
         .executable(name: "executor-sample", targets: ["ExecutorSample"]),
+        .executable(name: "tcp-echo-server", targets: ["TCPEchoServer"]),
+        .executable(name: "unix-echo-server", targets: ["UnixEchoServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -55,6 +57,24 @@ let package = Package(
             path: "Examples/ExecutorSample",
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "TCPEchoServer",
+            dependencies: [
+                "AsyncIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/TCPEchoServer",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "UnixEchoServer",
+            dependencies: [
+                "AsyncIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/UnixEchoServer",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "AsyncIOTests",
             dependencies: ["AsyncIO", "CAsyncIOLinux"],
@@ -62,7 +82,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ExamplesTests",
-            dependencies: ["TaskSample", "ExecutorSample"],
+            dependencies: ["TaskSample", "ExecutorSample", "TCPEchoServer", "UnixEchoServer"],
             swiftSettings: strictSettings
         ),
     ],

@@ -133,6 +133,11 @@ public final class EventLoop: @unchecked Sendable {
     @usableFromInline var liveTasks: [ObjectIdentifier: any AnyLoopTask] = [:]
     @usableFromInline var taskCounter = 0
     var signals: SignalState?
+    /// The buffer every socket transport of this loop reads into (handed to protocols as a
+    /// borrowed view), and an iovec array for writev; allocated on first use.
+    private var readBufferStorage: UnsafeMutableRawBufferPointer?
+    private var iovecStorage: UnsafeMutablePointer<iovec>?
+    static let readBufferSize = 256 * 1024
     var defaultExecutorStorage: ThreadPoolExecutor?
     var defaultExecutorShutDown = false
     /// Debug mode: slow callbacks are logged and loop-bound calls from foreign threads trap.
@@ -171,6 +176,25 @@ public final class EventLoop: @unchecked Sendable {
         if !closedFlag.load(ordering: .relaxed) {
             releaseResources()
         }
+        readBufferStorage?.deallocate()
+        iovecStorage?.deallocate()
+    }
+
+    /// The loop's shared read buffer (loop-bound; valid for the loop's lifetime).
+    var readBuffer: UnsafeMutableRawBufferPointer {
+        if let buffer = readBufferStorage { return buffer }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readBufferSize, alignment: 16)
+        readBufferStorage = buffer
+        return buffer
+    }
+
+    /// The loop's shared iovec array of 64 entries for writev (loop-bound).
+    var iovecs: UnsafeMutablePointer<iovec> {
+        if let iovecs = iovecStorage { return iovecs }
+        let iovecs = UnsafeMutablePointer<iovec>.allocate(capacity: 64)
+        iovecs.initialize(repeating: iovec(), count: 64)
+        iovecStorage = iovecs
+        return iovecs
     }
 
     // MARK: - Thread checks

@@ -48,5 +48,8 @@ static inline uint32_t casyncio_epollhup(void) { return EPOLLHUP; }
 static inline uint32_t casyncio_epollrdhup(void) { return EPOLLRDHUP; }
 static inline int casyncio_efd_nonblock_cloexec(void) { return EFD_NONBLOCK | EFD_CLOEXEC; }
 static inline int casyncio_epoll_cloexec(void) { return EPOLL_CLOEXEC; }
+static inline int casyncio_sock_stream(void) { return SOCK_STREAM; }
+static inline int casyncio_sock_dgram(void) { return SOCK_DGRAM; }
+static inline int casyncio_sock_nonblock_cloexec(void) { return SOCK_NONBLOCK | SOCK_CLOEXEC; }
 
 #endif

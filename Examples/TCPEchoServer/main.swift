@@ -1,0 +1,115 @@
+// tcp-echo-server: every byte a client sends comes back.
+//
+//   $ swift run tcp-echo-server --port 8888 --loops 2
+//   listening on 127.0.0.1:8888
+//
+// One StreamProtocol object per connection: dataReceived writes the bytes back (sent at once
+// when the socket can take them, buffered otherwise). When a client sends faster than it
+// reads, the transport's write buffer passes its high-water mark, pauseWriting stops reading
+// from that client until it drains, so memory stays bounded. On the client's EOF the pending
+// echo is flushed and the connection closed. SIGINT/SIGTERM close everything gracefully.
+
+import ArgumentParser
+import AsyncIO
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The echo, as a protocol: asyncio's `EchoServerProtocol`, in Swift.
+final class EchoProtocol: StreamProtocol {
+    private var transport: (any StreamTransport)?
+
+    func connectionMade(_ transport: any StreamTransport) {
+        self.transport = transport
+    }
+
+    func dataReceived(_ bytes: UnsafeRawBufferPointer) {
+        transport?.write(bytes)   // borrowed bytes, written back without a copy when possible
+    }
+
+    func eofReceived() -> Bool {
+        false   // close once the pending echo is flushed
+    }
+
+    func pauseWriting() {
+        transport?.pauseReading()   // the client is not reading: stop reading from it
+    }
+
+    func resumeWriting() {
+        transport?.resumeReading()
+    }
+
+    func connectionLost(_ error: (any Error)?) {
+        transport = nil
+    }
+}
+
+struct TCPEchoServer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tcp-echo-server",
+        abstract: "Echo server over TCP.")
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free one).")
+    var port = 8888
+
+    @Option(help: "Event loops (threads) serving connections.")
+    var loops = 1
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535, got \(port)") }
+        guard (1...256).contains(loops) else { throw ValidationError("--loops must be 1-256, got \(loops)") }
+    }
+
+    func run() throws {
+        let (host, port, loops) = (host, port, loops)
+        do {
+            try EventLoop.run { main in
+                // The connections are served by `loops` loops on their own threads; this loop
+                // (the main thread) only waits for SIGINT/SIGTERM.
+                let group = try EventLoopGroup(loops: loops, name: "echo")
+                defer { group.shutdown(timeout: .milliseconds(200)) }
+                let servers = try await group.createServer(host: host, port: port) { EchoProtocol() }
+                say("listening on \(servers.addresses[0])")
+
+                let signal = try await waitForSignal(on: main, [SIGINT, SIGTERM])
+                log("signal \(signal): closing")
+                await servers.close()          // no new connections
+                await servers.closeClients()   // flush, then close each connection
+                do {
+                    try await waitFor(timeout: .milliseconds(1500)) { await servers.waitClosed() }
+                } catch {
+                    await servers.abortClients()   // clients that do not read their echo
+                }
+            }
+        } catch {
+            log("tcp-echo-server: error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// Waits until one of `signals` arrives; returns it.
+func waitForSignal(on loop: EventLoop, _ signals: [Int32]) async throws -> Int32 {
+    let received = Future<Int32>(loop: loop)
+    for signal in signals {
+        try loop.addSignalHandler(signal) { if !received.isDone { try received.setResult(signal) } }
+    }
+    return try await received.value
+}
+
+/// Prints a line to stdout and flushes it (the "listening on" line must reach a pipe at once).
+func say(_ line: String) {
+    print(line)
+    fflush(nil)
+}
+
+/// Writes a line to stderr.
+func log(_ line: String) {
+    _ = (line + "\n").withCString { write(2, $0, strlen($0)) }
+}
+
+TCPEchoServer.main()

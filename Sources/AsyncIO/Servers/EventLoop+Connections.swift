@@ -1,0 +1,282 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — createServer, createUnixServer, createConnection, createUnixConnection.
+//===----------------------------------------------------------------------===//
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension EventLoop {
+    // MARK: - Servers
+
+    /// Starts a TCP server (asyncio's `create_server`): binds every address `host` resolves
+    /// to (every local address if `nil`), IPv4 and IPv6, and accepts connections, each with a
+    /// new protocol from `factory`.
+    ///
+    /// ```swift
+    /// let server = try await loop.createServer(host: "127.0.0.1", port: 8888) { Echo() }
+    /// print("listening on", server.addresses[0])
+    /// ```
+    /// - Parameters:
+    ///   - host: A name or numeric address; `nil` for all interfaces.
+    ///   - port: 0...65535; 0 picks a free port (the same one for every address).
+    ///   - backlog: The listen queue length.
+    ///   - reuseAddress: `SO_REUSEADDR` (rebinding a port in TIME_WAIT).
+    ///   - reusePort: `SO_REUSEPORT` (several sockets, e.g. one per loop, share the port).
+    ///   - startServing: Accept at once; otherwise call ``Server/startServing()`` or
+    ///     ``Server/serveForever()``.
+    ///   - factory: Makes the protocol of each accepted connection.
+    /// - Throws: ``TransportError`` (`.addressInUse` names the address), ``ResolutionError``.
+    /// - Important: Call from a task running on this loop.
+    public func createServer(
+        host: String? = nil,
+        port: Int,
+        backlog: Int = 100,
+        reuseAddress: Bool = true,
+        reusePort: Bool = false,
+        startServing: Bool = true,
+        _ factory: @escaping () -> any StreamProtocol
+    ) async throws -> Server {
+        try await createServer(
+            hosts: host.map { [$0] } ?? [], port: port, backlog: backlog, reuseAddress: reuseAddress,
+            reusePort: reusePort, startServing: startServing, factory)
+    }
+
+    /// Starts a TCP server on several hosts at once (asyncio's `create_server` with a list of
+    /// hosts); see ``createServer(host:port:backlog:reuseAddress:reusePort:startServing:_:)``.
+    public func createServer(
+        hosts: [String],
+        port: Int,
+        backlog: Int = 100,
+        reuseAddress: Bool = true,
+        reusePort: Bool = false,
+        startServing: Bool = true,
+        _ factory: @escaping () -> any StreamProtocol
+    ) async throws -> Server {
+        try await createServer(
+            hosts: hosts, port: port, backlog: backlog, reuseAddress: reuseAddress, reusePort: reusePort,
+            requireFreePort: false, startServing: startServing, factory)
+    }
+
+    /// `requireFreePort`: with `reusePort`, first check with a plain bind that nobody else
+    /// (another process using SO_REUSEPORT too) already listens on the port, so that
+    /// "address in use" is reported instead of silently sharing the port.
+    func createServer(
+        hosts: [String],
+        port: Int,
+        backlog: Int,
+        reuseAddress: Bool,
+        reusePort: Bool,
+        requireFreePort: Bool,
+        startServing: Bool,
+        _ factory: @escaping () -> any StreamProtocol
+    ) async throws -> Server {
+        var addresses: [SocketAddress] = []
+        for host in hosts.isEmpty ? [nil] : hosts.map(Optional.some) {
+            for address in try await resolve(host: host, port: port, passive: true) where !addresses.contains(address) {
+                addresses.append(address)
+            }
+        }
+        var listeners: [(fd: Int32, address: SocketAddress)] = []
+        do {
+            var boundPort = port
+            for address in addresses {
+                let target = boundPort != 0 ? address.withPort(boundPort) : address
+                if reusePort && requireFreePort && target.port != 0 {
+                    let probe = try Socket.makeStream(family: target.family)
+                    defer { Glibc.close(probe) }
+                    Socket.setOption(probe, SOL_SOCKET, SO_REUSEADDR, 1)
+                    if target.family == AF_INET6 { Socket.setOption(probe, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
+                    try Socket.bind(probe, target)
+                }
+                let fd = try Socket.makeStream(family: target.family)
+                do {
+                    if reuseAddress { Socket.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1) }
+                    if reusePort { Socket.setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1) }
+                    // Lets 0.0.0.0 and :: share a port, as asyncio does.
+                    if target.family == AF_INET6 { Socket.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
+                    try Socket.bind(fd, target)
+                    try Socket.listen(fd, backlog: Int32(clamping: backlog), address: target)
+                } catch {
+                    Glibc.close(fd)
+                    throw error
+                }
+                let actual = Socket.localAddress(fd) ?? target
+                if boundPort == 0 { boundPort = actual.port ?? 0 }
+                listeners.append((fd, actual))
+            }
+        } catch {
+            for listener in listeners { Glibc.close(listener.fd) }
+            throw error
+        }
+        let server = Server(
+            loop: self, listeners: listeners, backlog: Int32(clamping: backlog), unixPath: nil, factory: factory)
+        if startServing { try server.startServing() }
+        return server
+    }
+
+    /// Starts a Unix stream socket server at `path` (asyncio's `create_unix_server`). A stale
+    /// socket file (nothing listening) is replaced; the server removes its file on close.
+    ///
+    /// - Throws: ``TransportError``: `.addressInUse` if a server already listens at `path`
+    ///   or a file that is not a socket is in the way; `.invalidAddress` for a path too long.
+    /// - Important: Call from a task running on this loop.
+    public func createUnixServer(
+        path: String,
+        backlog: Int = 100,
+        startServing: Bool = true,
+        _ factory: @escaping () -> any StreamProtocol
+    ) async throws -> Server {
+        let address = SocketAddress(unixPath: path)
+        try removeStaleUnixSocket(address)
+        let fd = try Socket.makeStream(family: AF_UNIX)
+        do {
+            try Socket.bind(fd, address)
+            try Socket.listen(fd, backlog: Int32(clamping: backlog), address: address)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        let server = Server(
+            loop: self, listeners: [(fd, address)], backlog: Int32(clamping: backlog), unixPath: path,
+            factory: factory)
+        if startServing { try server.startServing() }
+        return server
+    }
+
+    /// Removes `address`'s file if it is a socket nobody listens on.
+    private func removeStaleUnixSocket(_ address: SocketAddress) throws {
+        let path = address.host
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }   // nothing there
+        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+            throw TransportError(.addressInUse, "a file that is not a socket is in the way: \(path)", errno: EADDRINUSE)
+        }
+        let probe = try Socket.makeStream(family: AF_UNIX)
+        defer { Glibc.close(probe) }
+        do {
+            _ = try Socket.connect(probe, address)
+        } catch let error as TransportError where error.code == .connectionRefused {
+            unlink(path)   // stale: its server is gone
+            return
+        }
+        throw TransportError(.addressInUse, "address already in use: \(path)", errno: EADDRINUSE)
+    }
+
+    // MARK: - Connections
+
+    /// Connects to `host`:`port` over TCP (asyncio's `create_connection`) and returns the
+    /// transport and the protocol made by `factory`, after `connectionMade` ran.
+    ///
+    /// Every resolved address is tried with happy eyeballs (RFC 8305): families interleaved,
+    /// a new attempt every `happyEyeballsDelay` or as soon as the previous one failed; the
+    /// first to connect wins and the others are closed. `TCP_NODELAY` is on.
+    /// - Throws: ``TransportError`` (`.connectionRefused`, `.timedOut`, `.unreachable`, …: the
+    ///   first attempt's error if all fail), ``ResolutionError``.
+    /// - Important: Call from a task running on this loop.
+    public func createConnection<P: StreamProtocol>(
+        host: String,
+        port: Int,
+        happyEyeballsDelay: Duration = .milliseconds(250),
+        _ factory: () -> P
+    ) async throws -> (any StreamTransport, P) {
+        let addresses = Self.interleaveFamilies(try await resolve(host: host, port: port))
+        let fd = try await connectHappyEyeballs(addresses, delay: happyEyeballsDelay)
+        Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+        return try await startTransport(fd: fd, factory())
+    }
+
+    /// Connects to the Unix stream socket at `path` (asyncio's `create_unix_connection`).
+    /// - Throws: ``TransportError`` (`.connectionRefused` if nothing listens or the file does
+    ///   not exist, `.invalidAddress` for a path too long).
+    /// - Important: Call from a task running on this loop.
+    public func createUnixConnection<P: StreamProtocol>(
+        path: String,
+        _ factory: () -> P
+    ) async throws -> (any StreamTransport, P) {
+        let fd = try await connectAttempt(SocketAddress(unixPath: path))
+        return try await startTransport(fd: fd, factory())
+    }
+
+    /// Wraps a connected socket and waits until `connectionMade` ran.
+    private func startTransport<P: StreamProtocol>(fd: Int32, _ proto: P) async throws -> (any StreamTransport, P) {
+        let transport = SocketTransport(loop: self, fd: fd, protocol: proto)
+        let made = Future<Void>(loop: self)
+        transport.start { made.complete(.success(())) }
+        await made.waitDone()
+        return (transport, proto)
+    }
+
+    /// One non-blocking connect, awaited on the loop. Cancelling closes the socket.
+    func connectAttempt(_ address: SocketAddress) async throws -> Int32 {
+        let fd = try Socket.makeStream(family: address.family)
+        do {
+            if try Socket.connect(fd, address) { return fd }
+            let writable = Future<Void>(loop: self)
+            try addWriter(fd) { writable.complete(.success(())) }
+            defer { removeWriter(fd) }
+            try await writable.value
+            let error = Socket.intOption(fd, SOL_SOCKET, SO_ERROR)
+            if error != 0 { throw TransportError(errno: error, syscall: "connect", address: address) }
+            return fd
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+    }
+
+    /// RFC 8305 §4: alternate address families, starting with the first one returned.
+    static func interleaveFamilies(_ addresses: [SocketAddress]) -> [SocketAddress] {
+        guard let firstFamily = addresses.first?.family else { return addresses }
+        var preferred = addresses.filter { $0.family == firstFamily }[...]
+        var others = addresses.filter { $0.family != firstFamily }[...]
+        var result: [SocketAddress] = []
+        while !preferred.isEmpty || !others.isEmpty {
+            if let next = preferred.popFirst() { result.append(next) }
+            if let next = others.popFirst() { result.append(next) }
+        }
+        return result
+    }
+
+    /// Races connection attempts, starting one every `delay` (or when the previous failed).
+    private func connectHappyEyeballs(_ addresses: [SocketAddress], delay: Duration) async throws -> Int32 {
+        if addresses.count == 1 { return try await connectAttempt(addresses[0]) }
+        final class Race: @unchecked Sendable {
+            var errors: [any Error] = []
+            var attempts: [LoopTask<Void>] = []
+        }
+        let race = Race()
+        let winner = Future<Int32>(loop: self)
+        let total = addresses.count
+        do {
+            for address in addresses {
+                if winner.isDone { break }
+                let step = Future<Void>(loop: self)
+                let attempt = createTask { [self] in
+                    do {
+                        let fd = try await connectAttempt(address)
+                        if winner.isDone { Glibc.close(fd) } else { winner.complete(.success(fd)) }
+                    } catch {
+                        race.errors.append(error)
+                        if race.errors.count == total, let first = race.errors.first {
+                            winner.complete(.failure(first))
+                        }
+                        step.complete(.success(()))
+                    }
+                }
+                race.attempts.append(attempt)
+                let timer = callLater(after: delay) { step.complete(.success(())) }
+                winner._whenDone { step.complete(.success(())) }
+                try await step.value
+                timer.cancel()
+            }
+            let fd = try await winner.value
+            for attempt in race.attempts { attempt.cancel() }
+            return fd
+        } catch {
+            for attempt in race.attempts { attempt.cancel() }
+            if let fd = try? winner.result() { Glibc.close(fd) }
+            throw error
+        }
+    }
+}

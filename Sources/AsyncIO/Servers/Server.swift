@@ -1,0 +1,198 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — Server: listening sockets that accept connections into transports.
+//===----------------------------------------------------------------------===//
+
+import CAsyncIOLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A listening server (asyncio's `Server`): one or more listening sockets on one loop; each
+/// accepted connection gets a new protocol from the factory and a ``StreamTransport``.
+///
+/// Accept drains every pending connection per wake-up (up to the backlog). When the process
+/// runs out of fds (EMFILE/ENFILE) the server keeps serving the connections it has, stops
+/// accepting for ``acceptRetryDelay`` and then tries again (asyncio's approach).
+///
+/// - Important: Loop-bound.
+public final class Server: @unchecked Sendable {
+    /// How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM (asyncio: 1 s).
+    public static let acceptRetryDelay: Duration = .seconds(1)
+
+    /// The loop the server runs on.
+    public let loop: EventLoop
+    private var listeners: [(fd: Int32, address: SocketAddress)]
+    var listenerList: [(fd: Int32, address: SocketAddress)] { listeners }
+    private let factory: () -> any StreamProtocol
+    private let backlog: Int32
+    private var clients: [ObjectIdentifier: SocketTransport] = [:]
+    private var serving = false
+    private var closed = false
+    private var acceptRetry: Handle?
+    private var waiters: [Future<Void>] = []
+    /// A Unix socket file to remove on close.
+    private let unixPath: String?
+
+    init(loop: EventLoop, listeners: [(fd: Int32, address: SocketAddress)], backlog: Int32,
+         unixPath: String?, factory: @escaping () -> any StreamProtocol) {
+        self.loop = loop
+        self.listeners = listeners
+        self.backlog = backlog
+        self.unixPath = unixPath
+        self.factory = factory
+    }
+
+    deinit {
+        for listener in listeners { Glibc.close(listener.fd) }
+    }
+
+    /// The addresses the server listens on (with the actual port if 0 was asked for).
+    public var addresses: [SocketAddress] { listeners.map(\.address) }
+
+    /// Whether the server accepts connections.
+    public var isServing: Bool { serving }
+
+    /// How many connections are open.
+    public var connectionCount: Int { clients.count }
+
+    /// Starts accepting (``EventLoop/createServer(host:port:backlog:reuseAddress:reusePort:startServing:_:)``
+    /// does this unless told not to).
+    /// - Important: Loop-bound.
+    public func startServing() throws {
+        loop.assertInLoop()
+        if closed { throw TransportError(.closed, "the server is closed") }
+        guard !serving else { return }
+        serving = true
+        try watchListeners()
+    }
+
+    private func watchListeners() throws {
+        for listener in listeners {
+            let fd = listener.fd
+            try loop.addReader(fd) { [unowned self] in self.acceptReady(fd) }
+        }
+    }
+
+    private func unwatchListeners() {
+        for listener in listeners { loop.removeReader(listener.fd) }
+    }
+
+    private func acceptReady(_ listenerFD: Int32) {
+        guard serving else { return }
+        for _ in 0..<max(1, backlog) {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutableBytes(of: &storage) {
+                casyncio_accept4(
+                    listenerFD, $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), &length,
+                    casyncio_sock_nonblock_cloexec())
+            }
+            if fd < 0 {
+                switch errno {
+                case EAGAIN, EWOULDBLOCK:
+                    return
+                case EINTR, ECONNABORTED, EPROTO:
+                    continue
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    let error = TransportError(errno: errno, syscall: "accept4")
+                    loop.logger.warning(
+                        "cannot accept more connections, retrying in \(Self.acceptRetryDelay)",
+                        metadata: ["error": "\(error)"])
+                    unwatchListeners()
+                    acceptRetry?.cancel()
+                    acceptRetry = loop.callLater(after: Self.acceptRetryDelay) { [weak self] in
+                        guard let self, self.serving else { return }
+                        try? self.watchListeners()
+                    }
+                    return
+                default:
+                    loop.callExceptionHandler(ExceptionContext(
+                        message: "accept failed", error: TransportError(errno: errno, syscall: "accept4"),
+                        source: "\(self)"))
+                    return
+                }
+            }
+            if Int32(storage.ss_family) != AF_UNIX {
+                Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+            }
+            let transport = SocketTransport(loop: loop, fd: fd, protocol: factory())
+            clients[ObjectIdentifier(transport)] = transport
+            transport.onClosed = { [weak self] transport in self?.detach(transport) }
+            transport.start()
+        }
+    }
+
+    private func detach(_ transport: SocketTransport) {
+        clients.removeValue(forKey: ObjectIdentifier(transport))
+        wakeWaitersIfDone()
+    }
+
+    private func wakeWaitersIfDone() {
+        guard closed, clients.isEmpty else { return }
+        let done = waiters
+        waiters = []
+        for waiter in done { waiter.complete(.success(())) }
+    }
+
+    /// Stops listening and closes the listening sockets (and removes a Unix socket file the
+    /// server created). Connections already accepted stay open. Calling it twice is harmless.
+    /// - Important: Loop-bound.
+    public func close() {
+        loop.assertInLoop()
+        guard !closed else { return }
+        closed = true
+        if serving { unwatchListeners() }
+        serving = false
+        acceptRetry?.cancel()
+        for listener in listeners { Glibc.close(listener.fd) }
+        if let unixPath { unlink(unixPath) }
+        listeners = []
+        wakeWaitersIfDone()
+    }
+
+    /// Closes every open connection after flushing its buffer.
+    /// - Important: Loop-bound.
+    public func closeClients() {
+        for client in Array(clients.values) { client.close() }
+    }
+
+    /// Aborts every open connection.
+    /// - Important: Loop-bound.
+    public func abortClients() {
+        for client in Array(clients.values) { client.abort() }
+    }
+
+    /// Waits until the server is closed and all its connections are gone (asyncio 3.12's
+    /// `wait_closed`).
+    /// - Important: Call from a task running on the server's loop.
+    public func waitClosed() async {
+        loop.preconditionInLoop()
+        if closed && clients.isEmpty { return }
+        let waiter = Future<Void>(loop: loop)
+        waiters.append(waiter)
+        await waiter.waitDone()
+    }
+
+    /// Serves until the calling task is cancelled, then closes the server and its connections
+    /// (asyncio's `serve_forever`).
+    /// - Throws: `CancellationError` when cancelled.
+    /// - Important: Call from a task running on the server's loop.
+    public func serveForever() async throws {
+        try startServing()
+        let forever = Future<Void>(loop: loop)
+        do {
+            try await forever.value
+        } catch {
+            close()
+            closeClients()
+            await waitClosed()
+            throw error
+        }
+    }
+}
+
+extension Server: CustomStringConvertible {
+    public var description: String {
+        "Server(\(listeners.map { "\($0.address)" }.joined(separator: ", ")), serving: \(serving))"
+    }
+}

@@ -1,0 +1,132 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — ServerGroup: one server per loop of an EventLoopGroup, sharing a port.
+//===----------------------------------------------------------------------===//
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension EventLoop {
+    /// Runs `body` as a task on this loop from any thread or task and returns its result
+    /// (asyncio's `run_coroutine_threadsafe`, awaited). Cancelling the caller cancels the task.
+    ///
+    /// - Note: Thread-safe.
+    public func submit<T: Sendable>(_ body: sending @escaping () async throws -> T) async throws -> T {
+        let task = Task(executorPreference: taskExecutor) { try await body() }
+        return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
+    }
+}
+
+/// A server listening on every loop of an ``EventLoopGroup``: each loop has its own listening
+/// socket on the same port (`SO_REUSEPORT`; for a Unix path, a duplicate of one socket), and
+/// each connection is served wholly by the loop that accepted it.
+///
+/// - Note: Thread-safe: its methods hop to each loop.
+public final class ServerGroup: Sendable {
+    /// The per-loop servers, in loop order.
+    public let servers: [Server]
+
+    init(servers: [Server]) {
+        self.servers = servers
+    }
+
+    /// The addresses the servers listen on (the first server's; all share them).
+    public var addresses: [SocketAddress] { servers.first?.addresses ?? [] }
+
+    /// Closes every server (no new connections); existing connections stay open.
+    public func close() async {
+        for server in servers {
+            _ = try? await server.loop.submit { server.close() }
+        }
+    }
+
+    /// Closes every connection after flushing it.
+    public func closeClients() async {
+        for server in servers {
+            _ = try? await server.loop.submit { server.closeClients() }
+        }
+    }
+
+    /// Aborts every connection.
+    public func abortClients() async {
+        for server in servers {
+            _ = try? await server.loop.submit { server.abortClients() }
+        }
+    }
+
+    /// Waits until every server is closed and all connections are gone.
+    public func waitClosed() async {
+        for server in servers {
+            _ = try? await server.loop.submit { await server.waitClosed() }
+        }
+    }
+}
+
+extension EventLoopGroup {
+    /// Starts a TCP server on every loop of the group, all on the same port with
+    /// `SO_REUSEPORT` (the kernel spreads connections over the loops). With `port` 0 the first
+    /// loop picks a free port and the others join it.
+    /// - Throws: as ``EventLoop/createServer(host:port:backlog:reuseAddress:reusePort:startServing:_:)``.
+    public func createServer(
+        host: String? = nil,
+        port: Int,
+        backlog: Int = 100,
+        _ factory: @escaping @Sendable () -> any StreamProtocol
+    ) async throws -> ServerGroup {
+        var servers: [Server] = []
+        var boundPort = port
+        do {
+            for loop in loops {
+                let portToBind = boundPort
+                let first = servers.isEmpty
+                let server = try await loop.submit {
+                    try await loop.createServer(
+                        hosts: host.map { [$0] } ?? [], port: portToBind, backlog: backlog, reuseAddress: true,
+                        reusePort: true, requireFreePort: first, startServing: true, factory)
+                }
+                servers.append(server)
+                if boundPort == 0 { boundPort = server.addresses.first?.port ?? 0 }
+            }
+        } catch {
+            await ServerGroup(servers: servers).close()
+            throw error
+        }
+        return ServerGroup(servers: servers)
+    }
+
+    /// Starts a Unix socket server on every loop of the group: the first loop creates the
+    /// socket at `path` (see ``EventLoop/createUnixServer(path:backlog:startServing:_:)``),
+    /// the others accept from duplicates of it.
+    public func createUnixServer(
+        path: String,
+        backlog: Int = 100,
+        _ factory: @escaping @Sendable () -> any StreamProtocol
+    ) async throws -> ServerGroup {
+        let first = try await loops[0].submit {
+            try await self.loops[0].createUnixServer(path: path, backlog: backlog, factory)
+        }
+        var servers = [first]
+        for loop in loops.dropFirst() {
+            let listener = try await first.loop.submit { try first.duplicateListener() }
+            let server = try await loop.submit {
+                let server = Server(
+                    loop: loop, listeners: [listener], backlog: Int32(clamping: backlog), unixPath: nil,
+                    factory: factory)
+                try server.startServing()
+                return server
+            }
+            servers.append(server)
+        }
+        return ServerGroup(servers: servers)
+    }
+}
+
+extension Server {
+    /// A duplicate of the first listening socket (for another loop to accept from).
+    func duplicateListener() throws -> (fd: Int32, address: SocketAddress) {
+        guard let listener = listenerList.first else { throw TransportError(.closed, "the server is closed") }
+        let fd = fcntl(listener.fd, F_DUPFD_CLOEXEC, 0)
+        guard fd >= 0 else { throw TransportError(errno: errno, syscall: "fcntl(F_DUPFD_CLOEXEC)") }
+        return (fd, listener.address)
+    }
+}
