@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "executor-sample", targets: ["ExecutorSample"]),
         .executable(name: "tcp-echo-server", targets: ["TCPEchoServer"]),
         .executable(name: "unix-echo-server", targets: ["UnixEchoServer"]),
+        .executable(name: "echo-client", targets: ["EchoClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -75,6 +76,15 @@ let package = Package(
             path: "Examples/UnixEchoServer",
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "EchoClient",
+            dependencies: [
+                "AsyncIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/EchoClient",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "AsyncIOTests",
             dependencies: ["AsyncIO", "CAsyncIOLinux"],
@@ -82,7 +92,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ExamplesTests",
-            dependencies: ["TaskSample", "ExecutorSample", "TCPEchoServer", "UnixEchoServer"],
+            dependencies: ["TaskSample", "ExecutorSample", "TCPEchoServer", "UnixEchoServer", "EchoClient"],
             swiftSettings: strictSettings
         ),
     ],

@@ -1,0 +1,108 @@
+// echo-client: sends a message (or each line of stdin) to an echo server and prints each echo.
+//
+//   $ swift run echo-client tcp --port 8888 --message hello
+//   hello
+//   $ printf 'one\ntwo\n' | swift run echo-client unix --path ./echo.sock
+//   one
+//   two
+//
+// Written with the streams API: openConnection gives a StreamReader and a StreamWriter;
+// stdin is read on the executor (a blocking read must not stop the loop).
+
+import ArgumentParser
+import AsyncIO
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum Mode: String, ExpressibleByArgument, CaseIterable {
+    case tcp, tls, udp, unix
+}
+
+struct EchoClient: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "echo-client",
+        abstract: "Sends --message (or each stdin line) to an echo server and prints each echo.")
+
+    @Argument(help: "Transport: tcp, unix (tls and udp come with their servers).")
+    var mode: Mode
+
+    @Option(help: "Server host (tcp).")
+    var host = "127.0.0.1"
+
+    @Option(help: "Server port (default 8888 for tcp).")
+    var port: Int?
+
+    @Option(help: "Socket path (unix).")
+    var path = "./echo.sock"
+
+    @Option(help: "CA certificate file (tls).")
+    var ca: String?
+
+    @Option(help: "The message to send; without it, each line of stdin is sent.")
+    var message: String?
+
+    func validate() throws {
+        if let port, !(1...65535).contains(port) {
+            throw ValidationError("--port must be 1-65535, got \(port)")
+        }
+    }
+
+    func run() throws {
+        let (mode, host, path, message) = (mode, host, path, message)
+        let port = port ?? 8888
+        do {
+            try EventLoop.run { loop in
+                let (reader, writer): (StreamReader, StreamWriter)
+                switch mode {
+                case .tcp: (reader, writer) = try await loop.openConnection(host: host, port: port)
+                case .unix: (reader, writer) = try await loop.openUnixConnection(path: path)
+                case .tls, .udp: throw ValidationError("\(mode) mode is not available yet")
+                }
+                // One line out, one echo back, until there is nothing left to send.
+                while let line = try await nextLine(loop, message: message) {
+                    let bytes = Array((line + "\n").utf8)
+                    writer.write(bytes)
+                    try await writer.drain()
+                    let echo = try await reader.readExactly(bytes.count)
+                    say(String(decoding: echo.dropLast(), as: UTF8.self))
+                }
+                writer.close()
+                try await writer.waitClosed()
+            }
+        } catch {
+            log("echo-client: error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// Box so the message is sent once.
+final class Once: @unchecked Sendable {
+    var sent = false
+}
+let once = Once()
+
+/// The next line to send: the --message once, or the next stdin line (nil at the end).
+func nextLine(_ loop: EventLoop, message: String?) async throws -> String? {
+    if let message {
+        if once.sent { return nil }
+        once.sent = true
+        return message
+    }
+    return try await loop.runInExecutor { readLine(strippingNewline: true) }.value
+}
+
+/// Prints a line to stdout and flushes it.
+func say(_ line: String) {
+    print(line)
+    fflush(nil)
+}
+
+/// Writes a line to stderr.
+func log(_ line: String) {
+    _ = (line + "\n").withCString { write(2, $0, strlen($0)) }
+}
+
+EchoClient.main()

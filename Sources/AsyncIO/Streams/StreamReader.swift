@@ -1,0 +1,227 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — StreamReader: async reads over a stream transport.
+//===----------------------------------------------------------------------===//
+
+/// The reading half of a connection for async/await code (asyncio's `StreamReader`).
+///
+/// Bytes the transport delivers are buffered; reads take them out. When the buffer holds more
+/// than twice ``limit`` bytes the transport stops reading until the application catches up,
+/// so memory stays bounded whatever the peer sends.
+///
+/// ```swift
+/// let (reader, writer) = try await openConnection(host: "127.0.0.1", port: 8888)
+/// writer.write("ping\n")
+/// let line = try await reader.readLine()
+/// ```
+/// - Important: Loop-bound: use it from tasks running on its loop.
+public final class StreamReader: AsyncSequence, @unchecked Sendable {
+    public typealias Element = [UInt8]
+
+    /// The loop the reader belongs to.
+    public let loop: EventLoop
+    /// The most a `readUntil`/`readLine` buffers looking for its separator, and half the
+    /// buffer size at which reading from the transport pauses (asyncio's 64 KiB default).
+    public let limit: Int
+    private var buffer: [UInt8] = []
+    /// Bytes at the front of `buffer` already consumed.
+    private var start = 0
+    private var eof = false
+    private var failure: (any Error)?
+    private var waiter: Future<Void>?
+    weak var transport: (any StreamTransport)?
+    private var transportPaused = false
+
+    /// A reader fed by hand (``feed(_:)``, ``feedEOF()``) or by a connection.
+    public init(loop: EventLoop, limit: Int = 64 * 1024) {
+        precondition(limit > 0, "StreamReader limit must be positive")
+        self.loop = loop
+        self.limit = limit
+    }
+
+    private var available: Int { buffer.count - start }
+
+    // MARK: - Feeding (the protocol side)
+
+    /// Appends received bytes and wakes a waiting read.
+    public func feed(_ bytes: UnsafeRawBufferPointer) {
+        loop.assertInLoop()
+        guard !bytes.isEmpty else { return }
+        buffer.append(contentsOf: bytes)
+        wake()
+        if let transport, !transportPaused, available > 2 * limit {
+            transportPaused = true
+            transport.pauseReading()
+        }
+    }
+
+    /// Appends received bytes.
+    public func feed(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { feed($0) }
+    }
+
+    /// Marks the end of the stream.
+    public func feedEOF() {
+        loop.assertInLoop()
+        eof = true
+        wake()
+    }
+
+    /// Fails pending and later reads with `error` (after the buffered bytes are gone).
+    public func setError(_ error: any Error) {
+        loop.assertInLoop()
+        failure = error
+        wake()
+    }
+
+    /// Whether the stream ended and every byte was read (asyncio's `at_eof`).
+    public var atEOF: Bool { eof && available == 0 }
+
+    private func wake() {
+        if let waiter {
+            self.waiter = nil
+            waiter.complete(.success(()))
+        }
+    }
+
+    /// Waits for more bytes, EOF or an error. Only one read may wait at a time.
+    private func waitForData(_ function: StaticString) async throws {
+        loop.preconditionInLoop()
+        precondition(waiter == nil, "StreamReader.\(function) called while another read is waiting")
+        if let failure { throw failure }
+        if transportPaused, let transport {
+            transportPaused = false
+            transport.resumeReading()
+        }
+        let waiter = Future<Void>(loop: loop)
+        self.waiter = waiter
+        defer { if self.waiter === waiter { self.waiter = nil } }
+        try await waiter.value
+    }
+
+    private func take(_ count: Int) -> [UInt8] {
+        let bytes = Array(buffer[start..<(start + count)])
+        start += count
+        if start == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+            start = 0
+        } else if start > 64 * 1024 && start > buffer.count / 2 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        if transportPaused, available <= limit, let transport {
+            transportPaused = false
+            transport.resumeReading()
+        }
+        return bytes
+    }
+
+    // MARK: - Reading
+
+    /// Reads up to `max` bytes (asyncio's `read(n)`): whatever is buffered, or waits for
+    /// some. `max == nil` reads until EOF. Returns `[]` at EOF.
+    /// - Throws: the connection's error; `CancellationError`.
+    public func read(max: Int? = nil) async throws -> [UInt8] {
+        if let max {
+            precondition(max >= 0, "read(max:) needs a non-negative count")
+            if max == 0 { return [] }
+            while available == 0 && !eof {
+                if let failure { throw failure }
+                try await waitForData(#function)
+            }
+            return take(Swift.min(max, available))
+        }
+        while !eof {
+            if let failure { throw failure }
+            try await waitForData(#function)
+        }
+        return take(available)
+    }
+
+    /// Reads exactly `count` bytes (asyncio's `readexactly`).
+    /// - Throws: ``IncompleteReadError`` with the bytes read if the stream ends first.
+    public func readExactly(_ count: Int) async throws -> [UInt8] {
+        precondition(count >= 0, "readExactly needs a non-negative count")
+        while available < count {
+            if eof {
+                let partial = take(available)
+                throw IncompleteReadError(partial: partial, expected: count)
+            }
+            if let failure { throw failure }
+            try await waitForData(#function)
+        }
+        return take(count)
+    }
+
+    /// Reads up to and including `separator` (asyncio's `readuntil`).
+    /// - Throws: ``IncompleteReadError`` if the stream ends first (its `partial` holds what was
+    ///   left); ``LimitOverrunError`` if ``limit`` bytes arrive without the separator (the bytes
+    ///   stay buffered).
+    public func readUntil(_ separator: [UInt8] = [UInt8(ascii: "\n")]) async throws -> [UInt8] {
+        precondition(!separator.isEmpty, "readUntil needs a non-empty separator")
+        var searchFrom = start
+        while true {
+            if let end = find(separator, from: searchFrom) {
+                let length = end + separator.count - start
+                if length > limit {
+                    throw LimitOverrunError(consumed: length, limit: limit)
+                }
+                return take(length)
+            }
+            if available > limit {
+                throw LimitOverrunError(consumed: available, limit: limit)
+            }
+            if eof {
+                let partial = take(available)
+                throw IncompleteReadError(partial: partial, expected: nil)
+            }
+            if let failure { throw failure }
+            searchFrom = Swift.max(start, buffer.count - separator.count + 1)
+            try await waitForData(#function)
+        }
+    }
+
+    /// Reads a line, `"\n"` included (asyncio's `readline`); at EOF returns the last partial
+    /// line, then `[]`.
+    /// - Throws: ``LimitOverrunError`` for a line longer than ``limit``.
+    public func readLine() async throws -> [UInt8] {
+        do {
+            return try await readUntil([UInt8(ascii: "\n")])
+        } catch let error as IncompleteReadError {
+            return error.partial
+        }
+    }
+
+    private func find(_ separator: [UInt8], from: Int) -> Int? {
+        guard buffer.count - from >= separator.count else { return nil }
+        var i = from
+        let last = buffer.count - separator.count
+        while i <= last {
+            if buffer[i] == separator[0] {
+                var match = true
+                for j in 1..<separator.count where buffer[i + j] != separator[j] {
+                    match = false
+                    break
+                }
+                if match { return i }
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    // MARK: - AsyncSequence
+
+    /// Iterates over the stream in chunks as they arrive, until EOF.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let reader: StreamReader
+
+        public mutating func next() async throws -> [UInt8]? {
+            let chunk = try await reader.read(max: reader.limit)
+            return chunk.isEmpty ? nil : chunk
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(reader: self)
+    }
+}

@@ -1,0 +1,229 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — StreamWriter, the protocol behind streams, openConnection, startServer.
+//===----------------------------------------------------------------------===//
+
+/// The protocol that connects a transport to a ``StreamReader`` and a ``StreamWriter``
+/// (asyncio's `StreamReaderProtocol`).
+final class StreamReaderProtocol: StreamProtocol, @unchecked Sendable {
+    let reader: StreamReader
+    private(set) var transport: (any StreamTransport)?
+    private var paused = false
+    private var drainWaiters: [Future<Void>] = []
+    private var lost = false
+    private var lostError: (any Error)?
+    private var closedWaiters: [Future<Void>] = []
+    /// For servers: called with the new reader and writer once the connection is made.
+    private let onConnected: ((StreamReader, StreamWriter) -> Void)?
+
+    init(reader: StreamReader, onConnected: ((StreamReader, StreamWriter) -> Void)? = nil) {
+        self.reader = reader
+        self.onConnected = onConnected
+    }
+
+    func connectionMade(_ transport: any StreamTransport) {
+        self.transport = transport
+        reader.transport = transport
+        onConnected?(reader, StreamWriter(transport: transport, protocol: self))
+    }
+
+    func dataReceived(_ bytes: UnsafeRawBufferPointer) {
+        reader.feed(bytes)
+    }
+
+    func eofReceived() -> Bool {
+        reader.feedEOF()
+        return true   // keep the sending side open: the writer decides when to close
+    }
+
+    func connectionLost(_ error: (any Error)?) {
+        lost = true
+        lostError = error
+        if let error {
+            reader.setError(error)
+        } else {
+            reader.feedEOF()
+        }
+        paused = false
+        let drainers = drainWaiters
+        drainWaiters = []
+        for waiter in drainers { waiter.complete(.success(())) }
+        let closers = closedWaiters
+        closedWaiters = []
+        for waiter in closers { waiter.complete(.success(())) }
+        transport = nil
+    }
+
+    func pauseWriting() {
+        paused = true
+    }
+
+    func resumeWriting() {
+        paused = false
+        let drainers = drainWaiters
+        drainWaiters = []
+        for waiter in drainers { waiter.complete(.success(())) }
+    }
+
+    /// Suspends while the transport's buffer is over its high-water mark.
+    func drain() async throws {
+        if lost {
+            if let lostError { throw lostError }
+            throw TransportError.closedTransport
+        }
+        guard paused else { return }
+        let waiter = Future<Void>(loop: reader.loop)
+        drainWaiters.append(waiter)
+        try await waiter.value
+        if lost, let lostError { throw lostError }
+    }
+
+    func waitClosed() async throws {
+        if !lost {
+            let waiter = Future<Void>(loop: reader.loop)
+            closedWaiters.append(waiter)
+            await waiter.waitDone()
+        }
+        if let lostError { throw lostError }
+    }
+}
+
+/// The writing half of a connection for async/await code (asyncio's `StreamWriter`).
+///
+/// `write` never blocks and never fails: bytes go to the transport's buffer. Call ``drain()``
+/// after writing to wait while that buffer is over its high-water mark (flow control).
+/// - Important: Loop-bound: use it from tasks running on its loop.
+public final class StreamWriter: @unchecked Sendable {
+    /// The transport written to.
+    public let transport: any StreamTransport
+    private let proto: StreamReaderProtocol
+
+    init(transport: any StreamTransport, protocol: StreamReaderProtocol) {
+        self.transport = transport
+        self.proto = `protocol`
+    }
+
+    /// Writes `bytes` (buffered if the socket cannot take them now).
+    public func write(_ bytes: [UInt8]) {
+        transport.write(bytes)
+    }
+
+    /// Writes the UTF-8 bytes of `string`.
+    public func write(_ string: String) {
+        transport.write(string)
+    }
+
+    /// Writes a borrowed buffer.
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        transport.write(bytes)
+    }
+
+    /// Writes each line followed by `"\n"`.
+    public func writeLines(_ lines: [String]) {
+        transport.writeLines(lines)
+    }
+
+    /// Waits while the write buffer is over its high-water mark (asyncio's `drain`). Any
+    /// number of tasks may drain at once.
+    /// - Throws: the connection's error (or ``TransportError`` `.closed`) once it is lost.
+    public func drain() async throws {
+        try await proto.drain()
+    }
+
+    /// Sends EOF after the buffered bytes (half-close).
+    public func writeEOF() {
+        transport.writeEOF()
+    }
+
+    /// Whether ``writeEOF()`` is supported.
+    public var canWriteEOF: Bool { transport.canWriteEOF }
+
+    /// Closes the connection after flushing the buffer.
+    public func close() {
+        transport.close()
+    }
+
+    /// Whether the connection is closing or closed.
+    public var isClosing: Bool { transport.isClosing }
+
+    /// Waits until the connection is closed (asyncio's `wait_closed`).
+    /// - Throws: the error the connection was lost with, if any.
+    public func waitClosed() async throws {
+        try await proto.waitClosed()
+    }
+
+    /// The peer's address.
+    public var peerAddress: SocketAddress? { transport.peerAddress }
+
+    /// The local address.
+    public var localAddress: SocketAddress? { transport.localAddress }
+}
+
+extension EventLoop {
+    /// Connects over TCP and returns a reader and a writer (asyncio's `open_connection`).
+    /// - Throws: as ``createConnection(host:port:happyEyeballsDelay:_:)``.
+    /// - Important: Call from a task running on this loop.
+    public func openConnection(
+        host: String, port: Int, limit: Int = 64 * 1024
+    ) async throws -> (StreamReader, StreamWriter) {
+        let reader = StreamReader(loop: self, limit: limit)
+        let (transport, proto) = try await createConnection(host: host, port: port) {
+            StreamReaderProtocol(reader: reader)
+        }
+        return (reader, StreamWriter(transport: transport, protocol: proto))
+    }
+
+    /// Connects to a Unix socket and returns a reader and a writer (asyncio's
+    /// `open_unix_connection`).
+    /// - Important: Call from a task running on this loop.
+    public func openUnixConnection(path: String, limit: Int = 64 * 1024) async throws -> (StreamReader, StreamWriter) {
+        let reader = StreamReader(loop: self, limit: limit)
+        let (transport, proto) = try await createUnixConnection(path: path) {
+            StreamReaderProtocol(reader: reader)
+        }
+        return (reader, StreamWriter(transport: transport, protocol: proto))
+    }
+
+    /// Starts a TCP server whose connections are handled by `clientConnected`, each in its own
+    /// task on this loop (asyncio's `start_server`). When the handler returns, the connection is
+    /// closed (after flushing); an error it throws goes to the exception handler.
+    /// - Throws: as ``createServer(host:port:backlog:reuseAddress:reusePort:startServing:_:)``.
+    /// - Important: Call from a task running on this loop.
+    public func startServer(
+        host: String? = nil, port: Int, limit: Int = 64 * 1024, backlog: Int = 100,
+        _ clientConnected: @escaping @Sendable (StreamReader, StreamWriter) async throws -> Void
+    ) async throws -> Server {
+        try await createServer(host: host, port: port, backlog: backlog) { [unowned self] in
+            self.streamProtocol(limit: limit, clientConnected)
+        }
+    }
+
+    /// Starts a Unix socket server with a handler per connection (asyncio's
+    /// `start_unix_server`); see ``startServer(host:port:limit:backlog:_:)``.
+    /// - Important: Call from a task running on this loop.
+    public func startUnixServer(
+        path: String, limit: Int = 64 * 1024, backlog: Int = 100,
+        _ clientConnected: @escaping @Sendable (StreamReader, StreamWriter) async throws -> Void
+    ) async throws -> Server {
+        try await createUnixServer(path: path, backlog: backlog) { [unowned self] in
+            self.streamProtocol(limit: limit, clientConnected)
+        }
+    }
+
+    private func streamProtocol(
+        limit: Int, _ clientConnected: @escaping @Sendable (StreamReader, StreamWriter) async throws -> Void
+    ) -> StreamReaderProtocol {
+        StreamReaderProtocol(reader: StreamReader(loop: self, limit: limit)) { [unowned self] reader, writer in
+            createTask(name: "stream client") {
+                do {
+                    try await clientConnected(reader, writer)
+                } catch is CancellationError {
+                } catch {
+                    self.callExceptionHandler(ExceptionContext(
+                        message: "error in stream client handler", error: error,
+                        source: writer.peerAddress.map { "\($0)" }))
+                }
+                writer.close()
+            }
+        }
+    }
+}
