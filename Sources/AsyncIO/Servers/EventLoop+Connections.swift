@@ -239,7 +239,7 @@ extension EventLoop {
     }
 
     /// Races connection attempts, starting one every `delay` (or when the previous failed).
-    private func connectHappyEyeballs(_ addresses: [SocketAddress], delay: Duration) async throws -> Int32 {
+    func connectHappyEyeballs(_ addresses: [SocketAddress], delay: Duration) async throws -> Int32 {
         if addresses.count == 1 { return try await connectAttempt(addresses[0]) }
         final class Race: @unchecked Sendable {
             var errors: [any Error] = []

@@ -1,0 +1,398 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — Stream transports, servers and connections, in process.
+//===----------------------------------------------------------------------===//
+
+import Testing
+
+@testable import AsyncIO
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Records every callback, in order; echoes if asked.
+final class RecordingProtocol: StreamProtocol, @unchecked Sendable {
+    var events: [String] = []
+    var received: [UInt8] = []
+    var lostError: (any Error)?
+    var transport: (any StreamTransport)?
+    var echo = false
+    var keepOpenOnEOF = false
+    var throwOnData = false
+    let lost: Future<Void>
+
+    init(loop: EventLoop) {
+        lost = Future<Void>(loop: loop)
+    }
+
+    func connectionMade(_ transport: any StreamTransport) {
+        events.append("made")
+        self.transport = transport
+    }
+
+    func dataReceived(_ bytes: UnsafeRawBufferPointer) throws {
+        if events.last != "data" { events.append("data") }
+        if throwOnData { throw TestError(id: 99) }
+        received.append(contentsOf: bytes)
+        if echo { transport?.write(bytes) }
+    }
+
+    func eofReceived() -> Bool {
+        events.append("eof")
+        return keepOpenOnEOF
+    }
+
+    func connectionLost(_ error: (any Error)?) {
+        events.append("lost")
+        lostError = error
+        lost.complete(.success(()))
+    }
+
+    func pauseWriting() { events.append("pause") }
+    func resumeWriting() { events.append("resume") }
+}
+
+/// Starts a server on 127.0.0.1 with an ephemeral port whose protocols are recorded.
+func recordingServer(_ loop: EventLoop, echo: Bool = true) async throws -> (Server, Box<[RecordingProtocol]>) {
+    let accepted = Box<[RecordingProtocol]>([])
+    let server = try await loop.createServer(host: "127.0.0.1", port: 0) {
+        let proto = RecordingProtocol(loop: loop)
+        proto.echo = echo
+        accepted.value.append(proto)
+        return proto
+    }
+    return (server, accepted)
+}
+
+@Suite(.timeLimit(.minutes(2)))
+struct TransportTests {
+    // Bytes sent by a client come back byte-exact; callbacks follow the documented order.
+    @Test func echoRoundTripAndCallbackOrder() throws {
+        try withLoop { loop in
+            let (clientEvents, serverEvents, received) = try loop.runUntilComplete {
+                () async throws -> ([String], [String], [UInt8]) in
+                let (server, accepted) = try await recordingServer(loop)
+                let port = try #require(server.addresses.first?.port)
+                let (transport, client) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                    RecordingProtocol(loop: loop)
+                }
+                let message = Array((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+                transport.write(message)
+                transport.writeEOF()
+                client.keepOpenOnEOF = false
+                try await client.lost.value   // server echoes, sees EOF, closes; client sees EOF
+                let serverSide = try #require(accepted.value.first)
+                try await serverSide.lost.value
+                server.close()
+                await server.waitClosed()
+                #expect(client.received == message)
+                return (client.events, serverSide.events, serverSide.received)
+            }
+            #expect(clientEvents == ["made", "data", "eof", "lost"])
+            #expect(serverEvents == ["made", "data", "eof", "lost"])
+            #expect(received.count == 100_000)
+        }
+    }
+
+    // A peer that resets the connection gives connectionLost a connectionReset error.
+    @Test func peerResetReportsConnectionReset() throws {
+        try withLoop { loop in
+            let error = try loop.runUntilComplete { () async throws -> TransportError? in
+                let (server, accepted) = try await recordingServer(loop, echo: false)
+                defer { server.close() }
+                let port = try #require(server.addresses.first?.port)
+                let (transport, _) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                    RecordingProtocol(loop: loop)
+                }
+                transport.write(Array(repeating: 1, count: 1000))
+                try await sleep(for: .milliseconds(20))
+                // SO_LINGER {on, 0}: close sends RST.
+                var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+                setsockopt(transport.fileDescriptor, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+                transport.abort()
+                let serverSide = try #require(accepted.value.first)
+                try await waitFor(serverSide.lost, timeout: .seconds(10))
+                return serverSide.lostError as? TransportError
+            }
+            #expect(error?.code == .connectionReset)
+        }
+    }
+
+    // pauseWriting fires once over the high-water mark and resumeWriting once under the low one.
+    @Test func writeFlowControlFiresOncePerCrossing() throws {
+        try withLoop { loop in
+            let events = try loop.runUntilComplete { () async throws -> [String] in
+                let (server, accepted) = try await recordingServer(loop, echo: false)
+                defer { server.close() }
+                let port = try #require(server.addresses.first?.port)
+                let (clientTransport, client) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                    RecordingProtocol(loop: loop)
+                }
+                clientTransport.pauseReading()   // the client does not read for now
+                try await sleep(for: .milliseconds(20))
+                let serverSide = try #require(accepted.value.first)
+                let transport = try #require(serverSide.transport)
+                Socket.setOption(transport.fileDescriptor, SOL_SOCKET, SO_SNDBUF, 4096)
+                transport.setWriteBufferLimits(high: 64 * 1024, low: 16 * 1024)
+                let chunk = [UInt8](repeating: 7, count: 16 * 1024)
+                var written = 0
+                while written < 8 * 1024 * 1024 && !serverSide.events.contains("pause") {
+                    transport.write(chunk)
+                    written += chunk.count
+                }
+                for _ in 0..<8 { transport.write(chunk) }   // still over: no second pause
+                #expect(transport.writeBufferSize > 64 * 1024)
+                clientTransport.resumeReading()
+                var waited = 0
+                while !serverSide.events.contains("resume") && waited < 1000 {
+                    try await sleep(for: .milliseconds(10))
+                    waited += 1
+                }
+                #expect(client.received.count > 0)
+                return serverSide.events
+            }
+            #expect(events == ["made", "pause", "resume"])
+        }
+    }
+
+    // An error thrown by dataReceived goes to the exception handler and aborts that
+    // connection only; another connection keeps echoing.
+    @Test func protocolErrorAbortsOnlyItsTransport() throws {
+        try withLoop { loop in
+            let reported = Box<[ExceptionContext]>([])
+            loop.setExceptionHandler { _, context in reported.value.append(context) }
+            let (badError, goodEcho) = try loop.runUntilComplete { () async throws -> ((any Error)?, [UInt8]) in
+                var first = true
+                let server = try await loop.createServer(host: "127.0.0.1", port: 0) {
+                    let proto = RecordingProtocol(loop: loop)
+                    proto.echo = true
+                    proto.throwOnData = first
+                    first = false
+                    return proto
+                }
+                defer { server.close() }
+                let port = try #require(server.addresses.first?.port)
+                let (bad, badClient) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                    RecordingProtocol(loop: loop)
+                }
+                try await sleep(for: .milliseconds(20))
+                let (good, goodClient) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                    RecordingProtocol(loop: loop)
+                }
+                bad.write("boom")
+                try await waitFor(badClient.lost, timeout: .seconds(10))
+                good.write("still here")
+                var waited = 0
+                while goodClient.received.count < 10 && waited < 1000 {
+                    try await sleep(for: .milliseconds(10))
+                    waited += 1
+                }
+                good.close()
+                return (badClient.lostError, goodClient.received)
+            }
+            #expect(badError == nil)   // the client saw a plain close from the server
+            #expect(goodEcho == Array("still here".utf8))
+            #expect(reported.value.count == 1)
+            #expect(reported.value.first?.error as? TestError == TestError(id: 99))
+        }
+    }
+
+    // Connecting to a port nobody listens on fails with connectionRefused.
+    @Test func connectionRefusedIsReported() throws {
+        try withLoop { loop in
+            let code = try loop.runUntilComplete { () async throws -> TransportError.Code? in
+                // Bind a port and close it: nobody listens there now.
+                let server = try await loop.createServer(host: "127.0.0.1", port: 0) { RecordingProtocol(loop: loop) }
+                let port = try #require(server.addresses.first?.port)
+                server.close()
+                do {
+                    _ = try await loop.createConnection(host: "127.0.0.1", port: port) { RecordingProtocol(loop: loop) }
+                    return nil
+                } catch let error as TransportError {
+                    return error.code
+                }
+            }
+            #expect(code == .connectionRefused)
+        }
+    }
+
+    // A name that does not resolve fails with ResolutionError naming the host.
+    @Test func unresolvableHostIsReported() throws {
+        try withLoop { loop in
+            let error = try loop.runUntilComplete { () async throws -> ResolutionError? in
+                do {
+                    _ = try await loop.createConnection(host: "no-such-host.invalid", port: 80) { RecordingProtocol(loop: loop) }
+                    return nil
+                } catch let error as ResolutionError {
+                    return error
+                }
+            }
+            #expect(error?.host == "no-such-host.invalid")
+            #expect(error?.description.contains("no-such-host.invalid") == true)
+        }
+    }
+
+    // Binding an address in use fails with addressInUse, and the message names the address.
+    @Test func addressInUseNamesTheAddress() throws {
+        try withLoop { loop in
+            let error = try loop.runUntilComplete { () async throws -> TransportError? in
+                let server = try await loop.createServer(host: "127.0.0.1", port: 0) { RecordingProtocol(loop: loop) }
+                defer { server.close() }
+                let port = try #require(server.addresses.first?.port)
+                do {
+                    _ = try await loop.createServer(host: "127.0.0.1", port: port) { RecordingProtocol(loop: loop) }
+                    return nil
+                } catch let error as TransportError {
+                    #expect(error.message.contains("127.0.0.1:\(port)"))
+                    return error
+                }
+            }
+            #expect(error?.code == .addressInUse)
+        }
+    }
+
+    // Happy eyeballs: the first address never answers (a full accept queue drops SYNs);
+    // the second attempt starts after the delay and wins; the loser is cancelled.
+    @Test func happyEyeballsSkipsAnUnresponsiveAddress() throws {
+        try withLoop { loop in
+            let connected = try loop.runUntilComplete { () async throws -> Bool in
+                // A listener that never accepts, with its queue filled.
+                let blackhole = try Socket.makeStream(family: AF_INET)
+                defer { close(blackhole) }
+                let any = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
+                try Socket.bind(blackhole, any)
+                try Socket.listen(blackhole, backlog: 0, address: any)
+                let blackholeAddress = try #require(Socket.localAddress(blackhole))
+                var fillers: [Int32] = []
+                defer { for fd in fillers { close(fd) } }
+                for _ in 0..<4 {
+                    let fd = try Socket.makeStream(family: AF_INET)
+                    fillers.append(fd)
+                    _ = try? Socket.connect(fd, blackholeAddress)
+                }
+                let (server, _) = try await recordingServer(loop)
+                defer { server.close() }
+                let good = try #require(server.addresses.first)
+                let fd = try await loop.connectHappyEyeballs([blackholeAddress, good], delay: .milliseconds(50))
+                defer { close(fd) }
+                return Socket.peerAddress(fd) == good
+            }
+            #expect(connected)
+        }
+    }
+
+    // A Unix socket server echoes; its socket file goes away when it closes.
+    @Test func unixServerEchoesAndRemovesItsFile() throws {
+        try withLoop { loop in
+            let path = "/tmp/asyncio-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+            let echoed = try loop.runUntilComplete { () async throws -> [UInt8] in
+                let server = try await loop.createUnixServer(path: path) {
+                    let proto = RecordingProtocol(loop: loop)
+                    proto.echo = true
+                    return proto
+                }
+                let (reader, writer) = try await loop.openUnixConnection(path: path)
+                writer.write("over unix")
+                let echo = try await reader.readExactly(9)
+                writer.close()
+                server.close()
+                await server.waitClosed()
+                return echo
+            }
+            #expect(echoed == Array("over unix".utf8))
+            #expect(access(path, F_OK) != 0)
+        }
+    }
+
+    // A BufferedProtocol receives bytes straight into its own buffer.
+    @Test func bufferedProtocolReadsIntoItsBuffer() throws {
+        final class Collector: BufferedProtocol, @unchecked Sendable {
+            let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: 7, alignment: 1)
+            var collected: [UInt8] = []
+            let done: Future<Void>
+            init(loop: EventLoop) { done = Future(loop: loop) }
+            deinit { storage.deallocate() }
+            func connectionMade(_ transport: any StreamTransport) {}
+            func getBuffer(sizeHint: Int) -> UnsafeMutableRawBufferPointer { storage }
+            func bufferUpdated(_ count: Int) { collected.append(contentsOf: storage[0..<count]) }
+            func connectionLost(_ error: (any Error)?) { done.complete(.success(())) }
+        }
+        try withLoop { loop in
+            let collected = try loop.runUntilComplete { () async throws -> [UInt8] in
+                let collector = Collector(loop: loop)
+                let server = try await loop.createServer(host: "127.0.0.1", port: 0) { collector }
+                defer { server.close() }
+                let port = try #require(server.addresses.first?.port)
+                let (transport, _) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                    RecordingProtocol(loop: loop)
+                }
+                transport.write(Array(0..<100))
+                transport.close()
+                try await waitFor(collector.done, timeout: .seconds(10))
+                return collector.collected
+            }
+            #expect(collected == Array(0..<100))
+        }
+    }
+
+    // Under a low fd limit the server keeps serving its connections through EMFILE and
+    // accepts again once fds are free.
+    @Test func acceptSurvivesEMFILE() async {
+        await #expect(processExitsWith: .success) {
+            do {
+                let loop = try EventLoop()
+                let ok = try loop.runUntilComplete { () async throws -> Bool in
+                    let (server, _) = try await recordingServer(loop)
+                    let port = server.addresses.first?.port ?? 0
+                    // Leave room for a handful of fds only.
+                    var limit = rlimit()
+                    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+                    var highest: Int32 = 0
+                    let probe = dup(0)
+                    highest = probe
+                    close(probe)
+                    limit.rlim_cur = rlim_t(highest + 12)
+                    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+                    var clients: [(any StreamTransport, RecordingProtocol)] = []
+                    // Each client costs two fds (ours and the server's) until EMFILE.
+                    while clients.count < 20 {
+                        do {
+                            clients.append(try await loop.createConnection(host: "127.0.0.1", port: port) {
+                                RecordingProtocol(loop: loop)
+                            })
+                        } catch {
+                            break
+                        }
+                    }
+                    try await sleep(for: .milliseconds(100))
+                    guard let first = clients.first else { return false }
+                    first.0.write("alive")
+                    var waited = 0
+                    while first.1.received.count < 5 && waited < 500 {
+                        try await sleep(for: .milliseconds(10))
+                        waited += 1
+                    }
+                    guard first.1.received == Array("alive".utf8) else { return false }
+                    // Free fds: the server accepts again after its retry delay.
+                    for client in clients.dropFirst() { client.0.abort() }
+                    try await sleep(for: .milliseconds(100))
+                    limit.rlim_cur = rlim_t(highest + 64)
+                    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+                    let (late, lateClient) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                        RecordingProtocol(loop: loop)
+                    }
+                    late.write("again")
+                    waited = 0
+                    while lateClient.received.count < 5 && waited < 500 {
+                        try await sleep(for: .milliseconds(10))
+                        waited += 1
+                    }
+                    return lateClient.received == Array("again".utf8)
+                }
+                exit(ok ? 0 : 1)
+            } catch {
+                exit(2)
+            }
+        }
+    }
+}
