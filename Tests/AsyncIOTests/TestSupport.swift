@@ -3,6 +3,7 @@
 //===----------------------------------------------------------------------===//
 
 import Synchronization
+import Testing
 
 @testable import AsyncIO
 
@@ -23,9 +24,18 @@ struct TestError: Error, Equatable {
 }
 
 /// Runs `body` with a fresh loop and closes the loop afterwards.
-func withLoop<T>(_ body: (EventLoop) throws -> T) throws -> T {
+///
+/// A watchdog timer stops the loop after `timeout`, so a test that would hang fails instead
+/// (`runUntilComplete` then throws `stoppedBeforeCompletion`): a test blocked in the loop
+/// cannot be interrupted by Swift Testing's time limit.
+func withLoop<T>(timeout: Duration = .seconds(60), _ body: (EventLoop) throws -> T) throws -> T {
     let loop = try EventLoop(name: "test")
     defer { try? loop.close() }
+    let watchdog = loop.callLater(after: timeout) {
+        Issue.record("the test's event loop was stopped by the watchdog after \(timeout)")
+        loop.stop()
+    }
+    defer { watchdog.cancel() }
     return try body(loop)
 }
 

@@ -163,14 +163,16 @@ public final class Server: @unchecked Sendable {
     }
 
     /// Waits until the server is closed and all its connections are gone (asyncio 3.12's
-    /// `wait_closed`).
+    /// `wait_closed`). Returns early if the calling task is cancelled, so it can be bounded
+    /// with ``waitFor(timeout:_:)``.
     /// - Important: Call from a task running on the server's loop.
     public func waitClosed() async {
         loop.preconditionInLoop()
         if closed && clients.isEmpty { return }
         let waiter = Future<Void>(loop: loop)
         waiters.append(waiter)
-        await waiter.waitDone()
+        _ = try? await waiter.value
+        waiters.removeAll { $0 === waiter }
     }
 
     /// Serves until the calling task is cancelled, then closes the server and its connections
