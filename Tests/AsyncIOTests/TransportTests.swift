@@ -396,3 +396,65 @@ struct TransportTests {
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(5)))
+struct TransportLeakTests {
+    // Many connect/echo/close cycles leave the fd count and RSS flat (run in a child process,
+    // where nothing else opens fds).
+    @Test func connectEchoCloseCyclesLeakNothing() async {
+        await #expect(processExitsWith: .success) {
+            func residentKiB() -> Int {
+                guard let file = fopen("/proc/self/statm", "r") else { return 0 }
+                defer { fclose(file) }
+                var size = 0
+                var resident = 0
+                _ = withUnsafeMutablePointer(to: &size) { sizePointer in
+                    withUnsafeMutablePointer(to: &resident) { residentPointer in
+                        withVaList([sizePointer, residentPointer]) { vfscanf(file, "%ld %ld", $0) }
+                    }
+                }
+                return resident * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
+            }
+            func fdCount() -> Int {
+                guard let dir = opendir("/proc/self/fd") else { return -1 }
+                defer { closedir(dir) }
+                var count = 0
+                while readdir(dir) != nil { count += 1 }
+                return count
+            }
+            do {
+                let loop = try EventLoop()
+                let code = try loop.runUntilComplete { () async throws -> Int32 in
+                    let server = try await loop.createServer(host: "127.0.0.1", port: 0) {
+                        let proto = RecordingProtocol(loop: loop)
+                        proto.echo = true
+                        return proto
+                    }
+                    let port = server.addresses.first?.port ?? 0
+                    func cycle() async throws {
+                        let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: port)
+                        writer.write("ping")
+                        guard try await reader.readExactly(4) == Array("ping".utf8) else { exit(5) }
+                        writer.close()
+                        try await writer.waitClosed()
+                    }
+                    for _ in 0..<2_000 { try await cycle() }   // warm up: caches, allocator
+                    while server.connectionCount > 0 { try await sleep(for: .milliseconds(1)) }
+                    let fdsBefore = fdCount()
+                    let rssBefore = residentKiB()
+                    for _ in 0..<100_000 { try await cycle() }
+                    while server.connectionCount > 0 { try await sleep(for: .milliseconds(1)) }
+                    let fdsAfter = fdCount()
+                    let rssAfter = residentKiB()
+                    server.close()
+                    if fdsAfter != fdsBefore { return 3 }
+                    if rssAfter - rssBefore > 4 * 1024 { return 4 }   // 4 MiB over 100,000 connections
+                    return 0
+                }
+                exit(code)
+            } catch {
+                exit(2)
+            }
+        }
+    }
+}
