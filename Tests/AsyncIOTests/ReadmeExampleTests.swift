@@ -5,8 +5,42 @@
 import AsyncIO
 import Testing
 
+/// README.md's protocol echo server.
+final class ReadmeEcho: StreamProtocol {
+    var transport: (any StreamTransport)?
+    func connectionMade(_ transport: any StreamTransport) { self.transport = transport }
+    func dataReceived(_ bytes: UnsafeRawBufferPointer) { transport?.write(bytes) }
+    func pauseWriting() { transport?.pauseReading() }
+    func resumeWriting() { transport?.resumeReading() }
+}
+
 @Suite(.timeLimit(.minutes(1)))
 struct ReadmeExampleTests {
+    // README.md's two echo servers (protocol and streams), served briefly and checked.
+    @Test func readmeEchoServersEcho() throws {
+        let echoes = try EventLoop.run { loop in
+            let server = try await loop.createServer(host: "127.0.0.1", port: 0) { ReadmeEcho() }
+            let serving = loop.createTask { try await server.serveForever() }
+            let streams = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
+                while case let line = try await reader.readLine(), !line.isEmpty {
+                    writer.write(line)
+                    try await writer.drain()
+                }
+            }
+            var echoes: [String] = []
+            for port in [server.addresses[0].port, streams.addresses[0].port] {
+                let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: port ?? 0)
+                writer.write("hello\n")
+                echoes.append(String(decoding: try await reader.readLine(), as: UTF8.self))
+                writer.close()
+            }
+            serving.cancel()
+            streams.close()
+            return echoes
+        }
+        #expect(echoes == ["hello\n", "hello\n"])
+    }
+
     // The code of README.md's "A taste of the API", with print replaced by a return.
     @Test func readmeExampleRuns() throws {
         let output = try EventLoop.run { loop in
