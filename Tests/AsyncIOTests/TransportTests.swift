@@ -197,6 +197,43 @@ struct TransportTests {
         }
     }
 
+    // Writing queued data to a peer that went away reports the reset to connectionLost. Run in
+    // a child process with SIGPIPE's default action (kill), which the test runner ignores, so a
+    // send without MSG_NOSIGNAL that hit EPIPE would kill it.
+    @Test func writingToAPeerThatWentAwayIsReportedAsAnError() async {
+        await #expect(processExitsWith: .success) {
+            signal(SIGPIPE, SIG_DFL)
+            var set = sigset_t()
+            sigemptyset(&set)
+            sigaddset(&set, SIGPIPE)
+            pthread_sigmask(SIG_UNBLOCK, &set, nil)
+            do {
+                let loop = try EventLoop()
+                let code = try loop.runUntilComplete { () async throws -> TransportError.Code? in
+                    let (server, accepted) = try await recordingServer(loop, echo: false)
+                    defer { server.close() }
+                    let port = server.addresses.first?.port ?? 0
+                    let (client, _) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                        RecordingProtocol(loop: loop)
+                    }
+                    client.pauseReading()
+                    try await sleep(for: .milliseconds(20))
+                    guard let serverSide = accepted.value.first, let transport = serverSide.transport else { return nil }
+                    let chunk = [UInt8](repeating: 1, count: 256 * 1024)
+                    for _ in 0..<16 { transport.write(chunk) }   // fills the kernel buffers, queues the rest
+                    client.abort()   // unread data: the kernel answers with RST
+                    try await sleep(for: .milliseconds(50))
+                    for _ in 0..<4 { transport.write(chunk) }
+                    try await waitFor(serverSide.lost, timeout: .seconds(10))
+                    return (serverSide.lostError as? TransportError)?.code
+                }
+                exit(code == .connectionReset || code == .brokenPipe ? 0 : 1)
+            } catch {
+                exit(2)
+            }
+        }
+    }
+
     // Connecting to a port nobody listens on fails with connectionRefused.
     @Test func connectionRefusedIsReported() throws {
         try withLoop { loop in

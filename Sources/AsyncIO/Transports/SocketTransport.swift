@@ -12,7 +12,7 @@ import Glibc
 ///
 /// Hot path: a readable socket is read into the loop's buffer and handed to the protocol as a
 /// borrowed view; `write` sends at once when nothing is queued and copies only what the kernel
-/// did not take; the queue drains with `writev`. No allocation per message in steady state.
+/// did not take; the queue drains with gathered sends (`sendmsg`, like writev with MSG_NOSIGNAL). No allocation per message in steady state.
 ///
 /// An open transport keeps itself alive (the connection owns it) until `connectionLost` ran.
 final class SocketTransport: StreamTransport, @unchecked Sendable {
@@ -39,7 +39,8 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
     /// `writeEOF` was called; shut down the sending side once the buffer is empty.
     private var eofRequested = false
     private var eofWritten = false
-    @exclusivity(unchecked) private var writeQueue = Deque<[UInt8]>()
+    /// Unsent bytes, each chunk a heap copy owned by the queue (stable addresses for writev).
+    @exclusivity(unchecked) private var writeQueue = Deque<UnsafeMutableRawBufferPointer>()
     /// Bytes of the first queued chunk already sent.
     private var firstChunkOffset = 0
     @exclusivity(unchecked) private var queuedBytes = 0
@@ -208,8 +209,10 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
             }
             if sent == bytes.count { return }
         }
-        writeQueue.append(Array(UnsafeRawBufferPointer(rebasing: bytes[sent...])))
-        queuedBytes += bytes.count - sent
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count - sent, alignment: 1)
+        chunk.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[sent...]))
+        writeQueue.append(chunk)
+        queuedBytes += chunk.count
         if !writerRegistered {
             do {
                 try loop.addWriter(fileDescriptor) { [unowned self] in self.writeReady() }
@@ -227,7 +230,7 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
         flushQueue()
     }
 
-    /// Writes as much of the queue as the kernel takes, with one writev per batch.
+    /// Writes as much of the queue as the kernel takes, one gathered send (sendmsg) per batch.
     private func flushQueue() {
         while !writeQueue.isEmpty {
             let batch = min(writeQueue.count, 64)
@@ -235,20 +238,20 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
             for i in 0..<batch {
                 let chunk = writeQueue[i]
                 let offset = i == 0 ? firstChunkOffset : 0
-                // SAFETY: the chunks are not mutated until writev returns; the pointers do
-                // not escape this loop iteration.
-                chunk.withUnsafeBytes { raw in
-                    iovecs[i] = iovec(
-                        iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress.map { $0 + offset }),
-                        iov_len: raw.count - offset)
-                }
+                // SAFETY: the queue owns each chunk's memory until `consume` frees it.
+                iovecs[i] = iovec(iov_base: chunk.baseAddress.map { $0 + offset }, iov_len: chunk.count - offset)
             }
-            let n = writev(fileDescriptor, iovecs, Int32(batch))
+            // sendmsg rather than writev: MSG_NOSIGNAL, so a peer that went away gives EPIPE
+            // instead of a SIGPIPE that would kill the process.
+            var message = msghdr()
+            message.msg_iov = iovecs
+            message.msg_iovlen = batch
+            let n = sendmsg(fileDescriptor, &message, Int32(MSG_NOSIGNAL))
             if n < 0 {
                 let code = errno
                 if code == EINTR { continue }
                 if code == EAGAIN || code == EWOULDBLOCK { return }
-                forceClose(TransportError(errno: code, syscall: "writev", address: cachedPeer))
+                forceClose(TransportError(errno: code, syscall: "sendmsg", address: cachedPeer))
                 return
             }
             consume(n)
@@ -277,7 +280,7 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
             let left = first.count - firstChunkOffset
             if remaining >= left {
                 remaining -= left
-                writeQueue.removeFirst()
+                writeQueue.removeFirst().deallocate()
                 firstChunkOffset = 0
             } else {
                 firstChunkOffset += remaining
@@ -355,6 +358,17 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
         forceClose(error)
     }
 
+    private func dropWriteQueue() {
+        for chunk in writeQueue { chunk.deallocate() }
+        writeQueue.removeAll()
+        queuedBytes = 0
+        firstChunkOffset = 0
+    }
+
+    deinit {
+        dropWriteQueue()
+    }
+
     /// Stops all I/O now and schedules `connectionLost(error)` and the close of the fd.
     private func forceClose(_ error: (any Error)?) {
         guard state != .closed else { return }
@@ -364,9 +378,7 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
             writerRegistered = false
             loop.removeWriter(fileDescriptor)
         }
-        writeQueue.removeAll()
-        queuedBytes = 0
-        firstChunkOffset = 0
+        dropWriteQueue()
         loop.schedule { [self] in callConnectionLost(error) }
     }
 
