@@ -85,6 +85,13 @@ let package = Package(
             path: "Examples/EchoClient",
             swiftSettings: strictSettings
         ),
+        // Test fixture: run by ExamplesTests in a process of its own.
+        .executableTarget(
+            name: "LoopFDCheck",
+            dependencies: ["AsyncIO"],
+            path: "Tests/Fixtures/LoopFDCheck",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "AsyncIOTests",
             dependencies: ["AsyncIO", "CAsyncIOLinux"],
@@ -92,7 +99,9 @@ let package = Package(
         ),
         .testTarget(
             name: "ExamplesTests",
-            dependencies: ["TaskSample", "ExecutorSample", "TCPEchoServer", "UnixEchoServer", "EchoClient"],
+            dependencies: [
+                "TaskSample", "ExecutorSample", "TCPEchoServer", "UnixEchoServer", "EchoClient", "LoopFDCheck",
+            ],
             swiftSettings: strictSettings
         ),
     ],

@@ -261,38 +261,6 @@ struct EventLoopTests {
         #expect(throws: EventLoopError.closedError) { try loop.runUntilComplete { 1 } }
     }
 
-    // close() releases every fd the loop opened: epoll, eventfd and the signal pipe.
-    @Test func closeReleasesEveryFD() async {
-        await #expect(processExitsWith: .success) {
-            // Compare what the fds point to, not only how many there are: the test harness
-            // may open fds of its own in this process meanwhile.
-            let before = openFDTargets()
-            do {
-                let loop = try EventLoop()
-                try loop.addSignalHandler(SIGUSR2) {}
-                let future = loop.runInExecutor { 42 }
-                guard try loop.runUntilComplete(future) == 42 else { exit(3) }
-                let during = openFDTargets()
-                let ours = ["anon_inode:[eventpoll]", "anon_inode:[eventfd]", "pipe:"]
-                let opened = during.filter { target, count in
-                    count > before[target, default: 0] && ours.contains { target.hasPrefix($0) }
-                }
-                // epoll, eventfd, and the two ends of one pipe.
-                guard opened["anon_inode:[eventpoll]"] != nil, opened["anon_inode:[eventfd]"] != nil,
-                      opened.filter({ $0.key.hasPrefix("pipe:") }).values.reduce(0, +) >= 2
-                else { exit(4) }
-                try loop.close()
-                let after = openFDTargets()
-                for (target, _) in opened where after[target, default: 0] > before[target, default: 0] {
-                    exit(1)
-                }
-            } catch {
-                exit(2)
-            }
-            exit(0)
-        }
-    }
-
     // A signal handler runs on the loop thread when the process receives SIGUSR1.
     @Test func signalHandlerRunsOnTheLoopForSIGUSR1() async {
         await #expect(processExitsWith: .success) {

@@ -39,23 +39,6 @@ func withLoop<T>(timeout: Duration = .seconds(60), _ body: (EventLoop) throws ->
     return try body(loop)
 }
 
-/// What each open fd of this process points to (readlink of /proc/self/fd/N), counted.
-func openFDTargets() -> [String: Int] {
-    var targets: [String: Int] = [:]
-    guard let dir = opendir("/proc/self/fd") else { return targets }
-    defer { closedir(dir) }
-    while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-        }
-        if name == "." || name == ".." { continue }
-        var buffer = [UInt8](repeating: 0, count: 512)
-        let n = readlink("/proc/self/fd/" + name, &buffer, buffer.count)
-        if n > 0 { targets[String(decoding: buffer[0..<n], as: UTF8.self), default: 0] += 1 }
-    }
-    return targets
-}
-
 /// Blocks the calling thread for `seconds`.
 func blockThread(seconds: Double) {
     var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))

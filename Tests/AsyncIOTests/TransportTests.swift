@@ -452,11 +452,20 @@ struct TransportLeakTests {
                 }
                 return resident * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
             }
+            // Sockets only: the test harness may open and close files and pipes of its own
+            // in this process at any time; it opens no sockets.
             func fdCount() -> Int {
                 guard let dir = opendir("/proc/self/fd") else { return -1 }
                 defer { closedir(dir) }
                 var count = 0
-                while readdir(dir) != nil { count += 1 }
+                while let entry = readdir(dir) {
+                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                    }
+                    var target = [UInt8](repeating: 0, count: 64)
+                    let n = readlink("/proc/self/fd/" + name, &target, target.count)
+                    if n > 7 && String(decoding: target[0..<7], as: UTF8.self) == "socket:" { count += 1 }
+                }
                 return count
             }
             do {

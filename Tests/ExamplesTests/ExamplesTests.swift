@@ -114,6 +114,14 @@ struct ExamplesTests {
         #expect(result.stderr.contains("took"))
     }
 
+    // close() releases every fd the loop opened (epoll, eventfd, signal pipe), checked in a
+    // process of its own so nothing else opens or closes fds meanwhile.
+    @Test func loopCloseReleasesEveryFD() throws {
+        let result = try runExample("LoopFDCheck", [])
+        #expect(result.status == 0, "\(result.stdout)")
+        #expect(result.stdout.hasPrefix("before "))
+    }
+
     // Bad input is a one-line usage error and a non-zero exit, never a crash.
     @Test(arguments: [["--a", "-1"], ["--b", "soon"], ["--c", "nan"], ["--frobnicate"]])
     func badArgumentsGiveAUsageError(arguments: [String]) throws {
