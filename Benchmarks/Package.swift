@@ -1,8 +1,10 @@
 // swift-tools-version:6.1
 //
 // Loop micro-benchmarks for swift-asyncio, compared with Python's asyncio and uvloop by
-// run-loop-bench.sh. A package of its own so that the library's package stays free of
-// benchmark targets; it builds the library from the parent directory.
+// run-loop-bench.sh, and the SwiftNIO echo server that the echo benchmarks (run-echo-bench.sh
+// and friends) compare swift-asyncio's echo server with. A package of its own so that the
+// library's package stays free of benchmark targets; it builds the library from the parent
+// directory.
 
 import PackageDescription
 
@@ -17,9 +19,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "loop-bench", targets: ["LoopBench"]),
+        .executable(name: "nio-echo-server", targets: ["NIOEchoServer"]),
+        .executable(name: "streams-echo-server", targets: ["StreamsEchoServer"]),
     ],
     dependencies: [
         .package(path: ".."),
+        // Only for nio-echo-server, the reference in the echo benchmarks (run-echo-bench.sh).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .executableTarget(
@@ -28,6 +34,24 @@ let package = Package(
             swiftSettings: [
                 .enableUpcomingFeature("ExistentialAny"),
                 .enableUpcomingFeature("InternalImportsByDefault"),
+            ]
+        ),
+        .executableTarget(
+            name: "StreamsEchoServer",
+            dependencies: [.product(name: "AsyncIO", package: parentIdentity)],
+            swiftSettings: [
+                .enableUpcomingFeature("ExistentialAny"),
+                .enableUpcomingFeature("InternalImportsByDefault"),
+            ]
+        ),
+        .executableTarget(
+            name: "NIOEchoServer",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: [
+                .enableUpcomingFeature("ExistentialAny"),
             ]
         ),
     ],

@@ -1,0 +1,74 @@
+// An echo server written with swift-asyncio's streams API, the counterpart of asyncio's
+// `start_server` echo (py_echo_server.py --api streams) in the echo benchmarks.
+//
+//   streams-echo-server [--host 127.0.0.1] [--port 0] [--unix PATH]
+//
+// Each connection is a task on the loop: `read(max: 65536)`, `write`, `await drain()`, until
+// EOF. Prints `listening on HOST:PORT` (or `listening on unix:PATH`) on stdout, flushed, and
+// exits normally on SIGTERM or SIGINT. One loop, on the main thread, as asyncio has.
+
+import AsyncIO
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func printError(_ message: String) {
+    _ = (message + "\n").withCString { write(2, $0, strlen($0)) }
+}
+
+func usage() -> Never {
+    printError("usage: streams-echo-server [--host H] [--port P] [--unix PATH]")
+    exit(2)
+}
+
+var host = "127.0.0.1"
+var port = 0
+var unixPath: String? = nil
+var arguments = CommandLine.arguments.dropFirst()
+while let flag = arguments.popFirst() {
+    guard let value = arguments.popFirst() else { usage() }
+    switch flag {
+    case "--host": host = value
+    case "--port":
+        guard let number = Int(value) else { usage() }
+        port = number
+    case "--unix": unixPath = value
+    default: usage()
+    }
+}
+
+@Sendable func echo(_ reader: StreamReader, _ writer: StreamWriter) async throws {
+    while true {
+        let bytes = try await reader.read(max: 65536)
+        if bytes.isEmpty { break }
+        writer.write(bytes)
+        try await writer.drain()
+    }
+}
+
+let (listenHost, listenPort, listenPath) = (host, port, unixPath)
+do {
+    try EventLoop.run { loop in
+        let server: Server
+        if let listenPath {
+            server = try await loop.startUnixServer(path: listenPath, backlog: 4096, echo)
+            print("listening on unix:\(listenPath)")
+        } else {
+            server = try await loop.startServer(host: listenHost, port: listenPort, backlog: 4096, echo)
+            print("listening on \(server.addresses[0])")
+        }
+        fflush(nil)
+
+        let stop = Future<Int32>(loop: loop)
+        for signal in [SIGINT, SIGTERM] {
+            try loop.addSignalHandler(signal) { if !stop.isDone { try stop.setResult(signal) } }
+        }
+        _ = try await stop.value
+        server.close()
+        server.abortClients()
+    }
+} catch {
+    printError("streams-echo-server: error: \(error)")
+    exit(1)
+}

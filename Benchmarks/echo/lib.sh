@@ -1,0 +1,313 @@
+# Shared by run-echo-bench.sh, echo-callgrind.sh, echo-allocs.sh and echo-idle-rss.sh:
+# building the tools and servers, starting a server and reading its port, stopping it, and
+# cleaning up every process a script started. Source it; it is not a program.
+#
+# Servers, by name (ECHO_SERVERS picks and orders them; a script's --servers flag sets it):
+#   ours            swift-asyncio's Examples/TCPEchoServer (`tcp-echo-server`), protocol API
+#   ours-streams    swift-asyncio's streams API (Sources/StreamsEchoServer, built here)
+#   c               echo/c_echo_server.c, the speed-of-light baseline
+#   nio             SwiftNIO (Sources/NIOEchoServer, one event-loop thread)
+#   asyncio         py_echo_server.py --loop asyncio --api protocol
+#   asyncio-streams py_echo_server.py --loop asyncio --api streams
+#   uvloop          py_echo_server.py --loop uvloop --api protocol
+#   uvloop-streams  py_echo_server.py --loop uvloop --api streams
+#
+# ECHO_TRANSPORT=unix (a script's --unix flag) serves over Unix stream sockets instead of
+# loopback TCP: our server is then `unix-echo-server --path P`, the others get --unix P.
+#
+# Environment: PYTHON (default python3), OURS_BIN (use this tcp-echo-server, or with --unix
+# unix-echo-server, binary instead of building one), NO_BUILD=1 (use what is built, build
+# nothing).
+
+ECHO_ALL_SERVERS="ours ours-streams c nio asyncio asyncio-streams uvloop uvloop-streams"
+
+bench_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo_dir="$(cd "$bench_dir/.." && pwd)"
+echo_dir="$bench_dir/echo"
+tools_dir="$bench_dir/.build/echo"           # loadgen, c_echo_server, malloc_count.so
+ours_scratch="$repo_dir/.build-bench"         # our server's build folder (not the root .build)
+python="${PYTHON:-python3}"
+
+# Every process a script starts in the background is recorded in $work_dir/pids (a file, so
+# that starts inside subshells count too) and killed on exit; notes go to $work_dir/notes.
+work_dir="$(mktemp -d "${TMPDIR:-/tmp}/echo-bench.XXXXXX")"
+: >"$work_dir/pids"
+: >"$work_dir/notes"
+
+note() {
+    echo "$*" >>"$work_dir/notes"
+    echo "note: $*" >&2
+}
+
+log() { echo "$*" >&2; }
+
+cleanup() {
+    set +e
+    local pid pids
+    pids="$(cat "$work_dir/pids" 2>/dev/null)"
+    for pid in $pids; do
+        kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in $pids; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+    done
+    rm -rf "$work_dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# ---- building ----
+
+build_tools() {
+    mkdir -p "$tools_dir"
+    local src
+    for src in loadgen c_echo_server; do
+        if [[ ! -x "$tools_dir/$src" || "$echo_dir/$src.c" -nt "$tools_dir/$src" ]]; then
+            cc -O2 -Wall -o "$tools_dir/$src" "$echo_dir/$src.c" || return 1
+        fi
+    done
+    if [[ ! -f "$tools_dir/malloc_count.so" || "$echo_dir/malloc_count.c" -nt "$tools_dir/malloc_count.so" ]]; then
+        cc -O2 -Wall -shared -fPIC -o "$tools_dir/malloc_count.so" "$echo_dir/malloc_count.c" || return 1
+    fi
+}
+
+# build_bench_product PRODUCT: builds a product of the Benchmarks package (release) and
+# prints its path.
+build_bench_product() {
+    local product="$1" bin_path
+    bin_path="$(cd "$bench_dir" && swift build -c release --show-bin-path 2>/dev/null)/$product"
+    if [[ "${NO_BUILD:-0}" != 1 ]]; then
+        log "Building $product (release; a first build takes a few minutes)..."
+        if ! (cd "$bench_dir" && swift build -c release --product "$product") >"$work_dir/$product-build.log" 2>&1; then
+            tail -n 30 "$work_dir/$product-build.log" >&2
+            note "$product did not build; its rows are skipped"
+            return 1
+        fi
+    fi
+    [[ -x "$bin_path" ]] || { note "no $product binary at $bin_path; its rows are skipped"; return 1; }
+    echo "$bin_path"
+}
+
+nio_bin=""
+build_nio() { nio_bin="$(build_bench_product nio-echo-server)"; }
+
+streams_bin=""
+build_streams() { streams_bin="$(build_bench_product streams-echo-server)"; }
+
+ours_bin=""
+build_ours() {
+    local product=tcp-echo-server
+    [[ "${ECHO_TRANSPORT:-tcp}" == unix ]] && product=unix-echo-server
+    if [[ -n "${OURS_BIN:-}" ]]; then
+        [[ -x "$OURS_BIN" ]] || { note "OURS_BIN=$OURS_BIN is not an executable; swift-asyncio rows are skipped"; return 1; }
+        ours_bin="$OURS_BIN"
+        return 0
+    fi
+    local bin_path="$ours_scratch/release/$product"
+    if [[ "${NO_BUILD:-0}" != 1 ]]; then
+        if ! grep -q "\"$product\"" "$repo_dir/Package.swift" 2>/dev/null; then
+            note "swift-asyncio has no $product product yet; its rows are skipped"
+            return 1
+        fi
+        log "Building $product (release, --scratch-path .build-bench)..."
+        if ! (cd "$repo_dir" && swift build -c release --product "$product" --scratch-path "$ours_scratch") \
+            >"$work_dir/ours-build.log" 2>&1; then
+            tail -n 30 "$work_dir/ours-build.log" >&2
+            note "$product did not build; swift-asyncio rows are skipped"
+            return 1
+        fi
+    fi
+    [[ -x "$bin_path" ]] || { note "no $product binary at $bin_path; swift-asyncio rows are skipped"; return 1; }
+    ours_bin="$bin_path"
+}
+
+have_uvloop=0
+uvloop_tried=0
+ensure_uvloop() {
+    if [[ $uvloop_tried == 1 ]]; then [[ $have_uvloop == 1 ]]; return; fi
+    uvloop_tried=1
+    if "$python" -c 'import uvloop' >/dev/null 2>&1; then have_uvloop=1; return 0; fi
+    log "Installing uvloop..."
+    if "$python" -m pip install --quiet --disable-pip-version-check uvloop >/dev/null 2>&1 \
+        && "$python" -c 'import uvloop' >/dev/null 2>&1; then
+        have_uvloop=1
+        return 0
+    fi
+    note "uvloop could not be installed; its rows are skipped"
+    return 1
+}
+
+# The interpreter itself, not a pyenv shim (a shell script): LD_PRELOAD and valgrind must
+# see the python process, and $! must be its pid.
+python_exe() { "$python" -c 'import sys; print(sys.executable)'; }
+
+# Builds what the selected servers need; sets `servers` to those that can run.
+prepare_servers() {
+    build_tools || { echo "could not build the C tools" >&2; exit 1; }
+    servers=()
+    local name
+    for name in ${ECHO_SERVERS:-$ECHO_ALL_SERVERS}; do
+        case "$name" in
+            ours) build_ours && servers+=(ours) ;;
+            ours-streams) build_streams && servers+=(ours-streams) ;;
+            c) servers+=(c) ;;
+            nio) build_nio && servers+=(nio) ;;
+            asyncio | asyncio-streams) servers+=("$name") ;;
+            uvloop | uvloop-streams)
+                ensure_uvloop && servers+=("$name") ;;
+            *) echo "unknown server: $name (known: $ECHO_ALL_SERVERS)" >&2; exit 2 ;;
+        esac
+    done
+    true
+}
+
+label_of() {
+    case "$1" in
+        ours) echo "swift-asyncio protocol" ;;
+        ours-streams) echo "swift-asyncio streams" ;;
+        c) echo "C epoll (baseline)" ;;
+        nio) echo "SwiftNIO" ;;
+        asyncio) echo "asyncio protocol" ;;
+        asyncio-streams) echo "asyncio streams" ;;
+        uvloop) echo "uvloop protocol" ;;
+        uvloop-streams) echo "uvloop streams" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# Fills the array `server_cmd` with the command line of server $1, listening on an ephemeral
+# loopback port, or with ECHO_TRANSPORT=unix on the socket file $server_sock.
+server_command() {
+    local listen=(--port 0) ours_listen=(--port 0)
+    server_sock=""
+    if [[ "${ECHO_TRANSPORT:-tcp}" == unix ]]; then
+        server_sock="$work_dir/$1.sock"
+        listen=(--unix "$server_sock") ours_listen=(--path "$server_sock")
+    fi
+    case "$1" in
+        ours) server_cmd=("$ours_bin" "${ours_listen[@]}") ;;
+        ours-streams) server_cmd=("$streams_bin" "${listen[@]}") ;;
+        c) server_cmd=("$tools_dir/c_echo_server" "${listen[@]}") ;;
+        nio) server_cmd=("$nio_bin" "${listen[@]}") ;;
+        asyncio) server_cmd=("$(python_exe)" "$echo_dir/py_echo_server.py" --loop asyncio --api protocol "${listen[@]}") ;;
+        asyncio-streams) server_cmd=("$(python_exe)" "$echo_dir/py_echo_server.py" --loop asyncio --api streams "${listen[@]}") ;;
+        uvloop) server_cmd=("$(python_exe)" "$echo_dir/py_echo_server.py" --loop uvloop --api protocol "${listen[@]}") ;;
+        uvloop-streams) server_cmd=("$(python_exe)" "$echo_dir/py_echo_server.py" --loop uvloop --api streams "${listen[@]}") ;;
+        *) return 1 ;;
+    esac
+}
+
+# start_server LOGNAME TIMEOUT_S [PREFIX...] COMMAND...
+# Starts PREFIX COMMAND (PREFIX: taskset, env, valgrind..., all of which exec the command)
+# with stdout and stderr in $work_dir/LOGNAME.{out,err}, waits for `listening on ...:PORT`
+# (with ECHO_TRANSPORT=unix: for `listening on ...` and the socket file $server_sock), and
+# sets server_pid, server_port and server_addr (loadgen's address arguments). Returns 1
+# (after printing the server's stderr) if that does not come within TIMEOUT_S seconds or
+# the server exits.
+start_server() {
+    local logname="$1" timeout_s="$2"
+    shift 2
+    local out="$work_dir/$logname.out" err="$work_dir/$logname.err"
+    : >"$out"
+    "$@" >"$out" 2>"$err" </dev/null &
+    server_pid=$!
+    echo "$server_pid" >>"$work_dir/pids"
+    server_port="" server_addr=()
+    local deadline=$((SECONDS + timeout_s))
+    while ((SECONDS <= deadline)); do
+        if [[ -n "$server_sock" ]]; then
+            if grep -q '^listening on ' "$out" && [[ -S "$server_sock" ]]; then
+                server_addr=(--unix "$server_sock")
+                return 0
+            fi
+        else
+            server_port="$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$out" | head -n1)"
+            if [[ -n "$server_port" ]]; then
+                server_addr=(--host 127.0.0.1 --port "$server_port")
+                return 0
+            fi
+        fi
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            log "server exited before listening: $*"
+            tail -n 20 "$err" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+    log "server printed no 'listening on HOST:PORT' line within ${timeout_s}s: $*"
+    tail -n 20 "$err" >&2
+    kill -KILL "$server_pid" 2>/dev/null || true
+    return 1
+}
+
+# stop_server TIMEOUT_S: SIGTERM, wait up to TIMEOUT_S for a normal exit, else SIGKILL.
+# Sets server_status to "exit N", "signal NAME" or "hung (killed)".
+stop_server() {
+    local timeout_s="${1:-10}" rc
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        wait "$server_pid" 2>/dev/null; rc=$?
+        server_status="$(describe_status "$rc") before SIGTERM"
+        return
+    fi
+    kill -TERM "$server_pid" 2>/dev/null || true
+    local deadline=$((SECONDS + timeout_s))
+    while kill -0 "$server_pid" 2>/dev/null && ((SECONDS <= deadline)); do sleep 0.05; done
+    if kill -0 "$server_pid" 2>/dev/null; then
+        kill -KILL "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null
+        server_status="hung after SIGTERM (killed)"
+        return
+    fi
+    wait "$server_pid" 2>/dev/null; rc=$?
+    server_status="$(describe_status "$rc")"
+}
+
+describe_status() {
+    local rc="$1"
+    if ((rc > 128)); then echo "signal $(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128)))"; else echo "exit $rc"; fi
+}
+
+# Field of a loadgen result line: result_field LINE KEY
+result_field() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
+
+# Process CPU time (user + system, all threads, also the exited ones) in microseconds.
+cpu_us() {
+    local stat ticks
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }"               # the fields after the command name
+    read -r -a fields <<<"$stat"      # fields[0] is field 3 (state)
+    ticks=$((fields[11] + fields[12])) # utime (14) + stime (15)
+    echo $((ticks * 1000000 / $(getconf CLK_TCK)))
+}
+
+# Non-idle CPU time of the whole machine (user + nice + system, all CPUs) and steal, in µs:
+# "BUSY STEAL". Interrupt and softirq time are left out: loopback traffic's own packet
+# processing lands there, and in no process's utime/stime.
+machine_cpu_us() {
+    awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.0f %.0f\n", ($2 + $3 + $4) * 1e6 / hz, $9 * 1e6 / hz; exit }' /proc/stat
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+machine_line() {
+    local model
+    model="$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')"
+    echo "Machine: $(nproc) CPUs, ${model:-unknown CPU}, $(uname -sr); $(date -u '+%Y-%m-%d %H:%M UTC')"
+}
+
+print_notes() {
+    if [[ -s "$work_dir/notes" ]]; then
+        echo
+        sed 's/^/- /' "$work_dir/notes"
+    fi
+}
+
+# Starts a background helper (not a server): bg_start OUTFILE COMMAND...; sets bg_pid.
+bg_start() {
+    local out="$1"
+    shift
+    "$@" >"$out" 2>&1 </dev/null &
+    bg_pid=$!
+    echo "$bg_pid" >>"$work_dir/pids"
+}
