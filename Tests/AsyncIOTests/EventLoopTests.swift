@@ -205,6 +205,35 @@ struct EventLoopTests {
         }
     }
 
+    // An fd closed without removing its reader, whose number is then reused, can be watched
+    // again (the stale registration is replaced instead of failing with ENOENT).
+    @Test func reusedFDNumberCanBeWatchedAfterACloseWithoutRemove() throws {
+        try withLoop { loop in
+            var first: [Int32] = [0, 0]
+            #expect(pipe(&first) == 0)
+            try loop.addReader(first[0]) {}
+            let number = first[0]
+            close(first[0])
+            close(first[1])
+            var second: [Int32] = [0, 0]
+            #expect(pipe(&second) == 0)
+            defer { close(second[0]); close(second[1]) }
+            // Make the write end take the old number so that addWriter hits the stale entry.
+            let writeEnd = dup2(second[1], number)
+            #expect(writeEnd == number)
+            defer { if writeEnd != second[1] { close(writeEnd) } }
+            let fired = Box(false)
+            try loop.addWriter(writeEnd) {
+                fired.value = true
+                loop.removeWriter(writeEnd)
+                loop.stop()
+            }
+            loop.callLater(after: .seconds(5)) { loop.stop() }
+            try loop.runForever()
+            #expect(fired.value)
+        }
+    }
+
     // Watching a regular file is refused by epoll with EPERM, as a clear IOError.
     @Test func addReaderOnRegularFileThrowsEPERM() throws {
         try withLoop { loop in

@@ -412,8 +412,25 @@ public final class EventLoop: @unchecked Sendable {
             registrationCount += 1
         } else if !registration.interest.contains(bit) {
             let interest = registration.interest.union(bit)
-            try selector.modify(fd: fd, interest: interest, token: Self.token(fd: fd, generation: registration.generation))
-            registration.interest = interest
+            let modified = Result { () throws(IOError) in
+                try selector.modify(fd: fd, interest: interest, token: Self.token(fd: fd, generation: registration.generation))
+            }
+            switch modified {
+            case .success:
+                registration.interest = interest
+            case .failure(let error) where error.errno != ENOENT:
+                throw error
+            case .failure:
+                // The fd was closed (and its number reused) without removing its watchers:
+                // the kernel forgot it, so start a fresh registration.
+                registration.reader?.cancel()
+                registration.writer?.cancel()
+                let generation = nextGeneration
+                nextGeneration &+= 1
+                if nextGeneration == 0 { nextGeneration = 1 }
+                try selector.add(fd: fd, interest: bit, token: Self.token(fd: fd, generation: generation))
+                registration = Registration(generation: generation, interest: bit)
+            }
         }
         if write {
             registration.writer?.cancel()

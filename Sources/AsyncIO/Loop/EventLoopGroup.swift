@@ -54,7 +54,15 @@ public final class EventLoopGroup: Sendable {
     }
 
     deinit {
-        if !isShutDown.load(ordering: .relaxed) {
+        guard !isShutDown.load(ordering: .relaxed) else { return }
+        if loops.contains(where: { $0.inLoopThread }) {
+            // Released last on one of its own loops: it cannot wait for itself. Stop the
+            // loops; their threads end on their own.
+            isShutDown.store(true, ordering: .relaxed)
+            for loop in loops {
+                loop.execute { loop.stopAfterCancellingTasks(timeout: .seconds(5)) }
+            }
+        } else {
             shutdown()
         }
     }

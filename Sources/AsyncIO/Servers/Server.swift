@@ -30,6 +30,8 @@ public final class Server: @unchecked Sendable {
     private var closed = false
     private var acceptRetry: Handle?
     private var waiters: [Future<Void>] = []
+    /// A serving server is kept alive by its loop, as in asyncio, until ``close()``.
+    private var selfReference: Server?
     /// A Unix socket file to remove on close.
     private let unixPath: String?
 
@@ -62,8 +64,9 @@ public final class Server: @unchecked Sendable {
         loop.assertInLoop()
         if closed { throw TransportError(.closed, "the server is closed") }
         guard !serving else { return }
-        serving = true
         try watchListeners()
+        serving = true
+        selfReference = self
     }
 
     private func watchListeners() throws {
@@ -148,6 +151,7 @@ public final class Server: @unchecked Sendable {
         if let unixPath { unlink(unixPath) }
         listeners = []
         wakeWaitersIfDone()
+        selfReference = nil
     }
 
     /// Closes every open connection after flushing its buffer.
