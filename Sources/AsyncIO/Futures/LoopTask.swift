@@ -44,6 +44,8 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     /// The Swift task running the body.
     @usableFromInline var swiftTask: Task<Void, Never>?
     private var cancelRequested = false
+    /// The task's slot in the loop's live-task table.
+    @usableFromInline var liveSlot = -1
 
     @usableFromInline
     init(loop: EventLoop, number: Int, name: String?) {
@@ -95,7 +97,7 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
 
     @usableFromInline
     func finish(_ state: State) {
-        loop.liveTasks.removeValue(forKey: ObjectIdentifier(self))
+        loop.liveTasks.remove(liveSlot)
         complete(state)
     }
 }
@@ -119,7 +121,7 @@ extension EventLoop {
         precondition(!isClosed, "EventLoop '\(self.name)': createTask on a closed loop")
         taskCounter += 1
         let task = LoopTask<T>(loop: self, number: taskCounter, name: name)
-        liveTasks[ObjectIdentifier(task)] = task
+        task.liveSlot = liveTasks.insert(task)
         task.swiftTask = Task(executorPreference: taskExecutor) {
             await task.run(body)
         }
@@ -130,7 +132,7 @@ extension EventLoop {
     /// - Important: Loop-bound.
     public var allTasks: [any AnyLoopTask] {
         assertInLoop()
-        return Array(liveTasks.values)
+        return liveTasks.all
     }
 
     /// Runs the loop until `future` is done and returns its result (asyncio's
@@ -163,7 +165,7 @@ extension EventLoop {
     /// cancellation go to the exception handler.
     /// - Important: Loop-bound; the loop must not be running.
     public func cancelAllTasks(timeout: Duration = .seconds(5)) throws(EventLoopError) {
-        let tasks = Array(liveTasks.values)
+        let tasks = liveTasks.all
         if tasks.isEmpty { return }
         for task in tasks { task.cancel() }
         var remaining = tasks.count

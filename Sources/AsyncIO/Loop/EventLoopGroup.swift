@@ -104,7 +104,7 @@ extension EventLoop {
     /// Cancels the live tasks and stops the loop once they finished or `timeout` passed.
     /// Loop-bound, on a running loop.
     func stopAfterCancellingTasks(timeout: Duration) {
-        let tasks = Array(liveTasks.values)
+        let tasks = liveTasks.all
         if tasks.isEmpty {
             stop()
             return
