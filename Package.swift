@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "executor-sample", targets: ["ExecutorSample"]),
         .executable(name: "tcp-echo-server", targets: ["TCPEchoServer"]),
         .executable(name: "unix-echo-server", targets: ["UnixEchoServer"]),
+        .executable(name: "udp-echo-server", targets: ["UDPEchoServer"]),
         .executable(name: "echo-client", targets: ["EchoClient"]),
     ],
     dependencies: [
@@ -77,6 +78,15 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(
+            name: "UDPEchoServer",
+            dependencies: [
+                "AsyncIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/UDPEchoServer",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
             name: "EchoClient",
             dependencies: [
                 "AsyncIO",
@@ -100,7 +110,8 @@ let package = Package(
         .testTarget(
             name: "ExamplesTests",
             dependencies: [
-                "TaskSample", "ExecutorSample", "TCPEchoServer", "UnixEchoServer", "EchoClient", "LoopFDCheck",
+                "TaskSample", "ExecutorSample", "TCPEchoServer", "UnixEchoServer", "UDPEchoServer", "EchoClient",
+                "LoopFDCheck",
             ],
             swiftSettings: strictSettings
         ),

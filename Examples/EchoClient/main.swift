@@ -25,13 +25,13 @@ struct EchoClient: ParsableCommand {
         commandName: "echo-client",
         abstract: "Sends --message (or each stdin line) to an echo server and prints each echo.")
 
-    @Argument(help: "Transport: tcp, unix (tls and udp come with their servers).")
+    @Argument(help: "Transport: tcp, unix, udp (tls comes with its server).")
     var mode: Mode
 
     @Option(help: "Server host (tcp).")
     var host = "127.0.0.1"
 
-    @Option(help: "Server port (default 8888 for tcp).")
+    @Option(help: "Server port (default 8888 for tcp, 9999 for udp).")
     var port: Int?
 
     @Option(help: "Socket path (unix).")
@@ -51,6 +51,7 @@ struct EchoClient: ParsableCommand {
 
     func run() throws {
         let (mode, host, path, message) = (mode, host, path, message)
+        let udpPort = port ?? 9999
         let port = port ?? 8888
         do {
             try EventLoop.run { loop in
@@ -58,7 +59,10 @@ struct EchoClient: ParsableCommand {
                 switch mode {
                 case .tcp: (reader, writer) = try await loop.openConnection(host: host, port: port)
                 case .unix: (reader, writer) = try await loop.openUnixConnection(path: path)
-                case .tls, .udp: throw ValidationError("\(mode) mode is not available yet")
+                case .udp:
+                    try await udpEcho(loop, host: host, port: udpPort, message: message)
+                    return
+                case .tls: throw ValidationError("tls mode is not available yet")
                 }
                 // One line out, one echo back, until there is nothing left to send.
                 while let line = try await nextLine(loop, message: message) {
@@ -75,6 +79,42 @@ struct EchoClient: ParsableCommand {
             log("echo-client: error: \(error)")
             throw ExitCode.failure
         }
+    }
+}
+
+/// Collects the datagrams a connected UDP endpoint receives.
+final class DatagramCollector: DatagramProtocol {
+    let loop: EventLoop
+    var waiting: Future<[UInt8]>?
+    var error: (any Error)?
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    func connectionMade(_ transport: any DatagramTransport) {}
+
+    func datagramReceived(_ bytes: UnsafeRawBufferPointer, from address: SocketAddress) throws {
+        try waiting?.setResult(Array(bytes))
+        waiting = nil
+    }
+
+    func errorReceived(_ error: any Error) {
+        try? waiting?.setError(error)   // e.g. connection refused: nothing listens there
+        waiting = nil
+    }
+}
+
+/// UDP: each line is one datagram; its echo must come back within 5 s.
+func udpEcho(_ loop: EventLoop, host: String, port: Int, message: String?) async throws {
+    let (transport, collector) = try await loop.createDatagramEndpoint(remoteHost: host, remotePort: port) {
+        DatagramCollector(loop: loop)
+    }
+    defer { transport.close() }
+    while let line = try await nextLine(loop, message: message) {
+        let reply = Future<[UInt8]>(loop: loop)
+        collector.waiting = reply
+        transport.send(Array(line.utf8))
+        let echo = try await waitFor(reply, timeout: .seconds(5))
+        say(String(decoding: echo, as: UTF8.self))
     }
 }
 

@@ -130,3 +130,69 @@ extension Server {
         return (fd, listener.address)
     }
 }
+
+/// UDP endpoints on every loop of an ``EventLoopGroup``, all bound to one port with
+/// `SO_REUSEPORT` (see ``EventLoopGroup/createDatagramEndpoints(host:port:_:)``).
+///
+/// - Note: Thread-safe: its methods hop to each loop.
+public final class DatagramEndpointGroup: Sendable {
+    /// A loop-bound transport, only touched on its own loop.
+    private struct Endpoint: @unchecked Sendable {
+        let loop: EventLoop
+        let transport: any DatagramTransport
+    }
+
+    private let endpoints: [Endpoint]
+    /// The address every endpoint is bound to.
+    public let address: SocketAddress
+
+    fileprivate init(endpoints: [(EventLoop, any DatagramTransport)], address: SocketAddress) {
+        self.endpoints = endpoints.map { Endpoint(loop: $0.0, transport: $0.1) }
+        self.address = address
+    }
+
+    /// Closes every endpoint (after sending what is queued).
+    public func close() async {
+        for endpoint in endpoints {
+            _ = try? await endpoint.loop.submit { endpoint.transport.close() }
+        }
+    }
+}
+
+extension EventLoopGroup {
+    /// Binds a UDP endpoint on every loop of the group to `host`:`port` (`SO_REUSEPORT`; with
+    /// port 0 the first loop picks the port), each with a protocol from `factory`.
+    /// - Throws: as ``EventLoop/createDatagramEndpoint(localHost:localPort:remoteHost:remotePort:reusePort:allowBroadcast:_:)``;
+    ///   `.addressInUse` if another socket already has the port.
+    public func createDatagramEndpoints(
+        host: String? = nil,
+        port: Int,
+        _ factory: @escaping @Sendable () -> any DatagramProtocol
+    ) async throws -> DatagramEndpointGroup {
+        struct Made: @unchecked Sendable {
+            let transport: any DatagramTransport
+            let address: SocketAddress?
+        }
+        var made: [(EventLoop, any DatagramTransport)] = []
+        var boundAddress: SocketAddress?
+        do {
+            for loop in loops {
+                let portToBind = boundAddress?.port ?? port
+                let first = made.isEmpty
+                let endpoint = try await loop.submit { () async throws -> Made in
+                    let transport = try await loop.makeDatagramEndpoint(
+                        localHost: host, localPort: portToBind, remoteHost: nil, remotePort: nil,
+                        reusePort: true, requireFreePort: first, allowBroadcast: false, factory())
+                    return Made(transport: transport, address: transport.localAddress)
+                }
+                made.append((loop, endpoint.transport))
+                if boundAddress == nil { boundAddress = endpoint.address }
+            }
+        } catch {
+            await DatagramEndpointGroup(endpoints: made, address: SocketAddress(unixPath: "")).close()
+            throw error
+        }
+        guard let boundAddress else { throw TransportError(.invalidAddress, "no local address") }
+        return DatagramEndpointGroup(endpoints: made, address: boundAddress)
+    }
+}

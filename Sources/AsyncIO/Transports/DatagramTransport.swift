@@ -1,0 +1,380 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — UDP: DatagramProtocol, DatagramTransport, createDatagramEndpoint.
+//===----------------------------------------------------------------------===//
+
+import CAsyncIOLinux
+import DequeModule
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The application's side of a datagram endpoint (asyncio's `DatagramProtocol`), called on
+/// the loop's thread: `connectionMade → (datagramReceived | errorReceived)* → connectionLost`.
+///
+/// An error thrown by `connectionMade` or `datagramReceived` goes to the loop's exception
+/// handler and aborts the endpoint.
+public protocol DatagramProtocol: AnyObject {
+    /// The endpoint is ready; keep `transport` to send.
+    func connectionMade(_ transport: any DatagramTransport) throws
+    /// A datagram arrived from `address`. `bytes` is borrowed: valid only during this call.
+    /// Datagrams up to 65,507 bytes arrive whole.
+    func datagramReceived(_ bytes: UnsafeRawBufferPointer, from address: SocketAddress) throws
+    /// A send or receive failed without closing the endpoint, e.g. ``TransportError`` with
+    /// `.connectionRefused` when a connected endpoint's peer port has no listener (ICMP).
+    func errorReceived(_ error: any Error)
+    /// The endpoint is closed (`nil`, or the error that closed it). Called exactly once.
+    func connectionLost(_ error: (any Error)?)
+    /// The send buffer went over its high-water mark.
+    func pauseWriting()
+    /// The send buffer drained below its low-water mark.
+    func resumeWriting()
+}
+
+extension DatagramProtocol {
+    public func errorReceived(_ error: any Error) {}
+    public func connectionLost(_ error: (any Error)?) {}
+    public func pauseWriting() {}
+    public func resumeWriting() {}
+}
+
+/// The loop's side of a datagram endpoint (asyncio's `DatagramTransport`).
+/// - Important: Loop-bound.
+public protocol DatagramTransport: AnyObject {
+    /// The loop the endpoint runs on.
+    var loop: EventLoop { get }
+    /// Sends one datagram to `address` (`nil` for a connected endpoint's peer). Sent at once
+    /// if the kernel takes it, otherwise queued (flow control applies). Errors of the send go
+    /// to `errorReceived`.
+    func sendTo(_ bytes: UnsafeRawBufferPointer, _ address: SocketAddress?)
+    /// Closes after sending the queued datagrams; `connectionLost(nil)` follows.
+    func close()
+    /// Closes now, dropping queued datagrams.
+    func abort()
+    /// Whether the endpoint is closing or closed.
+    var isClosing: Bool { get }
+    /// Bytes of queued, unsent datagrams.
+    var writeBufferSize: Int { get }
+    /// Sets the queue's water marks (defaults 64 KiB / 16 KiB).
+    func setWriteBufferLimits(high: Int?, low: Int?)
+    /// The bound local address.
+    var localAddress: SocketAddress? { get }
+    /// The peer of a connected endpoint.
+    var peerAddress: SocketAddress? { get }
+    /// The socket's fd, -1 once closed.
+    var fileDescriptor: Int32 { get }
+}
+
+extension DatagramTransport {
+    /// Sends `bytes` as one datagram to `address` (`nil`: the connected peer).
+    public func sendTo(_ bytes: [UInt8], _ address: SocketAddress?) {
+        bytes.withUnsafeBytes { sendTo($0, address) }
+    }
+
+    /// Sends the UTF-8 bytes of `string` as one datagram.
+    public func sendTo(_ string: String, _ address: SocketAddress?) {
+        var string = string
+        string.withUTF8 { sendTo(UnsafeRawBufferPointer($0), address) }
+    }
+
+    /// Sends one datagram to the connected peer.
+    public func send(_ bytes: [UInt8]) {
+        sendTo(bytes, nil)
+    }
+}
+
+/// A UDP socket driven by the loop.
+final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
+    private enum State { case open, closing, closed }
+
+    let loop: EventLoop
+    private(set) var fileDescriptor: Int32
+    private var proto: any DatagramProtocol
+    private var state = State.open
+    private let connectedPeer: SocketAddress?
+    /// Queued datagrams: a heap copy and the destination.
+    private var queue = Deque<(bytes: UnsafeMutableRawBufferPointer, address: SocketAddress?)>()
+    private var queuedBytes = 0
+    private var writerRegistered = false
+    private var protocolPaused = false
+    private var highWater = 64 * 1024
+    private var lowWater = 16 * 1024
+    private var selfReference: DatagramSocketTransport?
+    /// Datagrams read per readiness event at most, so one busy socket cannot starve the loop.
+    private static let maxDatagramsPerWakeUp = 64
+
+    init(loop: EventLoop, fd: Int32, protocol: any DatagramProtocol, peer: SocketAddress?) {
+        self.loop = loop
+        self.fileDescriptor = fd
+        self.proto = `protocol`
+        self.connectedPeer = peer
+    }
+
+    deinit {
+        for entry in queue { entry.bytes.deallocate() }
+    }
+
+    func start(whenMade: @escaping () -> Void) {
+        selfReference = self
+        loop.schedule { [self] in
+            defer { whenMade() }
+            guard state != .closed else { return }
+            do {
+                try proto.connectionMade(self)
+                try loop.addReader(fileDescriptor) { [unowned self] in self.readReady() }
+            } catch {
+                fail(error, from: "connectionMade")
+            }
+        }
+    }
+
+    private func readReady() {
+        let buffer = loop.readBuffer
+        for _ in 0..<Self.maxDatagramsPerWakeUp {
+            guard state != .closed else { return }
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let n = withUnsafeMutableBytes(of: &storage) {
+                recvfrom(fileDescriptor, buffer.baseAddress, buffer.count, 0,
+                         $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), &length)
+            }
+            if n < 0 {
+                let code = errno
+                switch code {
+                case EAGAIN, EWOULDBLOCK: return
+                case EINTR: continue
+                default:
+                    // ICMP errors (ECONNREFUSED, …) are reported; the endpoint keeps working.
+                    proto.errorReceived(TransportError(errno: code, syscall: "recvfrom", address: connectedPeer))
+                    continue
+                }
+            }
+            let from = SocketAddress(storage: storage, length: length) ?? connectedPeer
+                ?? SocketAddress(unixPath: "")
+            do {
+                try proto.datagramReceived(UnsafeRawBufferPointer(start: buffer.baseAddress, count: n), from: from)
+            } catch {
+                fail(error, from: "datagramReceived")
+                return
+            }
+        }
+    }
+
+    func sendTo(_ bytes: UnsafeRawBufferPointer, _ address: SocketAddress?) {
+        loop.assertInLoop()
+        guard state == .open else { return }
+        if queue.isEmpty {
+            switch trySend(bytes, address) {
+            case .sent, .failed: return
+            case .wouldBlock: break
+            }
+        }
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+        if bytes.count > 0 { copy.copyMemory(from: bytes) }
+        queue.append((copy, address))
+        queuedBytes += bytes.count
+        if !writerRegistered {
+            do {
+                try loop.addWriter(fileDescriptor) { [unowned self] in self.writeReady() }
+                writerRegistered = true
+            } catch {
+                forceClose(error)
+                return
+            }
+        }
+        if !protocolPaused && queuedBytes > highWater {
+            protocolPaused = true
+            proto.pauseWriting()
+        }
+    }
+
+    private enum SendResult { case sent, wouldBlock, failed }
+
+    private func trySend(_ bytes: UnsafeRawBufferPointer, _ address: SocketAddress?) -> SendResult {
+        while true {
+            let n: Int
+            if let address, connectedPeer == nil {
+                n = (try? address.withSockAddr { sendto(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), $0, $1) }) ?? -2
+            } else {
+                n = Glibc.send(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+            }
+            if n >= 0 { return .sent }
+            if n == -2 {
+                proto.errorReceived(TransportError(.invalidAddress, "cannot send to \(address.map { "\($0)" } ?? "nil")"))
+                return .failed
+            }
+            let code = errno
+            switch code {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK, ENOBUFS: return .wouldBlock
+            default:
+                proto.errorReceived(TransportError(errno: code, syscall: "sendto", address: address ?? connectedPeer))
+                return .failed
+            }
+        }
+    }
+
+    private func writeReady() {
+        while let entry = queue.first, state != .closed {
+            let result = trySend(UnsafeRawBufferPointer(entry.bytes), entry.address)
+            if case .wouldBlock = result { return }
+            queue.removeFirst()
+            queuedBytes -= entry.bytes.count
+            entry.bytes.deallocate()
+        }
+        if writerRegistered {
+            writerRegistered = false
+            loop.removeWriter(fileDescriptor)
+        }
+        if protocolPaused && queuedBytes <= lowWater {
+            protocolPaused = false
+            proto.resumeWriting()
+        }
+        if state == .closing { forceClose(nil) }
+    }
+
+    var isClosing: Bool { state != .open }
+    var writeBufferSize: Int { queuedBytes }
+
+    func setWriteBufferLimits(high: Int?, low: Int?) {
+        let high = max(0, high ?? (low.map { 4 * $0 } ?? 64 * 1024))
+        highWater = high
+        lowWater = max(0, min(low ?? high / 4, high))
+    }
+
+    var localAddress: SocketAddress? { fileDescriptor >= 0 ? Socket.localAddress(fileDescriptor) : nil }
+    var peerAddress: SocketAddress? { connectedPeer }
+
+    func close() {
+        loop.assertInLoop()
+        guard state == .open else { return }
+        state = .closing
+        loop.removeReader(fileDescriptor)
+        if queue.isEmpty { forceClose(nil) }
+    }
+
+    func abort() {
+        loop.assertInLoop()
+        forceClose(nil)
+    }
+
+    private func fail(_ error: any Error, from callback: String) {
+        loop.callExceptionHandler(ExceptionContext(
+            message: "error in datagram protocol callback \(callback); the endpoint is aborted",
+            error: error, source: "fd \(fileDescriptor)"))
+        forceClose(error)
+    }
+
+    private func forceClose(_ error: (any Error)?) {
+        guard state != .closed else { return }
+        state = .closed
+        loop.removeReader(fileDescriptor)
+        if writerRegistered {
+            writerRegistered = false
+            loop.removeWriter(fileDescriptor)
+        }
+        for entry in queue { entry.bytes.deallocate() }
+        queue.removeAll()
+        queuedBytes = 0
+        loop.schedule { [self] in
+            proto.connectionLost(error)
+            Glibc.close(fileDescriptor)
+            fileDescriptor = -1
+            selfReference = nil
+        }
+    }
+}
+
+extension EventLoop {
+    /// Creates a UDP endpoint (asyncio's `create_datagram_endpoint`) and returns its transport
+    /// and the protocol made by `factory`, after `connectionMade` ran.
+    ///
+    /// - Parameters:
+    ///   - localHost, localPort: the address to bind (a server), or `nil` for an ephemeral one.
+    ///   - remoteHost, remotePort: the peer to connect to (a connected client: `sendTo(_, nil)`
+    ///     and ICMP errors reported through `errorReceived`), or `nil`.
+    ///   - reusePort: `SO_REUSEPORT`, for one endpoint per loop on the same port.
+    ///   - allowBroadcast: `SO_BROADCAST`.
+    /// - Throws: ``TransportError`` (`.addressInUse` names the address), ``ResolutionError``.
+    /// - Important: Call from a task running on this loop.
+    public func createDatagramEndpoint<P: DatagramProtocol>(
+        localHost: String? = nil,
+        localPort: Int? = nil,
+        remoteHost: String? = nil,
+        remotePort: Int? = nil,
+        reusePort: Bool = false,
+        allowBroadcast: Bool = false,
+        _ factory: () -> P
+    ) async throws -> (any DatagramTransport, P) {
+        try await createDatagramEndpoint(
+            localHost: localHost, localPort: localPort, remoteHost: remoteHost, remotePort: remotePort,
+            reusePort: reusePort, requireFreePort: false, allowBroadcast: allowBroadcast, factory)
+    }
+
+    func createDatagramEndpoint<P: DatagramProtocol>(
+        localHost: String?,
+        localPort: Int?,
+        remoteHost: String?,
+        remotePort: Int?,
+        reusePort: Bool,
+        requireFreePort: Bool,
+        allowBroadcast: Bool,
+        _ factory: () -> P
+    ) async throws -> (any DatagramTransport, P) {
+        let proto = factory()
+        let transport = try await makeDatagramEndpoint(
+            localHost: localHost, localPort: localPort, remoteHost: remoteHost, remotePort: remotePort,
+            reusePort: reusePort, requireFreePort: requireFreePort, allowBroadcast: allowBroadcast, proto)
+        return (transport, proto)
+    }
+
+    func makeDatagramEndpoint(
+        localHost: String?,
+        localPort: Int?,
+        remoteHost: String?,
+        remotePort: Int?,
+        reusePort: Bool,
+        requireFreePort: Bool,
+        allowBroadcast: Bool,
+        _ proto: any DatagramProtocol
+    ) async throws -> any DatagramTransport {
+        var remote: SocketAddress?
+        if let remoteHost {
+            remote = try await resolve(host: remoteHost, port: remotePort ?? 0).first
+        }
+        var local: SocketAddress?
+        if localHost != nil || localPort != nil {
+            let candidates = try await resolve(host: localHost, port: localPort ?? 0, passive: true)
+            local = candidates.first { remote == nil || $0.family == remote?.family } ?? candidates.first
+        }
+        guard let family = remote?.family ?? local?.family else {
+            throw TransportError(.invalidAddress, "createDatagramEndpoint needs a local or a remote address")
+        }
+        if reusePort && requireFreePort, let local, local.port != 0 {
+            let probe = Glibc.socket(family, casyncio_sock_dgram() | casyncio_sock_nonblock_cloexec(), 0)
+            if probe >= 0 {
+                defer { Glibc.close(probe) }
+                try Socket.bind(probe, local)
+            }
+        }
+        let fd = Glibc.socket(family, casyncio_sock_dgram() | casyncio_sock_nonblock_cloexec(), 0)
+        guard fd >= 0 else { throw TransportError(errno: errno, syscall: "socket") }
+        do {
+            if reusePort { Socket.setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1) }
+            if allowBroadcast { Socket.setOption(fd, SOL_SOCKET, SO_BROADCAST, 1) }
+            if family == AF_INET6 { Socket.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
+            if let local { try Socket.bind(fd, local) }
+            if let remote {
+                let rc = try remote.withSockAddr { Glibc.connect(fd, $0, $1) }
+                if rc != 0 { throw TransportError(errno: errno, syscall: "connect", address: remote) }
+            }
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        let transport = DatagramSocketTransport(loop: self, fd: fd, protocol: proto, peer: remote)
+        let made = Future<Void>(loop: self)
+        transport.start { made.complete(.success(())) }
+        await made.waitDone()
+        return transport
+    }
+}
