@@ -1105,4 +1105,44 @@ struct EchoServerTests {
         #expect(viaUnix.stdout.count == data.bytes.count)
         #expect(viaUnix.stdout == data.bytes, "the echo through unix-echo-server differs")
     }
+
+    // 13. udp-echo-server: datagrams of 0, 1, 1,400 and 65,507 bytes from two Python sockets
+    //     come back whole to their own sender (1 and 2 loops); echo-client udp; a second
+    //     server on the port fails naming it; SIGTERM → exit 0.
+    @Test(arguments: [1, 2])
+    func udpEchoServerContract(loops: Int) throws {
+        let server = try startServer("udp-echo-server", ["--port", "0", "--loops", "\(loops)"])
+        defer { server.stop() }
+        let prefix = "127.0.0.1:"
+        let port = try #require(
+            server.listeningOn.hasPrefix(prefix) ? Int(server.listeningOn.dropFirst(prefix.count)) : nil,
+            "listening on \(server.listeningOn)")
+        let script = """
+            import socket, sys
+            port = int(sys.argv[1])
+            a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.settimeout(10)
+            b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b.settimeout(10)
+            for n in (0, 1, 1400, 65507):
+                da = bytes((i * 7 + n) % 256 for i in range(n))
+                db = bytes((i * 13 + 1) % 256 for i in range(n))
+                a.sendto(da, ("127.0.0.1", port)); b.sendto(db, ("127.0.0.1", port))
+                ra, _ = a.recvfrom(70000); rb, _ = b.recvfrom(70000)
+                assert ra == da, ("a", n, len(ra)); assert rb == db, ("b", n, len(rb))
+            print("ok")
+            """
+        let python = try runPython(script, ["\(port)"], timeout: 60)
+        #expect(python.text == "ok\n", "\(python.summary)")
+
+        let client = try runProduct("echo-client", ["udp", "--port", "\(port)", "--message", "über udp"])
+        #expect(client.succeeded, "\(client.summary)")
+        #expect(client.text == "über udp\n")
+
+        let second = try runProduct("udp-echo-server", ["--port", "\(port)"], timeout: 20)
+        #expect(second.exit?.isSuccess == false, "\(second.summary)")
+        #expect(isOneLine(second.stderr) && second.stderr.contains("127.0.0.1:\(port)"), "\(second.stderr)")
+
+        server.signal(SIGTERM)
+        let exit = server.waitExit(timeout: 5)
+        #expect(exit?.isSuccess == true, "\(exit.map(\.description) ?? "still running"): \(server.stderrText)")
+    }
 }
