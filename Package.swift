@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "tcp-echo-server", targets: ["TCPEchoServer"]),
         .executable(name: "unix-echo-server", targets: ["UnixEchoServer"]),
         .executable(name: "udp-echo-server", targets: ["UDPEchoServer"]),
+        .executable(name: "pipe-echo", targets: ["PipeEcho"]),
         .executable(name: "echo-client", targets: ["EchoClient"]),
     ],
     dependencies: [
@@ -87,6 +88,15 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(
+            name: "PipeEcho",
+            dependencies: [
+                "AsyncIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/PipeEcho",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
             name: "EchoClient",
             dependencies: [
                 "AsyncIO",
@@ -110,7 +120,7 @@ let package = Package(
         .testTarget(
             name: "ExamplesTests",
             dependencies: [
-                "TaskSample", "ExecutorSample", "TCPEchoServer", "UnixEchoServer", "UDPEchoServer", "EchoClient",
+                "TaskSample", "ExecutorSample", "TCPEchoServer", "UnixEchoServer", "UDPEchoServer", "PipeEcho", "EchoClient",
                 "LoopFDCheck",
             ],
             swiftSettings: strictSettings

@@ -193,9 +193,9 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
         while true {
             let n: Int
             if let address, connectedPeer == nil {
-                n = (try? address.withSockAddr { sendto(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), $0, $1) }) ?? -2
+                n = (try? address.withSockAddr { sendto(fileDescriptor, bytes.baseAddress, bytes.count, casyncio_msg_nosignal(), $0, $1) }) ?? -2
             } else {
-                n = Glibc.send(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+                n = Glibc.send(fileDescriptor, bytes.baseAddress, bytes.count, casyncio_msg_nosignal())
             }
             if n >= 0 { return .sent }
             if n == -2 {

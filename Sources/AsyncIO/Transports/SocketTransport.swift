@@ -2,13 +2,15 @@
 // swift-asyncio — SocketTransport: the stream transport for TCP and Unix sockets.
 //===----------------------------------------------------------------------===//
 
+import CAsyncIOLinux
 import DequeModule
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The stream transport of a connected TCP or Unix socket (asyncio's
-/// `_SelectorSocketTransport`).
+/// `_SelectorSocketTransport`), and of the ends of pipes (`_UnixReadPipeTransport`,
+/// `_UnixWritePipeTransport`).
 ///
 /// Hot path: a readable socket is read into the loop's buffer and handed to the protocol as a
 /// borrowed view; `write` sends at once when nothing is queued and copies only what the kernel
@@ -25,7 +27,17 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
         case closed
     }
 
+    /// What the fd is: a connected socket, or one end of a pipe (FIFO, character device).
+    enum Kind {
+        case socket
+        /// Read only; writes are ignored.
+        case readPipe
+        /// Write only; a hang-up of the reading side is watched for while idle.
+        case writePipe
+    }
+
     let loop: EventLoop
+    let kind: Kind
     private(set) var fileDescriptor: Int32
     @exclusivity(unchecked) private var proto: any StreamProtocol
     private var buffered: (any BufferedProtocol)?
@@ -54,9 +66,10 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
     private var cachedPeer: SocketAddress?
     private var cachedLocal: SocketAddress?
 
-    /// Wraps a connected, non-blocking socket. Call ``start()`` next.
-    init(loop: EventLoop, fd: Int32, protocol: any StreamProtocol) {
+    /// Wraps a connected, non-blocking socket or pipe end. Call ``start()`` next.
+    init(loop: EventLoop, fd: Int32, protocol: any StreamProtocol, kind: Kind = .socket) {
         self.loop = loop
+        self.kind = kind
         self.fileDescriptor = fd
         self.proto = `protocol`
         self.buffered = `protocol` as? any BufferedProtocol
@@ -87,7 +100,11 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
     private func registerReader() {
         guard !readerRegistered, !eofSeen, state == .open else { return }
         do {
-            try loop.addReader(fileDescriptor) { [unowned self] in self.readReady() }
+            if kind == .writePipe {
+                try loop.addReader(fileDescriptor) { [unowned self] in self.readerSideClosed() }
+            } else {
+                try loop.addReader(fileDescriptor) { [unowned self] in self.readReady() }
+            }
             readerRegistered = true
         } catch {
             fail(error, reportingFrom: nil)
@@ -98,6 +115,17 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
         guard readerRegistered else { return }
         readerRegistered = false
         loop.removeReader(fileDescriptor)
+    }
+
+    /// A write pipe's fd reported EPOLLERR/EPOLLHUP: the reading side is gone (asyncio: an
+    /// error if data was pending, a plain close otherwise).
+    private func readerSideClosed() {
+        guard state != .closed else { return }
+        if writeQueue.isEmpty {
+            forceClose(nil)
+        } else {
+            forceClose(TransportError(errno: EPIPE, syscall: "write"))
+        }
     }
 
     private func readReady() {
@@ -173,30 +201,34 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
 
     func pauseReading() {
         loop.assertInLoop()
-        guard state == .open, !readingPaused else { return }
+        guard kind != .writePipe, state == .open, !readingPaused else { return }
         readingPaused = true
         unregisterReader()
     }
 
     func resumeReading() {
         loop.assertInLoop()
-        guard state == .open, readingPaused else { return }
+        guard kind != .writePipe, state == .open, readingPaused else { return }
         readingPaused = false
         registerReader()
     }
 
-    var isReading: Bool { state == .open && !readingPaused && !eofSeen }
+    var isReading: Bool { kind != .writePipe && state == .open && !readingPaused && !eofSeen }
 
     // MARK: - Writing
 
     func write(_ bytes: UnsafeRawBufferPointer) {
         loop.assertInLoop()
-        guard state == .open, !eofRequested, let base = bytes.baseAddress, bytes.count > 0 else { return }
+        guard kind != .readPipe, state == .open, !eofRequested, let base = bytes.baseAddress, bytes.count > 0 else {
+            return
+        }
         var sent = 0
         if writeQueue.isEmpty {
             // Fast path: straight to the kernel, nothing copied if it takes everything.
             while true {
-                let n = send(fileDescriptor, base, bytes.count, Int32(MSG_NOSIGNAL))
+                let n = kind == .socket
+                    ? send(fileDescriptor, base, bytes.count, casyncio_msg_nosignal())
+                    : Glibc.write(fileDescriptor, base, bytes.count)
                 if n >= 0 {
                     sent = n
                     break
@@ -243,10 +275,17 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
             }
             // sendmsg rather than writev: MSG_NOSIGNAL, so a peer that went away gives EPIPE
             // instead of a SIGPIPE that would kill the process.
-            var message = msghdr()
-            message.msg_iov = iovecs
-            message.msg_iovlen = batch
-            let n = sendmsg(fileDescriptor, &message, Int32(MSG_NOSIGNAL))
+            let n: Int
+            if kind == .socket {
+                var message = msghdr()
+                message.msg_iov = iovecs
+                message.msg_iovlen = batch
+                n = sendmsg(fileDescriptor, &message, casyncio_msg_nosignal())
+            } else {
+                // Pipes: SIGPIPE is ignored once a write pipe is connected (see
+                // connectWritePipe), so EPIPE comes back as an error here too.
+                n = writev(fileDescriptor, iovecs, Int32(batch))
+            }
             if n < 0 {
                 let code = errno
                 if code == EINTR { continue }
@@ -264,8 +303,7 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
         }
         maybeResumeProtocol()
         if eofRequested && !eofWritten {
-            eofWritten = true
-            shutdown(fileDescriptor, Int32(SHUT_WR))
+            writeEOFNow()
         }
         if state == .closing {
             forceClose(nil)
@@ -294,12 +332,21 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
         guard state == .open, !eofRequested else { return }
         eofRequested = true
         if writeQueue.isEmpty {
-            eofWritten = true
-            shutdown(fileDescriptor, Int32(SHUT_WR))
+            writeEOFNow()
         }
     }
 
-    var canWriteEOF: Bool { true }
+    /// A socket shuts down its sending side; a write pipe has nothing else to do and closes.
+    private func writeEOFNow() {
+        eofWritten = true
+        if kind == .socket {
+            shutdown(fileDescriptor, Int32(SHUT_WR))
+        } else {
+            close()
+        }
+    }
+
+    var canWriteEOF: Bool { kind != .readPipe }
 
     var writeBufferSize: Int { queuedBytes }
 

@@ -49,6 +49,7 @@ static inline uint32_t casyncio_epollrdhup(void) { return EPOLLRDHUP; }
 static inline int casyncio_efd_nonblock_cloexec(void) { return EFD_NONBLOCK | EFD_CLOEXEC; }
 static inline int casyncio_epoll_cloexec(void) { return EPOLL_CLOEXEC; }
 static inline int casyncio_sock_stream(void) { return SOCK_STREAM; }
+static inline int casyncio_msg_nosignal(void) { return MSG_NOSIGNAL; }
 static inline int casyncio_sock_dgram(void) { return SOCK_DGRAM; }
 static inline int casyncio_sock_nonblock_cloexec(void) { return SOCK_NONBLOCK | SOCK_CLOEXEC; }
 
