@@ -9,6 +9,9 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int casyncio_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
@@ -87,3 +90,67 @@ static __thread void *current_loop;
 
 void *casyncio_current_loop(void) { return current_loop; }
 void casyncio_set_current_loop(void *loop) { current_loop = loop; }
+
+int casyncio_pidfd_open(int pid) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+extern char **environ;
+
+int casyncio_spawn(int *pid, const char *path, char *const argv[], char *const envp[],
+                   const int fds[3], const char *cwd) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attributes;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) return rc;
+    rc = posix_spawnattr_init(&attributes);
+    if (rc != 0) {
+        posix_spawn_file_actions_destroy(&actions);
+        return rc;
+    }
+    for (int target = 0; target < 3 && rc == 0; target++) {
+        int fd = fds[target];
+        if (fd >= 0) {
+            rc = posix_spawn_file_actions_adddup2(&actions, fd, target);
+        } else if (fd == -2) {
+            rc = posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_RDWR, 0);
+        } else if (fd == -3 && target == 2) {
+            rc = posix_spawn_file_actions_adddup2(&actions, 1, 2);
+        }
+    }
+    if (rc == 0 && cwd != NULL) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
+        rc = posix_spawn_file_actions_addchdir_np(&actions, cwd);
+#else
+        rc = ENOSYS;
+#endif
+    }
+    // The parent may ignore SIGPIPE or block signals (test runners do): the child starts clean.
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    if (rc == 0) rc = posix_spawnattr_setsigmask(&attributes, &none);
+    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attributes, &all);
+    if (rc == 0) rc = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    if (rc == 0) rc = posix_spawnp(pid, path, &actions, &attributes, argv, envp != NULL ? envp : environ);
+    posix_spawnattr_destroy(&attributes);
+    posix_spawn_file_actions_destroy(&actions);
+    return rc;
+}
+
+int casyncio_wait_status(int status, int *code) {
+    if (WIFEXITED(status)) {
+        *code = WEXITSTATUS(status);
+        return 1;
+    }
+    if (WIFSIGNALED(status)) {
+        *code = WTERMSIG(status);
+        return 2;
+    }
+    return 0;
+}

@@ -36,6 +36,21 @@ int casyncio_signal_restore_default(int signo);
 /// The largest signal number (inclusive) that casyncio_signal_install accepts.
 int casyncio_signal_max(void);
 
+/// pidfd_open(2): an fd that becomes readable when process `pid` exits; -1 with errno
+/// (ENOSYS on kernels before 5.3).
+int casyncio_pidfd_open(int pid);
+
+/// Spawns `path` (searched in PATH if it has no slash) with `argv`/`envp`, its stdin, stdout
+/// and stderr taken from `fds` (-1: inherit; -2: /dev/null; for fds[2], -3: same as stdout),
+/// all signals reset to their default action and unblocked in the child, and optionally in
+/// `cwd`. Returns 0 and sets *pid, or an errno value.
+int casyncio_spawn(int *pid, const char *path, char *const argv[], char *const envp[],
+                   const int fds[3], const char *cwd);
+
+/// Decodes a wait status: sets *code to the exit code (returns 1) or the terminating signal
+/// (returns 2); 0 if the process has not ended.
+int casyncio_wait_status(int status, int *code);
+
 /// Thread-local pointer to the event loop running on this thread (NULL if none).
 void *casyncio_current_loop(void);
 void casyncio_set_current_loop(void *loop);

@@ -1,0 +1,336 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — Subprocesses: subprocessExec, SubprocessProtocol, SubprocessTransport.
+//===----------------------------------------------------------------------===//
+
+import CAsyncIOLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The application's side of a child process (asyncio's `SubprocessProtocol`), called on the
+/// loop's thread.
+public protocol SubprocessProtocol: AnyObject {
+    /// The process was started.
+    func connectionMade(_ transport: SubprocessTransport) throws
+    /// Bytes arrived on the child's stdout (fd 1) or stderr (fd 2). Borrowed for the call.
+    func pipeDataReceived(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws
+    /// One of the child's pipes closed (fd 0, 1 or 2), with the error if any.
+    func pipeConnectionLost(_ fd: Int32, _ error: (any Error)?)
+    /// The process exited; ``SubprocessTransport/returnCode`` is set.
+    func processExited()
+}
+
+extension SubprocessProtocol {
+    public func connectionMade(_ transport: SubprocessTransport) throws {}
+    public func pipeDataReceived(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {}
+    public func pipeConnectionLost(_ fd: Int32, _ error: (any Error)?) {}
+    public func processExited() {}
+}
+
+/// Where a child's stdin, stdout or stderr goes.
+public enum SubprocessIO: Sendable, Hashable {
+    /// A pipe to this process, served by a transport.
+    case pipe
+    /// The parent's own fd.
+    case inherit
+    /// `/dev/null`.
+    case devNull
+    /// For stderr only: wherever stdout goes.
+    case stdout
+}
+
+/// A running (or finished) child process (asyncio's `SubprocessTransport`).
+///
+/// The child's exit is observed on the loop through a pidfd (a blocking wait never happens);
+/// the process is reaped, so no zombie remains.
+/// - Important: Loop-bound.
+public final class SubprocessTransport: @unchecked Sendable {
+    /// The loop the process is watched on.
+    public let loop: EventLoop
+    /// The child's process id.
+    public let pid: Int32
+    private var pipes: [Int32: any StreamTransport] = [:]
+    private var proto: (any SubprocessProtocol)?
+    private var pidfd: Int32 = -1
+    private var exitWaiters: [Future<Int32>] = []
+    private var pollTimer: Handle?
+    private var selfReference: SubprocessTransport?
+
+    /// The exit code, or minus the signal that ended the process (asyncio's convention);
+    /// `nil` while it runs.
+    public private(set) var returnCode: Int32?
+
+    init(loop: EventLoop, pid: Int32) {
+        self.loop = loop
+        self.pid = pid
+    }
+
+    /// The transport of the child's stdin (0, a write pipe), stdout (1) or stderr (2) if it is
+    /// a pipe.
+    public func pipeTransport(_ fd: Int32) -> (any StreamTransport)? {
+        pipes[fd]
+    }
+
+    /// Sends `signal` to the process (nothing once it was reaped).
+    public func sendSignal(_ signal: Int32) {
+        guard returnCode == nil else { return }
+        Glibc.kill(pid, signal)
+    }
+
+    /// Sends SIGTERM.
+    public func terminate() { sendSignal(SIGTERM) }
+
+    /// Sends SIGKILL.
+    public func kill() { sendSignal(SIGKILL) }
+
+    /// Waits until the process exited and returns ``returnCode``.
+    /// - Important: Call from a task running on the loop.
+    public func waitForExit() async throws -> Int32 {
+        if let returnCode { return returnCode }
+        let waiter = Future<Int32>(loop: loop)
+        exitWaiters.append(waiter)
+        return try await waiter.value
+    }
+
+    /// Closes the pipes and kills the process if it still runs (asyncio's `close`).
+    public func close() {
+        for pipe in pipes.values { pipe.close() }
+        if returnCode == nil { kill() }
+    }
+
+    // MARK: - Internals
+
+    func start(_ proto: any SubprocessProtocol, pipes: [Int32: any StreamTransport]) throws {
+        self.proto = proto
+        self.pipes = pipes
+        selfReference = self
+        pidfd = casyncio_pidfd_open(pid)
+        if pidfd >= 0 {
+            try loop.addReader(pidfd) { [unowned self] in self.reap() }
+        } else {
+            // No pidfd (kernel < 5.3): poll for the exit without blocking.
+            pollTimer = loop.callLater(after: .milliseconds(20)) { [unowned self] in self.pollExit() }
+        }
+        try proto.connectionMade(self)
+    }
+
+    private func pollExit() {
+        reap()
+        if returnCode == nil {
+            pollTimer = loop.callLater(after: .milliseconds(20)) { [unowned self] in self.pollExit() }
+        }
+    }
+
+    private func reap() {
+        guard returnCode == nil else { return }
+        var status: Int32 = 0
+        let rc = waitpid(pid, &status, WNOHANG)
+        guard rc == pid || (rc < 0 && errno == ECHILD) else { return }
+        var decoded: Int32 = 0
+        switch casyncio_wait_status(status, &decoded) {
+        case 1: returnCode = decoded
+        case 2: returnCode = -decoded
+        default: returnCode = rc < 0 ? -1 : 0
+        }
+        if pidfd >= 0 {
+            loop.removeReader(pidfd)
+            Glibc.close(pidfd)
+            pidfd = -1
+        }
+        let code = returnCode ?? -1
+        // As asyncio: the protocol hears of the exit on a later pass, after pending output.
+        loop.schedule { [self] in
+            proto?.processExited()
+            let waiters = exitWaiters
+            exitWaiters = []
+            for waiter in waiters { waiter.complete(.success(code)) }
+            selfReference = nil
+        }
+    }
+}
+
+/// Feeds one pipe of a child into its SubprocessProtocol.
+final class SubprocessPipeProtocol: StreamProtocol {
+    let fd: Int32
+    let owner: (any SubprocessProtocol)?
+    private var transport: (any StreamTransport)?
+
+    init(fd: Int32, owner: any SubprocessProtocol) {
+        self.fd = fd
+        self.owner = owner
+    }
+
+    func connectionMade(_ transport: any StreamTransport) { self.transport = transport }
+
+    func dataReceived(_ bytes: UnsafeRawBufferPointer) throws {
+        try owner?.pipeDataReceived(fd, bytes)
+    }
+
+    func connectionLost(_ error: (any Error)?) {
+        transport = nil
+        owner?.pipeConnectionLost(fd, error)
+    }
+}
+
+extension EventLoop {
+    /// Starts `program` with `arguments` (asyncio's `subprocess_exec`); `program` is searched
+    /// in `PATH` unless it contains a slash.
+    ///
+    /// ```swift
+    /// let (process, collector) = try await loop.subprocessExec("ls", ["-l"]) { Collector() }
+    /// let status = try await process.waitForExit()
+    /// ```
+    /// - Parameters:
+    ///   - stdin, stdout, stderr: pipes (served by transports), inherited, or `/dev/null`;
+    ///     `stderr: .stdout` merges it into stdout.
+    ///   - environment: the child's environment; the parent's if `nil`.
+    ///   - currentDirectory: the child's working directory; the parent's if `nil`.
+    /// - Throws: ``TransportError`` naming the program if it cannot be started (not found,
+    ///   not executable).
+    /// - Important: Call from a task running on this loop.
+    public func subprocessExec<P: SubprocessProtocol>(
+        _ program: String,
+        _ arguments: [String] = [],
+        stdin: SubprocessIO = .pipe,
+        stdout: SubprocessIO = .pipe,
+        stderr: SubprocessIO = .pipe,
+        environment: [String: String]? = nil,
+        currentDirectory: String? = nil,
+        _ factory: () -> P
+    ) async throws -> (SubprocessTransport, P) {
+        // Pipes: [parent end, child end] per standard fd; the child's ends are dup2'ed in.
+        var parentEnds: [Int32: Int32] = [:]
+        var childFDs: [Int32] = [-1, -1, -1]
+        var toClose: [Int32] = []
+        func closeAll() { for fd in toClose { Glibc.close(fd) } }
+        do {
+            for (target, io) in [(Int32(0), stdin), (1, stdout), (2, stderr)] {
+                switch io {
+                case .inherit: childFDs[Int(target)] = -1
+                case .devNull: childFDs[Int(target)] = -2
+                case .stdout:
+                    guard target == 2 else { throw TransportError(.other, ".stdout is only valid for stderr") }
+                    childFDs[2] = -3
+                case .pipe:
+                    var ends: [Int32] = [0, 0]
+                    _ = try retryingSyscall("pipe2") { casyncio_pipe2(&ends, O_CLOEXEC) }
+                    toClose += ends
+                    let (parentEnd, childEnd) = target == 0 ? (ends[1], ends[0]) : (ends[0], ends[1])
+                    parentEnds[target] = parentEnd
+                    childFDs[Int(target)] = childEnd
+                }
+            }
+        } catch {
+            closeAll()
+            throw error
+        }
+        var pid: Int32 = 0
+        let argv = [program] + arguments
+        let env = environment.map { $0.map { "\($0.key)=\($0.value)" } }
+        let rc = withCStrings(argv) { argvPointers in
+            withOptionalCStrings(env) { envPointers in
+                childFDs.withUnsafeBufferPointer { fds in
+                    if let currentDirectory {
+                        currentDirectory.withCString { casyncio_spawn(&pid, program, argvPointers, envPointers, fds.baseAddress, $0) }
+                    } else {
+                        casyncio_spawn(&pid, program, argvPointers, envPointers, fds.baseAddress, nil)
+                    }
+                }
+            }
+        }
+        // The child has its copies; ours of the child's ends must go (or EOF never comes).
+        for fd in childFDs where fd >= 0 { Glibc.close(fd) }
+        guard rc == 0 else {
+            for fd in parentEnds.values { Glibc.close(fd) }
+            let reason = strerror(rc).map { String(cString: $0) }?.lowercased() ?? "errno \(rc)"
+            throw TransportError(.other, "cannot run '\(program)': \(reason) (posix_spawnp, errno \(rc))", errno: rc)
+        }
+        let proto = factory()
+        let transport = SubprocessTransport(loop: self, pid: pid)
+        var pipes: [Int32: any StreamTransport] = [:]
+        for (target, fd) in parentEnds.sorted(by: { $0.key < $1.key }) {
+            let adapter = SubprocessPipeProtocol(fd: target, owner: proto)
+            if target == 0 {
+                pipes[0] = try await connectWritePipe(fd) { adapter }.0
+            } else {
+                pipes[target] = try await connectReadPipe(fd) { adapter }.0
+            }
+        }
+        try transport.start(proto, pipes: pipes)
+        return (transport, proto)
+    }
+}
+
+/// Calls `body` with a NULL-terminated array of C strings.
+private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+private func withOptionalCStrings<R>(
+    _ strings: [String]?, _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>?) -> R
+) -> R {
+    guard let strings else { return body(nil) }
+    return withCStrings(strings) { body($0) }
+}
+
+/// What a finished process wrote and how it ended.
+public struct ProcessResult: Sendable, Hashable {
+    /// ``SubprocessTransport/returnCode``: the exit code, or minus the signal.
+    public let returnCode: Int32
+    /// Everything the process wrote to stdout.
+    public let stdout: [UInt8]
+    /// Everything the process wrote to stderr.
+    public let stderr: [UInt8]
+}
+
+/// Collects a child's output for ``EventLoop/runProcess(_:_:input:environment:currentDirectory:)``.
+final class OutputCollector: SubprocessProtocol {
+    var stdout: [UInt8] = []
+    var stderr: [UInt8] = []
+    var openPipes: Int
+    var pipesClosed: Future<Void>
+
+    init(loop: EventLoop, pipes: Int) {
+        openPipes = pipes
+        pipesClosed = Future(loop: loop)
+    }
+
+    func pipeDataReceived(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
+        if fd == 1 { stdout.append(contentsOf: bytes) } else { stderr.append(contentsOf: bytes) }
+    }
+
+    func pipeConnectionLost(_ fd: Int32, _ error: (any Error)?) {
+        guard fd != 0 else { return }
+        openPipes -= 1
+        if openPipes == 0 { pipesClosed.complete(.success(())) }
+    }
+}
+
+extension EventLoop {
+    /// Runs a command to its end (asyncio's `create_subprocess_exec` + `communicate`): writes
+    /// `input` to its stdin (then closes it), collects stdout and stderr, and returns them
+    /// with the return code.
+    /// - Throws: ``TransportError`` naming the program if it cannot be started.
+    /// - Important: Call from a task running on this loop.
+    public func runProcess(
+        _ program: String,
+        _ arguments: [String] = [],
+        input: [UInt8] = [],
+        environment: [String: String]? = nil,
+        currentDirectory: String? = nil
+    ) async throws -> ProcessResult {
+        let (process, collector) = try await subprocessExec(
+            program, arguments, environment: environment, currentDirectory: currentDirectory
+        ) { OutputCollector(loop: self, pipes: 2) }
+        if let stdin = process.pipeTransport(0) {
+            stdin.write(input)
+            stdin.writeEOF()
+        }
+        await collector.pipesClosed.waitDone()
+        let code = try await process.waitForExit()
+        return ProcessResult(returnCode: code, stdout: collector.stdout, stderr: collector.stderr)
+    }
+}
