@@ -329,7 +329,7 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
 
     func writeEOF() {
         loop.assertInLoop()
-        guard state == .open, !eofRequested else { return }
+        guard kind != .readPipe, state == .open, !eofRequested else { return }
         eofRequested = true
         if writeQueue.isEmpty {
             writeEOFNow()
