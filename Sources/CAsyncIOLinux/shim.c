@@ -154,3 +154,13 @@ int casyncio_wait_status(int status, int *code) {
     }
     return 0;
 }
+
+_Static_assert(sizeof(struct casyncio_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
+
+int casyncio_recvmmsg(int fd, struct casyncio_mmsghdr *messages, unsigned int count, int flags) {
+    return recvmmsg(fd, (struct mmsghdr *)messages, count, flags, NULL);
+}
+
+int casyncio_sendmmsg(int fd, struct casyncio_mmsghdr *messages, unsigned int count, int flags) {
+    return sendmmsg(fd, (struct mmsghdr *)messages, count, flags);
+}

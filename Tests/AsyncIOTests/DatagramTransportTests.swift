@@ -187,4 +187,43 @@ struct DatagramTransportTests {
             #expect(fd == -1)
         }
     }
+
+    // Queued datagrams (what a full send buffer leaves behind; queued directly here, since
+    // loopback UDP never reports EAGAIN) drain in batches (sendmmsg), intact and in order.
+    @Test func queuedDatagramsDrainIntact() throws {
+        try withLoop { loop in
+            let (queued, drained, intact, received) = try loop.runUntilComplete {
+                () async throws -> (Bool, Bool, Bool, Int) in
+                let (server, recorder) = try await loop.createDatagramEndpoint(localHost: "127.0.0.1", localPort: 0) {
+                    DatagramRecorder(loop: loop)
+                }
+                defer { server.close() }
+                Socket.setOption(server.fileDescriptor, SOL_SOCKET, SO_RCVBUF, 4 << 20)
+                let port = try #require(server.localAddress?.port)
+                let (client, _) = try await loop.createDatagramEndpoint(remoteHost: "127.0.0.1", remotePort: port) {
+                    DatagramRecorder(loop: loop)
+                }
+                defer { client.close() }
+                let socketTransport = try #require(client as? DatagramSocketTransport)
+                for i in 0..<20 {
+                    [UInt8](repeating: UInt8(i), count: 4 * 1024).withUnsafeBytes { socketTransport.enqueue($0, nil) }
+                }
+                let queued = client.writeBufferSize == 20 * 4 * 1024
+                var waited = 0
+                while client.writeBufferSize > 0 && waited < 1000 {
+                    try await sleep(for: .milliseconds(5))
+                    waited += 1
+                }
+                try await sleep(for: .milliseconds(50))
+                let payloads = recorder.datagrams.map(\.0)
+                let intact = payloads.allSatisfy { $0.count == 4 * 1024 && Set($0).count == 1 }
+                let firsts = payloads.compactMap(\.first)
+                return (queued, client.writeBufferSize == 0, intact && firsts == Array(0..<20), payloads.count)
+            }
+            #expect(queued)
+            #expect(drained)
+            #expect(intact)
+            #expect(received == 20)
+        }
+    }
 }

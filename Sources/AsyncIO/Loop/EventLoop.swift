@@ -137,6 +137,7 @@ public final class EventLoop: @unchecked Sendable {
     /// borrowed view), and an iovec array for writev; allocated on first use.
     private var readBufferStorage: UnsafeMutableRawBufferPointer?
     private var iovecStorage: UnsafeMutablePointer<iovec>?
+    private var datagramBatchStorage: DatagramBatch?
     static let readBufferSize = 256 * 1024
     var defaultExecutorStorage: ThreadPoolExecutor?
     var defaultExecutorShutDown = false
@@ -186,6 +187,14 @@ public final class EventLoop: @unchecked Sendable {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readBufferSize, alignment: 16)
         readBufferStorage = buffer
         return buffer
+    }
+
+    /// The loop's datagram batch (recvmmsg/sendmmsg slots), allocated on first use.
+    var datagramBatch: DatagramBatch {
+        if let batch = datagramBatchStorage { return batch }
+        let batch = DatagramBatch()
+        datagramBatchStorage = batch
+        return batch
     }
 
     /// The loop's shared iovec array of 64 entries for writev (loop-bound).

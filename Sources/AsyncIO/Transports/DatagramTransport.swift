@@ -128,15 +128,14 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     }
 
     private func readReady() {
-        let buffer = loop.readBuffer
-        for _ in 0..<Self.maxDatagramsPerWakeUp {
+        // Batches of datagrams per system call (recvmmsg), until the socket is drained or
+        // `maxDatagramsPerWakeUp` were delivered.
+        let batch = loop.datagramBatch
+        var delivered = 0
+        while delivered < Self.maxDatagramsPerWakeUp {
             guard state != .closed else { return }
-            var storage = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let n = withUnsafeMutableBytes(of: &storage) {
-                recvfrom(fileDescriptor, buffer.baseAddress, buffer.count, 0,
-                         $0.baseAddress?.assumingMemoryBound(to: sockaddr.self), &length)
-            }
+            batch.prepareForReceive()
+            let n = casyncio_recvmmsg(fileDescriptor, batch.messages, UInt32(DatagramBatch.slots), 0)
             if n < 0 {
                 let code = errno
                 switch code {
@@ -144,18 +143,26 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
                 case EINTR: continue
                 default:
                     // ICMP errors (ECONNREFUSED, …) are reported; the endpoint keeps working.
-                    proto.errorReceived(TransportError(errno: code, syscall: "recvfrom", address: connectedPeer))
+                    proto.errorReceived(TransportError(errno: code, syscall: "recvmmsg", address: connectedPeer))
+                    delivered += 1
                     continue
                 }
             }
-            let from = SocketAddress(storage: storage, length: length) ?? connectedPeer
-                ?? SocketAddress(unixPath: "")
-            do {
-                try proto.datagramReceived(UnsafeRawBufferPointer(start: buffer.baseAddress, count: n), from: from)
-            } catch {
-                fail(error, from: "datagramReceived")
-                return
+            for i in 0..<Int(n) {
+                guard state != .closed else { return }
+                let header = batch.messages[i]
+                let from = SocketAddress(storage: batch.addresses[i], length: header.msg_hdr.msg_namelen)
+                    ?? connectedPeer ?? SocketAddress(unixPath: "")
+                let bytes = UnsafeRawBufferPointer(start: batch.buffer(i), count: Int(header.msg_len))
+                do {
+                    try proto.datagramReceived(bytes, from: from)
+                } catch {
+                    fail(error, from: "datagramReceived")
+                    return
+                }
             }
+            delivered += Int(n)
+            if Int(n) < DatagramBatch.slots { return }   // drained
         }
     }
 
@@ -168,6 +175,12 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             case .wouldBlock: break
             }
         }
+        enqueue(bytes, address)
+    }
+
+    /// Copies a datagram into the queue and arranges for the queue to drain (sendmmsg batches
+    /// once the socket is writable).
+    func enqueue(_ bytes: UnsafeRawBufferPointer, _ address: SocketAddress?) {
         let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
         if bytes.count > 0 { copy.copyMemory(from: bytes) }
         queue.append((copy, address))
@@ -214,12 +227,32 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     }
 
     private func writeReady() {
-        while let entry = queue.first, state != .closed {
-            let result = trySend(UnsafeRawBufferPointer(entry.bytes), entry.address)
-            if case .wouldBlock = result { return }
-            queue.removeFirst()
-            queuedBytes -= entry.bytes.count
-            entry.bytes.deallocate()
+        // Queued datagrams go out in batches (sendmmsg).
+        let batch = loop.datagramBatch
+        while !queue.isEmpty && state != .closed {
+            let count = min(queue.count, DatagramBatch.slots)
+            for i in 0..<count {
+                let entry = queue[i]
+                var length: socklen_t = 0
+                if let address = entry.address, connectedPeer == nil {
+                    length = address.copy(into: batch.addresses + i)
+                }
+                batch.prepareForSend(slot: i, bytes: entry.bytes, addressLength: length)
+            }
+            let sent = casyncio_sendmmsg(fileDescriptor, batch.messages, UInt32(count), casyncio_msg_nosignal())
+            if sent < 0 {
+                let code = errno
+                switch code {
+                case EINTR: continue
+                case EAGAIN, EWOULDBLOCK, ENOBUFS: return
+                default:
+                    // The first datagram failed: report it, drop it, go on with the rest.
+                    proto.errorReceived(TransportError(errno: code, syscall: "sendmmsg", address: queue[0].address ?? connectedPeer))
+                    dropFirstQueued(1)
+                    continue
+                }
+            }
+            dropFirstQueued(Int(sent))
         }
         if writerRegistered {
             writerRegistered = false
@@ -230,6 +263,14 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             proto.resumeWriting()
         }
         if state == .closing { forceClose(nil) }
+    }
+
+    private func dropFirstQueued(_ count: Int) {
+        for _ in 0..<count {
+            guard let entry = queue.popFirst() else { return }
+            queuedBytes -= entry.bytes.count
+            entry.bytes.deallocate()
+        }
     }
 
     var isClosing: Bool { state != .open }
@@ -376,5 +417,67 @@ extension EventLoop {
         transport.start { made.complete(.success(())) }
         await made.waitDone()
         return transport
+    }
+}
+
+/// Receive slots for recvmmsg, owned by a loop and reused by all its datagram endpoints: each
+/// slot holds a whole datagram (up to 64 KiB) and its source address.
+final class DatagramBatch {
+    static let slots = 8
+    static let slotSize = 64 * 1024
+
+    let messages: UnsafeMutablePointer<casyncio_mmsghdr>
+    let addresses: UnsafeMutablePointer<sockaddr_storage>
+    private let iovecs: UnsafeMutablePointer<iovec>
+    private let storage: UnsafeMutableRawPointer
+
+    init() {
+        messages = .allocate(capacity: Self.slots)
+        messages.initialize(repeating: casyncio_mmsghdr(), count: Self.slots)
+        addresses = .allocate(capacity: Self.slots)
+        addresses.initialize(repeating: sockaddr_storage(), count: Self.slots)
+        iovecs = .allocate(capacity: Self.slots)
+        iovecs.initialize(repeating: iovec(), count: Self.slots)
+        storage = .allocate(byteCount: Self.slots * Self.slotSize, alignment: 16)
+    }
+
+    deinit {
+        messages.deallocate()
+        addresses.deallocate()
+        iovecs.deallocate()
+        storage.deallocate()
+    }
+
+    func buffer(_ slot: Int) -> UnsafeMutableRawPointer {
+        storage + slot * Self.slotSize
+    }
+
+    /// Points `slot` at an outgoing datagram; its address was copied to `addresses[slot]`
+    /// (`addressLength` 0: a connected endpoint, no address).
+    func prepareForSend(slot: Int, bytes: UnsafeMutableRawBufferPointer, addressLength: socklen_t) {
+        iovecs[slot] = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
+        messages[slot].msg_hdr.msg_name = addressLength > 0 ? UnsafeMutableRawPointer(addresses + slot) : nil
+        messages[slot].msg_hdr.msg_namelen = addressLength
+        messages[slot].msg_hdr.msg_iov = iovecs + slot
+        messages[slot].msg_hdr.msg_iovlen = 1
+        messages[slot].msg_hdr.msg_control = nil
+        messages[slot].msg_hdr.msg_controllen = 0
+        messages[slot].msg_hdr.msg_flags = 0
+        messages[slot].msg_len = 0
+    }
+
+    /// Resets every slot's lengths (the kernel overwrites them on each call).
+    func prepareForReceive() {
+        for i in 0..<Self.slots {
+            iovecs[i] = iovec(iov_base: buffer(i), iov_len: Self.slotSize)
+            messages[i].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + i)
+            messages[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            messages[i].msg_hdr.msg_iov = iovecs + i
+            messages[i].msg_hdr.msg_iovlen = 1
+            messages[i].msg_hdr.msg_control = nil
+            messages[i].msg_hdr.msg_controllen = 0
+            messages[i].msg_hdr.msg_flags = 0
+            messages[i].msg_len = 0
+        }
     }
 }

@@ -140,6 +140,14 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Copies the address into `storage`; returns its length (0 if it cannot be represented).
+    func copy(into storage: UnsafeMutablePointer<sockaddr_storage>) -> socklen_t {
+        (try? withSockAddr { pointer, length in
+            UnsafeMutableRawPointer(storage).copyMemory(from: pointer, byteCount: Int(length))
+            return length
+        }) ?? 0
+    }
+
     /// Calls `body` with a `sockaddr` pointer and length for this address.
     /// - Throws: ``TransportError`` if a Unix path is too long for `sockaddr_un`.
     func withSockAddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> T) throws -> T {

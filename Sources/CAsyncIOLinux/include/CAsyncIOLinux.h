@@ -36,6 +36,16 @@ int casyncio_signal_restore_default(int signo);
 /// The largest signal number (inclusive) that casyncio_signal_install accepts.
 int casyncio_signal_max(void);
 
+/// struct mmsghdr (a _GNU_SOURCE type, so declared here with the same layout).
+struct casyncio_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+
+/// recvmmsg(2) / sendmmsg(2): several datagrams in one system call.
+int casyncio_recvmmsg(int fd, struct casyncio_mmsghdr *messages, unsigned int count, int flags);
+int casyncio_sendmmsg(int fd, struct casyncio_mmsghdr *messages, unsigned int count, int flags);
+
 /// pidfd_open(2): an fd that becomes readable when process `pid` exits; -1 with errno
 /// (ENOSYS on kernels before 5.3).
 int casyncio_pidfd_open(int pid);
