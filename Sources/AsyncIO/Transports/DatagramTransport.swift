@@ -455,6 +455,7 @@ final class DatagramBatch {
     /// Points `slot` at an outgoing datagram; its address was copied to `addresses[slot]`
     /// (`addressLength` 0: a connected endpoint, no address).
     func prepareForSend(slot: Int, bytes: UnsafeMutableRawBufferPointer, addressLength: socklen_t) {
+        readyForReceive = false
         iovecs[slot] = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
         messages[slot].msg_hdr.msg_name = addressLength > 0 ? UnsafeMutableRawPointer(addresses + slot) : nil
         messages[slot].msg_hdr.msg_namelen = addressLength
@@ -466,8 +467,19 @@ final class DatagramBatch {
         messages[slot].msg_len = 0
     }
 
-    /// Resets every slot's lengths (the kernel overwrites them on each call).
+    /// Whether the slots point at the receive buffers (a send repoints them).
+    private var readyForReceive = false
+
+    /// Sets the slots up for recvmmsg: fully after a send, else only the lengths the kernel
+    /// overwrote.
     func prepareForReceive() {
+        if readyForReceive {
+            for i in 0..<Self.slots {
+                messages[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            }
+            return
+        }
+        readyForReceive = true
         for i in 0..<Self.slots {
             iovecs[i] = iovec(iov_base: buffer(i), iov_len: Self.slotSize)
             messages[i].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + i)
