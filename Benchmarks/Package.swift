@@ -1,10 +1,10 @@
 // swift-tools-version:6.1
 //
 // Loop micro-benchmarks for swift-asyncio, compared with Python's asyncio and uvloop by
-// run-loop-bench.sh, and the SwiftNIO echo server that the echo benchmarks (run-echo-bench.sh
-// and friends) compare swift-asyncio's echo server with. A package of its own so that the
-// library's package stays free of benchmark targets; it builds the library from the parent
-// directory.
+// run-loop-bench.sh, and the SwiftNIO echo servers (TCP and UDP) that the echo benchmarks
+// (run-echo-bench.sh, run-udp-bench.sh and friends) compare swift-asyncio's servers with. A
+// package of its own so that the library's package stays free of benchmark targets; it builds
+// the library from the parent directory.
 
 import PackageDescription
 
@@ -20,11 +20,13 @@ let package = Package(
     products: [
         .executable(name: "loop-bench", targets: ["LoopBench"]),
         .executable(name: "nio-echo-server", targets: ["NIOEchoServer"]),
+        .executable(name: "nio-udp-echo-server", targets: ["NIOUDPEchoServer"]),
         .executable(name: "streams-echo-server", targets: ["StreamsEchoServer"]),
     ],
     dependencies: [
         .package(path: ".."),
-        // Only for nio-echo-server, the reference in the echo benchmarks (run-echo-bench.sh).
+        // Only for nio-echo-server and nio-udp-echo-server, the references in the echo
+        // benchmarks (run-echo-bench.sh, run-udp-bench.sh).
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
@@ -46,6 +48,16 @@ let package = Package(
         ),
         .executableTarget(
             name: "NIOEchoServer",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: [
+                .enableUpcomingFeature("ExistentialAny"),
+            ]
+        ),
+        .executableTarget(
+            name: "NIOUDPEchoServer",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -4,7 +4,7 @@
 # the process exits normally).
 #
 #   Benchmarks/echo-allocs.sh [--connections 10] [--messages 100000] [--size 1024]
-#       [--servers "ours ours-streams c nio asyncio uvloop"]
+#       [--servers "ours ours-streams c nio asyncio uvloop"] [--unix | --udp]
 #
 # For each server, two runs, each ended by SIGTERM (the servers exit normally on it):
 #   idle:   start, --connections connections that each echo one message and close, SIGTERM;
@@ -13,7 +13,9 @@
 # echoed message costs, with start-up, connection set-up and tear-down and shut-down
 # cancelled out. Python servers run with PYTHONMALLOC=malloc, so that the objects pymalloc
 # would carve out of its arenas are malloc calls too and their figure compares with the
-# others.
+# others. --unix serves over Unix stream sockets; --udp echoes UDP datagrams instead
+# (udp-echo-server and the UDP servers of echo/lib.sh, loaded by echo/udp_loadgen.c: each
+# "connection" is a client socket, each message a datagram).
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/echo/lib.sh"
 
@@ -26,6 +28,7 @@ while (($#)); do
         --size) size="$2"; shift 2 ;;
         --servers) ECHO_SERVERS="$2"; shift 2 ;;
         --unix) export ECHO_TRANSPORT=unix; shift ;;
+        --udp) export ECHO_TRANSPORT=udp; shift ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -45,7 +48,7 @@ allocs_run() {
         return 1
     fi
     local line
-    if ! line="$(timeout 300 "$tools_dir/loadgen" "${server_addr[@]}" \
+    if ! line="$(timeout 300 "$loadgen" "${server_addr[@]}" \
         --connections "$connections" --size "$size" --messages "$count" --timeout 240 \
         2>"$work_dir/loadgen.err")"; then
         note "$(label_of "$name") ($kind run): load failed: $(tail -n 3 "$work_dir/loadgen.err" | tr '\n' ' ')"
@@ -81,7 +84,11 @@ elapsed=$((SECONDS - started_at))
 
 echo
 machine_line
-echo "Load: $connections connections x $size-byte messages, pipeline 1, $messages messages (loaded run)"
+if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
+    echo "Load: UDP, $connections sockets x $size-byte datagrams, pipeline 1, $messages datagrams (loaded run)"
+else
+    echo "Load: $connections connections x $size-byte messages, pipeline 1, $messages messages (loaded run)"
+fi
 echo
 echo "| server | allocations / message | frees / message | loaded run allocations | idle run allocations |"
 echo "|---|---:|---:|---:|---:|"

@@ -4,7 +4,7 @@
 #
 #   Benchmarks/echo-callgrind.sh [--connections 10] [--messages-per-connection 20000]
 #       [--python-messages-per-connection 2000] [--size 1024]
-#       [--servers "ours ours-streams c nio uvloop"] [--annotate N] [--keep DIR]
+#       [--servers "ours ours-streams c nio uvloop"] [--annotate N] [--keep DIR] [--unix | --udp]
 #
 # For each server, two runs under `valgrind --tool=callgrind`, each ended by SIGTERM (the
 # servers exit normally on it, so callgrind writes its totals):
@@ -19,6 +19,9 @@
 # functions with the most instructions (self cost) of each loaded run. Python servers are
 # slow under callgrind: they get --python-messages-per-connection. --keep DIR keeps the
 # callgrind output files (callgrind.<server>.{idle,loaded}) for callgrind_annotate.
+# --unix serves over Unix stream sockets; --udp echoes UDP datagrams instead (udp-echo-server
+# and the UDP servers of echo/lib.sh, loaded by echo/udp_loadgen.c; the streams servers,
+# which have no UDP form, are skipped): instructions per echoed datagram.
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/echo/lib.sh"
 
@@ -32,6 +35,7 @@ while (($#)); do
         --size) size="$2"; shift 2 ;;
         --servers) ECHO_SERVERS="$2"; shift 2 ;;
         --unix) export ECHO_TRANSPORT=unix; shift ;;
+        --udp) export ECHO_TRANSPORT=udp; shift ;;
         --annotate) annotate="$2"; shift 2 ;;
         --keep) keep="$2"; shift 2 ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -72,7 +76,7 @@ callgrind_run() {
         return 1
     fi
     local line
-    if ! line="$(timeout 900 "$tools_dir/loadgen" "${server_addr[@]}" \
+    if ! line="$(timeout 900 "$loadgen" "${server_addr[@]}" \
         --connections "$connections" --size "$size" --messages $((connections * per)) --timeout 840 \
         2>"$work_dir/loadgen.err")"; then
         note "$(label_of "$name") ($kind run): load failed: $(tail -n 3 "$work_dir/loadgen.err" | tr '\n' ' ')"
@@ -117,7 +121,11 @@ elapsed=$((SECONDS - started_at))
 
 echo
 machine_line
-echo "valgrind: $(valgrind --version); $connections connections x $size-byte messages, pipeline 1"
+if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
+    echo "valgrind: $(valgrind --version); UDP, $connections sockets x $size-byte datagrams, pipeline 1"
+else
+    echo "valgrind: $(valgrind --version); $connections connections x $size-byte messages, pipeline 1"
+fi
 echo
 echo "| server | instructions / message | vs C | messages | loaded run total | idle run total | wall s |"
 echo "|---|---:|---:|---:|---:|---:|---:|"

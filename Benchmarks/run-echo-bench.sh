@@ -4,8 +4,8 @@
 #
 #   Benchmarks/run-echo-bench.sh [--duration SEC | --messages M] [--repeats N]
 #       [--connections N] [--sizes "1024 102400"] [--pipeline D] [--warmup SEC]
-#       [--servers "ours ours-streams c nio asyncio asyncio-streams uvloop uvloop-streams"] [--unix]
-#       [--quiet-wait SEC]
+#       [--servers "ours ours-streams c nio asyncio asyncio-streams uvloop uvloop-streams"]
+#       [--unix | --udp] [--quiet-wait SEC]
 #
 # Each server runs pinned to CPU 0 and the load generator (echo/loadgen.c) to CPU 1. For
 # each message size, all servers are started and warmed up (--warmup, default 1 s), then
@@ -14,6 +14,10 @@
 # --duration (5) seconds or --messages in total; the server's CPU time (utime + stime from
 # /proc/PID/stat) is read before and after each repetition. The table has the median of the
 # repetitions, column by column. --unix serves over Unix sockets instead of loopback TCP.
+# --udp echoes UDP datagrams instead (run-udp-bench.sh is this script with --udp):
+# udp-echo-server and the UDP servers of echo/lib.sh, loaded by echo/udp_loadgen.c, whose
+# --connections client sockets each keep --pipeline datagrams in flight; --sizes defaults to
+# 1024 there, and a datagram lost (not echoed within 1 s) fails the server's run.
 # Every echoed byte is checked; a server that echoes a wrong byte, closes a connection,
 # crashes or does not exit on SIGTERM gets a note under the table. Before each repetition
 # the script waits up to --quiet-wait seconds (default 120) for the machine to be quiet
@@ -27,7 +31,7 @@
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/echo/lib.sh"
 
-duration=5 messages="" repeats=5 connections=10 sizes="1024 102400" pipeline=1 warmup=1 quiet_wait=120
+duration=5 messages="" repeats=5 connections=10 sizes="" pipeline=1 warmup=1 quiet_wait=120
 while (($#)); do
     case "$1" in
         --duration) duration="$2"; messages=""; shift 2 ;;
@@ -40,11 +44,15 @@ while (($#)); do
         --quiet-wait) quiet_wait="$2"; shift 2 ;;
         --servers) ECHO_SERVERS="$2"; shift 2 ;;
         --unix) export ECHO_TRANSPORT=unix; shift ;;
+        --udp) export ECHO_TRANSPORT=udp; shift ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 
+if [[ -z "$sizes" ]]; then
+    if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then sizes="1024"; else sizes="1024 102400"; fi
+fi
 prepare_servers
 if (($(nproc) >= 2)); then
     pin_server=(taskset -c 0) pin_load=(taskset -c 1)
@@ -70,7 +78,7 @@ size_label() {
 }
 
 run_load() {  # run_load EXTRA-ARGS...: one loadgen run against server_addr; prints its line
-    timeout $((load_timeout + 30)) "${pin_load[@]}" "$tools_dir/loadgen" "${server_addr[@]}" \
+    timeout $((load_timeout + 30)) "${pin_load[@]}" "$loadgen" "${server_addr[@]}" \
         --connections "$connections" --pipeline "$pipeline" --timeout "$load_timeout" "$@" \
         2>"$work_dir/loadgen.err"
 }
@@ -190,7 +198,11 @@ machine_line
 echo "Versions: $(swift --version 2>/dev/null | head -n1 | sed 's/ (.*//'), $("$python" --version 2>&1)$(
     [[ $have_uvloop == 1 ]] && echo ", uvloop $("$python" -c 'import uvloop; print(uvloop.__version__)')"), $(cc --version | head -n1)"
 if [[ -n "$messages" ]]; then what="$messages messages"; else what="${duration} s"; fi
-echo "Load: $connections connections, pipeline $pipeline, $what per repetition, median of $repeats; server on CPU 0, loadgen on CPU 1"
+if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
+    echo "Load: UDP, $connections client sockets, pipeline $pipeline, $what per repetition, median of $repeats; server on CPU 0, udp_loadgen on CPU 1"
+else
+    echo "Load: $connections connections, pipeline $pipeline, $what per repetition, median of $repeats; server on CPU 0, loadgen on CPU 1"
+fi
 echo
 echo "| size | server | req/s | MB/s | p50 µs | p99 µs | server CPU µs/request | req/s vs C | CPU/request vs C | req/s min–max |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"

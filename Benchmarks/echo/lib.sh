@@ -1,4 +1,5 @@
-# Shared by run-echo-bench.sh, echo-callgrind.sh, echo-allocs.sh and echo-idle-rss.sh:
+# Shared by run-echo-bench.sh, echo-callgrind.sh, echo-allocs.sh, echo-idle-rss.sh (and
+# through them run-udp-bench.sh) and pipe-bench.sh:
 # building the tools and servers, starting a server and reading its port, stopping it, and
 # cleaning up every process a script started. Source it; it is not a program.
 #
@@ -14,17 +15,25 @@
 #
 # ECHO_TRANSPORT=unix (a script's --unix flag) serves over Unix stream sockets instead of
 # loopback TCP: our server is then `unix-echo-server --path P`, the others get --unix P.
+# ECHO_TRANSPORT=udp (a script's --udp flag) echoes datagrams over loopback UDP instead: the
+# load generator is echo/udp_loadgen.c and the servers are
+#   ours            swift-asyncio's Examples/UDPEchoServer (`udp-echo-server`), DatagramProtocol
+#   c               echo/c_udp_echo_server.c, the baseline (recvfrom/sendto on epoll)
+#   nio             SwiftNIO (Sources/NIOUDPEchoServer, DatagramBootstrap, one thread)
+#   asyncio, uvloop py_echo_server.py --udp (a DatagramProtocol)
+# (the *-streams servers have no UDP form and are skipped).
 #
 # Environment: PYTHON (default python3), OURS_BIN (use this tcp-echo-server, or with --unix
 # unix-echo-server, binary instead of building one), NO_BUILD=1 (use what is built, build
 # nothing).
 
 ECHO_ALL_SERVERS="ours ours-streams c nio asyncio asyncio-streams uvloop uvloop-streams"
+ECHO_UDP_SERVERS="ours c nio asyncio uvloop"
 
 bench_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 repo_dir="$(cd "$bench_dir/.." && pwd)"
 echo_dir="$bench_dir/echo"
-tools_dir="$bench_dir/.build/echo"           # loadgen, c_echo_server, malloc_count.so
+tools_dir="$bench_dir/.build/echo"           # loadgen, c_echo_server, malloc_count.so, ...
 ours_scratch="$repo_dir/.build-bench"         # our server's build folder (not the root .build)
 python="${PYTHON:-python3}"
 
@@ -62,9 +71,9 @@ trap 'exit 130' INT TERM HUP
 build_tools() {
     mkdir -p "$tools_dir"
     local src
-    for src in loadgen c_echo_server; do
+    for src in loadgen c_echo_server udp_loadgen c_udp_echo_server pipe_pump; do
         if [[ ! -x "$tools_dir/$src" || "$echo_dir/$src.c" -nt "$tools_dir/$src" ]]; then
-            cc -O2 -Wall -o "$tools_dir/$src" "$echo_dir/$src.c" || return 1
+            cc -O2 -Wall -pthread -o "$tools_dir/$src" "$echo_dir/$src.c" || return 1
         fi
     done
     if [[ ! -f "$tools_dir/malloc_count.so" || "$echo_dir/malloc_count.c" -nt "$tools_dir/malloc_count.so" ]]; then
@@ -90,7 +99,13 @@ build_bench_product() {
 }
 
 nio_bin=""
-build_nio() { nio_bin="$(build_bench_product nio-echo-server)"; }
+build_nio() {
+    if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
+        nio_bin="$(build_bench_product nio-udp-echo-server)"
+    else
+        nio_bin="$(build_bench_product nio-echo-server)"
+    fi
+}
 
 streams_bin=""
 build_streams() { streams_bin="$(build_bench_product streams-echo-server)"; }
@@ -99,6 +114,7 @@ ours_bin=""
 build_ours() {
     local product=tcp-echo-server
     [[ "${ECHO_TRANSPORT:-tcp}" == unix ]] && product=unix-echo-server
+    [[ "${ECHO_TRANSPORT:-tcp}" == udp ]] && product=udp-echo-server
     if [[ -n "${OURS_BIN:-}" ]]; then
         [[ -x "$OURS_BIN" ]] || { note "OURS_BIN=$OURS_BIN is not an executable; swift-asyncio rows are skipped"; return 1; }
         ours_bin="$OURS_BIN"
@@ -122,6 +138,35 @@ build_ours() {
     ours_bin="$bin_path"
 }
 
+# build_ours_product PRODUCT: builds one product of the repository (release, in
+# .build-bench; one product per `swift build`, which only honours the last --product it is
+# given) and prints its path. OURS_BIN_<PRODUCT> (dashes as underscores, e.g.
+# OURS_BIN_pipe_echo) uses a given binary instead; NO_BUILD=1 builds nothing.
+build_ours_product() {
+    local product="$1" override="OURS_BIN_${1//-/_}"
+    if [[ -n "${!override:-}" ]]; then
+        [[ -x "${!override}" ]] || { note "$override=${!override} is not an executable"; return 1; }
+        echo "${!override}"
+        return 0
+    fi
+    local bin_path="$ours_scratch/release/$product"
+    if [[ "${NO_BUILD:-0}" != 1 ]]; then
+        if ! grep -q "\"$product\"" "$repo_dir/Package.swift" 2>/dev/null; then
+            note "swift-asyncio has no $product product yet"
+            return 1
+        fi
+        log "Building $product (release, --scratch-path .build-bench)..."
+        if ! (cd "$repo_dir" && swift build -c release --product "$product" --scratch-path "$ours_scratch") \
+            >"$work_dir/$product-build.log" 2>&1; then
+            tail -n 30 "$work_dir/$product-build.log" >&2
+            note "$product did not build"
+            return 1
+        fi
+    fi
+    [[ -x "$bin_path" ]] || { note "no $product binary at $bin_path"; return 1; }
+    echo "$bin_path"
+}
+
 have_uvloop=0
 uvloop_tried=0
 ensure_uvloop() {
@@ -142,12 +187,22 @@ ensure_uvloop() {
 # see the python process, and $! must be its pid.
 python_exe() { "$python" -c 'import sys; print(sys.executable)'; }
 
-# Builds what the selected servers need; sets `servers` to those that can run.
+# Builds what the selected servers need; sets `servers` to those that can run, and `loadgen`
+# to the load generator of the transport (loadgen, or udp_loadgen with ECHO_TRANSPORT=udp).
 prepare_servers() {
     build_tools || { echo "could not build the C tools" >&2; exit 1; }
     servers=()
-    local name
-    for name in ${ECHO_SERVERS:-$ECHO_ALL_SERVERS}; do
+    loadgen="$tools_dir/loadgen"
+    local name all="$ECHO_ALL_SERVERS"
+    if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
+        loadgen="$tools_dir/udp_loadgen"
+        all="$ECHO_UDP_SERVERS"
+    fi
+    for name in ${ECHO_SERVERS:-$all}; do
+        if [[ "${ECHO_TRANSPORT:-tcp}" == udp && "$name" == *-streams ]]; then
+            log "$name: no UDP form (streams are for byte streams); skipped"
+            continue
+        fi
         case "$name" in
             ours) build_ours && servers+=(ours) ;;
             ours-streams) build_streams && servers+=(ours-streams) ;;
@@ -163,6 +218,14 @@ prepare_servers() {
 }
 
 label_of() {
+    if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
+        case "$1" in
+            ours) echo "swift-asyncio DatagramProtocol"; return ;;
+            nio) echo "SwiftNIO DatagramBootstrap"; return ;;
+            asyncio) echo "asyncio DatagramProtocol"; return ;;
+            uvloop) echo "uvloop DatagramProtocol"; return ;;
+        esac
+    fi
     case "$1" in
         ours) echo "swift-asyncio protocol" ;;
         ours-streams) echo "swift-asyncio streams" ;;
@@ -184,6 +247,16 @@ server_command() {
     if [[ "${ECHO_TRANSPORT:-tcp}" == unix ]]; then
         server_sock="$work_dir/$1.sock"
         listen=(--unix "$server_sock") ours_listen=(--path "$server_sock")
+    fi
+    if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
+        case "$1" in
+            ours) server_cmd=("$ours_bin" --port 0) ;;
+            c) server_cmd=("$tools_dir/c_udp_echo_server" --port 0) ;;
+            nio) server_cmd=("$nio_bin" --port 0) ;;
+            asyncio | uvloop) server_cmd=("$(python_exe)" "$echo_dir/py_echo_server.py" --udp --loop "$1" --port 0) ;;
+            *) return 1 ;;
+        esac
+        return 0
     fi
     case "$1" in
         ours) server_cmd=("$ours_bin" "${ours_listen[@]}") ;;

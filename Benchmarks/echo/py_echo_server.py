@@ -3,6 +3,7 @@
 
     py_echo_server.py [--loop asyncio|uvloop] [--api protocol|streams] [--host H] [--port P]
                       [--unix PATH]
+    py_echo_server.py --udp [--loop asyncio|uvloop] [--host H] [--port P]
 
 Prints `listening on HOST:PORT` (or `listening on unix:PATH`) on stdout, flushed, once it
 listens (--port 0 picks an ephemeral port), echoes every byte, and exits 0 on SIGTERM or
@@ -13,6 +14,9 @@ The protocol server is the classic `transport.write(data)` in `data_received`, w
 `pause_reading` while the transport's write buffer is above its high-water mark (flow
 control, as the C and SwiftNIO servers do). The streams server is `data = await
 reader.read(65536); writer.write(data); await writer.drain()`.
+
+With --udp it is a UDP echo server instead: a DatagramProtocol whose `datagram_received`
+does `transport.sendto(data, addr)` (--api is ignored: UDP has no streams).
 """
 
 import argparse
@@ -61,9 +65,26 @@ async def echo_stream(reader, writer):
         writer.close()
 
 
+class EchoDatagramProtocol(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+    def error_received(self, exc):
+        pass  # an ICMP error for an earlier datagram: keep serving
+
+
 async def serve(args):
     loop = asyncio.get_running_loop()
-    if args.unix:
+    if args.udp:
+        transport, _ = await loop.create_datagram_endpoint(
+            EchoDatagramProtocol, local_addr=(args.host, args.port))
+        port = transport.get_extra_info("sockname")[1]
+        print(f"listening on {args.host}:{port}", flush=True)
+        server = transport  # closed below, like a server
+    elif args.unix:
         try:
             os.unlink(args.unix)
         except FileNotFoundError:
@@ -100,6 +121,7 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--unix")
+    parser.add_argument("--udp", action="store_true")
     args = parser.parse_args()
     if args.loop == "uvloop":
         import uvloop
