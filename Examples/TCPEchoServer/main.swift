@@ -75,7 +75,7 @@ struct TCPEchoServer: ParsableCommand {
                 let servers = try await group.createServer(host: host, port: port) { EchoProtocol() }
                 say("listening on \(servers.addresses[0])")
 
-                let signal = try await waitForSignal(on: main, [SIGINT, SIGTERM])
+                let signal = try await main.waitForSignal([SIGINT, SIGTERM])
                 log("signal \(signal): closing")
                 await servers.close()          // no new connections
                 await servers.closeClients()   // flush, then close each connection
@@ -90,15 +90,6 @@ struct TCPEchoServer: ParsableCommand {
             throw ExitCode.failure
         }
     }
-}
-
-/// Waits until one of `signals` arrives; returns it.
-func waitForSignal(on loop: EventLoop, _ signals: [Int32]) async throws -> Int32 {
-    let received = Future<Int32>(loop: loop)
-    for signal in signals {
-        try loop.addSignalHandler(signal) { if !received.isDone { try received.setResult(signal) } }
-    }
-    return try await received.value
 }
 
 /// Prints a line to stdout and flushes it (the "listening on" line must reach a pipe at once).

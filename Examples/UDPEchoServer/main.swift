@@ -60,7 +60,7 @@ struct UDPEchoServer: ParsableCommand {
                 }
                 say("listening on \(endpoints.address)")
 
-                let signal = try await waitForSignal(on: main, [SIGINT, SIGTERM])
+                let signal = try await main.waitForSignal([SIGINT, SIGTERM])
                 log("signal \(signal): closing")
                 await endpoints.close()
             }
@@ -69,15 +69,6 @@ struct UDPEchoServer: ParsableCommand {
             throw ExitCode.failure
         }
     }
-}
-
-/// Waits until one of `signals` arrives; returns it.
-func waitForSignal(on loop: EventLoop, _ signals: [Int32]) async throws -> Int32 {
-    let received = Future<Int32>(loop: loop)
-    for signal in signals {
-        try loop.addSignalHandler(signal) { if !received.isDone { try received.setResult(signal) } }
-    }
-    return try await received.value
 }
 
 /// Prints a line to stdout and flushes it (the "listening on" line must reach a pipe at once).

@@ -313,6 +313,27 @@ struct EventLoopTests {
         }
     }
 
+    // waitForSignal returns the first of its signals to arrive; a second one is absorbed.
+    @Test func waitForSignalReturnsTheSignal() async {
+        await #expect(processExitsWith: .success) {
+            do {
+                let loop = try EventLoop()
+                let signal = try loop.runUntilComplete { () async throws -> Int32 in
+                    loop.callLater(after: .milliseconds(10)) { kill(getpid(), SIGUSR2) }
+                    loop.callLater(after: .seconds(10)) { exit(5) }
+                    return try await loop.waitForSignal([SIGUSR1, SIGUSR2])
+                }
+                guard signal == SIGUSR2 else { exit(3) }
+                kill(getpid(), SIGUSR2)   // still handled: does not kill the process
+                try loop.runUntilComplete { try await sleep(for: .milliseconds(20)) }
+                try loop.close()
+            } catch {
+                exit(2)
+            }
+            exit(0)
+        }
+    }
+
     // Only one loop at a time may handle a given signal; invalid signals are refused.
     @Test func signalOwnershipAndValidation() throws {
         try withLoop { loop in

@@ -71,6 +71,25 @@ extension EventLoop {
         return true
     }
 
+    /// Waits until the process receives one of `signals` and returns it. The handlers stay
+    /// installed (until ``removeSignalHandler(_:)`` or ``close()``), so a second signal during a
+    /// graceful shutdown does not kill the process. The usual end of a server:
+    ///
+    /// ```swift
+    /// let signal = try await loop.waitForSignal([SIGINT, SIGTERM])
+    /// server.close()
+    /// ```
+    /// - Throws: as ``addSignalHandler(_:_:)``; `CancellationError` if the task is cancelled.
+    /// - Important: Call from a task running on this loop.
+    public func waitForSignal(_ signals: [Int32]) async throws -> Int32 {
+        preconditionInLoop()
+        let received = Future<Int32>(loop: self)
+        for signal in signals {
+            try addSignalHandler(signal) { received.complete(.success(signal)) }
+        }
+        return try await received.value
+    }
+
     /// Removes every signal handler and closes the signal pipe (on close).
     func removeAllSignalHandlers() {
         guard let state = signals else { return }
