@@ -84,7 +84,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     }
 
     /// Waits for more bytes, EOF or an error. Only one read may wait at a time.
-    private func waitForData(_ function: StaticString) async throws {
+    nonisolated(nonsending) private func waitForData(_ function: StaticString) async throws {
         loop.preconditionInLoop()
         precondition(waiter == nil, "StreamReader.\(function) called while another read is waiting")
         if let failure { throw failure }
@@ -120,7 +120,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     /// Reads up to `max` bytes (asyncio's `read(n)`): whatever is buffered, or waits for
     /// some. `max == nil` reads until EOF. Returns `[]` at EOF.
     /// - Throws: the connection's error; `CancellationError`.
-    public func read(max: Int? = nil) async throws -> [UInt8] {
+    nonisolated(nonsending) public func read(max: Int? = nil) async throws -> [UInt8] {
         if let max {
             precondition(max >= 0, "read(max:) needs a non-negative count")
             if max == 0 { return [] }
@@ -139,7 +139,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
 
     /// Reads exactly `count` bytes (asyncio's `readexactly`).
     /// - Throws: ``IncompleteReadError`` with the bytes read if the stream ends first.
-    public func readExactly(_ count: Int) async throws -> [UInt8] {
+    nonisolated(nonsending) public func readExactly(_ count: Int) async throws -> [UInt8] {
         precondition(count >= 0, "readExactly needs a non-negative count")
         while available < count {
             if eof {
@@ -156,7 +156,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     /// - Throws: ``IncompleteReadError`` if the stream ends first (its `partial` holds what was
     ///   left); ``LimitOverrunError`` if ``limit`` bytes arrive without the separator (the bytes
     ///   stay buffered).
-    public func readUntil(_ separator: [UInt8] = [UInt8(ascii: "\n")]) async throws -> [UInt8] {
+    nonisolated(nonsending) public func readUntil(_ separator: [UInt8] = [UInt8(ascii: "\n")]) async throws -> [UInt8] {
         precondition(!separator.isEmpty, "readUntil needs a non-empty separator")
         var searchFrom = start
         while true {
@@ -183,7 +183,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     /// Reads a line, `"\n"` included (asyncio's `readline`); at EOF returns the last partial
     /// line, then `[]`.
     /// - Throws: ``LimitOverrunError`` for a line longer than ``limit``.
-    public func readLine() async throws -> [UInt8] {
+    nonisolated(nonsending) public func readLine() async throws -> [UInt8] {
         do {
             return try await readUntil([UInt8(ascii: "\n")])
         } catch let error as IncompleteReadError {

@@ -65,7 +65,7 @@ final class StreamReaderProtocol: StreamProtocol, @unchecked Sendable {
     }
 
     /// Suspends while the transport's buffer is over its high-water mark.
-    func drain() async throws {
+    nonisolated(nonsending) func drain() async throws {
         if lost {
             if let lostError { throw lostError }
             throw TransportError.closedTransport
@@ -125,7 +125,7 @@ public final class StreamWriter: @unchecked Sendable {
     /// Waits while the write buffer is over its high-water mark (asyncio's `drain`). Any
     /// number of tasks may drain at once.
     /// - Throws: the connection's error (or ``TransportError`` `.closed`) once it is lost.
-    public func drain() async throws {
+    nonisolated(nonsending) public func drain() async throws {
         try await proto.drain()
     }
 
