@@ -56,6 +56,24 @@ struct StreamsTests {
         }
     }
 
+    // Cancelling a task blocked in a read throws CancellationError; the reader stays usable.
+    @Test func cancellingABlockedReadLeavesTheReaderUsable() throws {
+        try withLoop { loop in
+            let (cancelled, later) = try loop.runUntilComplete { () async throws -> (Bool, [UInt8]) in
+                let reader = StreamReader(loop: loop)
+                let blocked = loop.createTask { try await reader.read(max: 10) }
+                try await sleep(for: .milliseconds(5))
+                blocked.cancel()
+                var cancelled = false
+                do { _ = try await blocked.value } catch is CancellationError { cancelled = true }
+                reader.feed([7, 8])
+                return (cancelled, try await reader.read(max: 10))
+            }
+            #expect(cancelled)
+            #expect(later == [7, 8])
+        }
+    }
+
     // readLine returns lines with their newline, then the partial last line, then [].
     @Test func readLineThenPartialThenEmpty() throws {
         try withLoop { loop in

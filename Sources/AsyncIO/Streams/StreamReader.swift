@@ -27,7 +27,10 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     private var start = 0
     private var eof = false
     private var failure: (any Error)?
-    private var waiter: Future<Void>?
+    /// The read waiting for data, if any (a bare continuation: no allocation per wait).
+    private var waiter: UnsafeContinuation<Void, any Error>?
+    /// Numbers the waits, so a late cancellation cannot resume a later wait.
+    private var waitCount = 0
     weak var transport: (any StreamTransport)?
     private var transportPaused = false
 
@@ -79,7 +82,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     private func wake() {
         if let waiter {
             self.waiter = nil
-            waiter.complete(.success(()))
+            waiter.resume()
         }
     }
 
@@ -92,10 +95,26 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
             transportPaused = false
             transport.resumeReading()
         }
-        let waiter = Future<Void>(loop: loop)
-        self.waiter = waiter
-        defer { if self.waiter === waiter { self.waiter = nil } }
-        try await waiter.value
+        waitCount &+= 1
+        let wait = waitCount
+        let loop = self.loop
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                // Cancelled before we got here: the handler below already ran and found no
+                // waiter.
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    waiter = continuation
+                }
+            }
+        } onCancel: {
+            loop.execute { [self] in
+                guard waitCount == wait, let waiter else { return }
+                self.waiter = nil
+                waiter.resume(throwing: CancellationError())
+            }
+        }
     }
 
     private func take(_ count: Int) -> [UInt8] {
