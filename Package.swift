@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 //
 // swift-asyncio: asyncio's model (event loop, Futures, Tasks, transports and protocols,
 // executor offload) native in Swift on Linux.

@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 //
 // Loop micro-benchmarks for swift-asyncio, compared with Python's asyncio and uvloop by
 // run-loop-bench.sh, and the SwiftNIO echo servers (TCP and UDP) that the echo benchmarks
