@@ -256,7 +256,16 @@ extension EventLoop {
                 pipes[target] = try await connectReadPipe(fd) { adapter }.0
             }
         }
-        try transport.start(proto, pipes: pipes)
+        do {
+            try transport.start(proto, pipes: pipes)
+        } catch {
+            // Not watchable (or connectionMade threw): do not leave the child behind.
+            for pipe in pipes.values { pipe.abort() }
+            Glibc.kill(pid, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+            throw error
+        }
         return (transport, proto)
     }
 }
