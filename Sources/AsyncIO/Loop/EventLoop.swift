@@ -611,16 +611,15 @@ public final class EventLoop: @unchecked Sendable {
         if token == Selector.wakeUpToken { return }
         let fd = Int(UInt32(truncatingIfNeeded: token))
         let generation = UInt32(truncatingIfNeeded: token >> 32)
-        guard fd < registrations.count else { return }
-        let registration = registrations[fd]
         // A stale event for an fd that was unregistered (and maybe reused) in this pass.
-        guard registration.generation == generation else { return }
+        guard fd < registrations.count, registrations[fd].generation == generation else { return }
         // As Python's selectors: anything but EPOLLOUT (HUP, ERR) wakes the reader, anything
-        // but EPOLLIN wakes the writer, so both see errors and hang-ups.
-        if events & ~IOInterest.write.rawValue != 0, let reader = registration.reader {
+        // but EPOLLIN wakes the writer, so both see errors and hang-ups. (The fields are read
+        // one by one: copying the whole registration would retain both handles per event.)
+        if events & ~IOInterest.write.rawValue != 0, let reader = registrations[fd].reader {
             ready.append(.handle(reader))
         }
-        if events & ~IOInterest.read.rawValue != 0, let writer = registration.writer {
+        if events & ~IOInterest.read.rawValue != 0, let writer = registrations[fd].writer {
             ready.append(.handle(writer))
         }
     }
