@@ -6,6 +6,10 @@ import Testing
 
 @testable import AsyncIO
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite(.timeLimit(.minutes(1)))
 struct StreamsTests {
     // readExactly returns exactly n bytes, across feeds; at EOF it throws with the partial bytes.
@@ -184,6 +188,55 @@ struct StreamsTests {
             }
             #expect(paused)
             #expect(total == 1 << 20)
+        }
+    }
+
+    // Several tasks may drain at once: all wait while the peer does not read, all return once
+    // it does; after the peer resets the connection, drain throws its error.
+    @Test func concurrentDrainersAndDrainAfterReset() throws {
+        try withLoop { loop in
+            let (returned, errorCode) = try loop.runUntilComplete { () async throws -> (Int, TransportError.Code?) in
+                let writers = Box<[StreamWriter]>([])
+                let server = try await loop.startServer(host: "127.0.0.1", port: 0) { _, writer in
+                    writers.value.append(writer)
+                    try await sleep(for: .seconds(30))
+                }
+                defer { server.close() }
+                let port = try #require(server.addresses.first?.port)
+                let (clientTransport, client) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                    RecordingProtocol(loop: loop)
+                }
+                clientTransport.pauseReading()
+                while writers.value.isEmpty { try await sleep(for: .milliseconds(1)) }
+                let writer = writers.value[0]
+                Socket.setOption(writer.transport.fileDescriptor, SOL_SOCKET, SO_SNDBUF, 4096)
+                writer.write([UInt8](repeating: 5, count: 4 << 20))   // far over the high-water mark
+                let returned = Box(0)
+                let drainers = (0..<3).map { _ in
+                    loop.createTask { try await writer.drain(); returned.value += 1 }
+                }
+                try await sleep(for: .milliseconds(20))
+                #expect(returned.value == 0)   // all three are waiting
+                clientTransport.resumeReading()
+                _ = try await waitFor(timeout: .seconds(20)) { try await gather(drainers) }
+                // Now a reset: the next drain (over the mark again) fails with it.
+                clientTransport.pauseReading()
+                writer.write([UInt8](repeating: 6, count: 4 << 20))
+                var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+                setsockopt(clientTransport.fileDescriptor, SOL_SOCKET, SO_LINGER, &linger,
+                           socklen_t(MemoryLayout<Glibc.linger>.size))
+                clientTransport.abort()
+                _ = client
+                var code: TransportError.Code?
+                do {
+                    try await waitFor(timeout: .seconds(20)) { try await writer.drain() }
+                } catch let error as TransportError {
+                    code = error.code
+                }
+                return (returned.value, code)
+            }
+            #expect(returned == 3)
+            #expect(errorCode == .connectionReset || errorCode == .brokenPipe)
         }
     }
 }

@@ -14,7 +14,7 @@ public struct EventLoopError: Error, Hashable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Base: Hashable, Sendable {
             case closed, alreadyRunning, anotherLoopRunning, noRunningLoop, executorShutdown
-            case signalInUse, invalidSignal, wrongThread, stoppedBeforeCompletion
+            case signalInUse, invalidSignal, stoppedBeforeCompletion
         }
         fileprivate let base: Base
 
@@ -32,8 +32,6 @@ public struct EventLoopError: Error, Hashable, CustomStringConvertible {
         public static let signalInUse = Code(base: .signalInUse)
         /// The signal number cannot be handled (out of range, or SIGKILL/SIGSTOP).
         public static let invalidSignal = Code(base: .invalidSignal)
-        /// A thread-affine call was made from the wrong thread.
-        public static let wrongThread = Code(base: .wrongThread)
         /// `runUntilComplete` returned because the loop was stopped before its future was done.
         public static let stoppedBeforeCompletion = Code(base: .stoppedBeforeCompletion)
 
@@ -46,7 +44,6 @@ public struct EventLoopError: Error, Hashable, CustomStringConvertible {
             case .executorShutdown: "executorShutdown"
             case .signalInUse: "signalInUse"
             case .invalidSignal: "invalidSignal"
-            case .wrongThread: "wrongThread"
             case .stoppedBeforeCompletion: "stoppedBeforeCompletion"
             }
         }
