@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "task-sample", targets: ["TaskSample"]),
         .executable(name: "executor-sample", targets: ["ExecutorSample"]),
         .executable(name: "tcp-echo-server", targets: ["TCPEchoServer"]),
+        .executable(name: "tls-echo-server", targets: ["TLSEchoServer"]),
         .executable(name: "unix-echo-server", targets: ["UnixEchoServer"]),
         .executable(name: "udp-echo-server", targets: ["UDPEchoServer"]),
         .executable(name: "pipe-echo", targets: ["PipeEcho"]),
@@ -32,10 +33,17 @@ let package = Package(
         // C shim for what Swift's Glibc module does not expose (epoll, eventfd, timerfd,
         // signalfd, accept4, pipe2, thread names, a signal-to-fd trampoline).
         .target(name: "CAsyncIOLinux"),
+        // The system OpenSSL (libssl-dev) and static inline wrappers for its macros.
+        .systemLibrary(
+            name: "CAsyncIOOpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
         .target(
             name: "AsyncIO",
             dependencies: [
                 "CAsyncIOLinux",
+                "CAsyncIOOpenSSL",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -67,6 +75,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/TCPEchoServer",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "TLSEchoServer",
+            dependencies: [
+                "AsyncIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/TLSEchoServer",
             swiftSettings: strictSettings
         ),
         .executableTarget(
@@ -120,7 +137,7 @@ let package = Package(
         .testTarget(
             name: "ExamplesTests",
             dependencies: [
-                "TaskSample", "ExecutorSample", "TCPEchoServer", "UnixEchoServer", "UDPEchoServer", "PipeEcho", "EchoClient",
+                "TaskSample", "ExecutorSample", "TCPEchoServer", "TLSEchoServer", "UnixEchoServer", "UDPEchoServer", "PipeEcho", "EchoClient",
                 "LoopFDCheck",
             ],
             swiftSettings: strictSettings

@@ -139,6 +139,11 @@ public final class EventLoop: @unchecked Sendable {
     private var iovecStorage: UnsafeMutablePointer<iovec>?
     private var datagramBatchStorage: DatagramBatch?
     static let readBufferSize = 256 * 1024
+    /// The buffer TLS connections decrypt into (one record's plaintext at most).
+    private var tlsReadBufferStorage: UnsafeMutableRawBufferPointer?
+    static let tlsReadBufferSize = 16 * 1024
+    /// A TLS connection is delivering from ``tlsReadBuffer`` (TLS over TLS takes its own).
+    var tlsReadBufferInUse = false
     var defaultExecutorStorage: ThreadPoolExecutor?
     var defaultExecutorShutDown = false
     /// Debug mode: slow callbacks are logged and loop-bound calls from foreign threads trap.
@@ -179,6 +184,7 @@ public final class EventLoop: @unchecked Sendable {
         }
         readBufferStorage?.deallocate()
         iovecStorage?.deallocate()
+        tlsReadBufferStorage?.deallocate()
     }
 
     /// The loop's shared read buffer (loop-bound; valid for the loop's lifetime).
@@ -186,6 +192,14 @@ public final class EventLoop: @unchecked Sendable {
         if let buffer = readBufferStorage { return buffer }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readBufferSize, alignment: 16)
         readBufferStorage = buffer
+        return buffer
+    }
+
+    /// The loop's shared TLS plaintext buffer (loop-bound; see ``tlsReadBufferInUse``).
+    var tlsReadBuffer: UnsafeMutableRawBufferPointer {
+        if let buffer = tlsReadBufferStorage { return buffer }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.tlsReadBufferSize, alignment: 16)
+        tlsReadBufferStorage = buffer
         return buffer
     }
 

@@ -20,6 +20,9 @@ extension EventLoop {
     /// - Parameters:
     ///   - host: A name or numeric address; `nil` for all interfaces.
     ///   - port: 0...65535; 0 picks a free port (the same one for every address).
+    ///   - tls: Serve TLS with this server context: each connection's protocol is made, and
+    ///     sees `connectionMade`, once its handshake succeeded (a failed handshake is logged at
+    ///     debug level and closes only that connection).
     ///   - backlog: The listen queue length.
     ///   - reuseAddress: `SO_REUSEADDR` (rebinding a port in TIME_WAIT).
     ///   - reusePort: `SO_REUSEPORT` (several sockets, e.g. one per loop, share the port).
@@ -31,6 +34,7 @@ extension EventLoop {
     public func createServer(
         host: String? = nil,
         port: Int,
+        tls: TLSContext? = nil,
         backlog: Int = 100,
         reuseAddress: Bool = true,
         reusePort: Bool = false,
@@ -38,15 +42,16 @@ extension EventLoop {
         _ factory: @escaping () -> any StreamProtocol
     ) async throws -> Server {
         try await createServer(
-            hosts: host.map { [$0] } ?? [], port: port, backlog: backlog, reuseAddress: reuseAddress,
+            hosts: host.map { [$0] } ?? [], port: port, tls: tls, backlog: backlog, reuseAddress: reuseAddress,
             reusePort: reusePort, startServing: startServing, factory)
     }
 
     /// Starts a TCP server on several hosts at once (asyncio's `create_server` with a list of
-    /// hosts); see ``createServer(host:port:backlog:reuseAddress:reusePort:startServing:_:)``.
+    /// hosts); see ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:_:)``.
     public func createServer(
         hosts: [String],
         port: Int,
+        tls: TLSContext? = nil,
         backlog: Int = 100,
         reuseAddress: Bool = true,
         reusePort: Bool = false,
@@ -54,7 +59,7 @@ extension EventLoop {
         _ factory: @escaping () -> any StreamProtocol
     ) async throws -> Server {
         try await createServer(
-            hosts: hosts, port: port, backlog: backlog, reuseAddress: reuseAddress, reusePort: reusePort,
+            hosts: hosts, port: port, tls: tls, backlog: backlog, reuseAddress: reuseAddress, reusePort: reusePort,
             requireFreePort: false, startServing: startServing, factory)
     }
 
@@ -64,6 +69,7 @@ extension EventLoop {
     func createServer(
         hosts: [String],
         port: Int,
+        tls: TLSContext?,
         backlog: Int,
         reuseAddress: Bool,
         reusePort: Bool,
@@ -110,7 +116,8 @@ extension EventLoop {
             throw error
         }
         let server = Server(
-            loop: self, listeners: listeners, backlog: Int32(clamping: backlog), unixPath: nil, factory: factory)
+            loop: self, listeners: listeners, backlog: Int32(clamping: backlog), unixPath: nil, tls: tls,
+            factory: factory)
         if startServing { try server.startServing() }
         return server
     }
@@ -118,11 +125,15 @@ extension EventLoop {
     /// Starts a Unix stream socket server at `path` (asyncio's `create_unix_server`). A stale
     /// socket file (nothing listening) is replaced; the server removes its file on close.
     ///
+    /// With `tls`, connections are TLS as in
+    /// ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:_:)``.
+    ///
     /// - Throws: ``TransportError``: `.addressInUse` if a server already listens at `path`
     ///   or a file that is not a socket is in the way; `.invalidAddress` for a path too long.
     /// - Important: Call from a task running on this loop.
     public func createUnixServer(
         path: String,
+        tls: TLSContext? = nil,
         backlog: Int = 100,
         startServing: Bool = true,
         _ factory: @escaping () -> any StreamProtocol
@@ -139,7 +150,7 @@ extension EventLoop {
         }
         let server = Server(
             loop: self, listeners: [(fd, address)], backlog: Int32(clamping: backlog), unixPath: path,
-            factory: factory)
+            tls: tls, factory: factory)
         if startServing { try server.startServing() }
         return server
     }
@@ -171,40 +182,89 @@ extension EventLoop {
     /// Every resolved address is tried with happy eyeballs (RFC 8305): families interleaved,
     /// a new attempt every `happyEyeballsDelay` or as soon as the previous one failed; the
     /// first to connect wins and the others are closed. `TCP_NODELAY` is on.
+    ///
+    /// With `tls`, the TLS handshake runs first and the call returns once it succeeded (and
+    /// `connectionMade` ran); the transport returned encrypts and decrypts.
+    /// - Parameters:
+    ///   - tls: A client ``TLSContext`` to speak TLS.
+    ///   - serverHostname: The name for SNI and for checking the server's certificate;
+    ///     defaults to `host`. An IP address is checked against the certificate's IP SANs.
+    ///   - session: A ``TLSSession`` from an earlier connection to resume.
     /// - Throws: ``TransportError`` (`.connectionRefused`, `.timedOut`, `.unreachable`, …: the
-    ///   first attempt's error if all fail), ``ResolutionError``.
+    ///   first attempt's error if all fail), ``ResolutionError``, ``TLSError``
+    ///   (`.certificateVerificationFailed` with the reason, `.handshakeFailed`,
+    ///   `.handshakeTimeout`, …).
     /// - Important: Call from a task running on this loop.
     public func createConnection<P: StreamProtocol>(
         host: String,
         port: Int,
+        tls: TLSContext? = nil,
+        serverHostname: String? = nil,
+        session: TLSSession? = nil,
         happyEyeballsDelay: Duration = .milliseconds(250),
         _ factory: () -> P
     ) async throws -> (any StreamTransport, P) {
         let addresses = Self.interleaveFamilies(try await resolve(host: host, port: port))
         let fd = try await connectHappyEyeballs(addresses, delay: happyEyeballsDelay)
         Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
-        return try await startTransport(fd: fd, factory())
+        return try await startTransport(
+            fd: fd, factory(), tls: tls, serverHostname: serverHostname ?? host, session: session)
     }
 
-    /// Connects to the Unix stream socket at `path` (asyncio's `create_unix_connection`).
+    /// Connects to the Unix stream socket at `path` (asyncio's `create_unix_connection`),
+    /// with TLS if `tls` is given (see
+    /// ``createConnection(host:port:tls:serverHostname:session:happyEyeballsDelay:_:)``;
+    /// `serverHostname` has no default here).
     /// - Throws: ``TransportError`` (`.connectionRefused` if nothing listens or the file does
-    ///   not exist, `.invalidAddress` for a path too long).
+    ///   not exist, `.invalidAddress` for a path too long), ``TLSError``.
     /// - Important: Call from a task running on this loop.
     public func createUnixConnection<P: StreamProtocol>(
         path: String,
+        tls: TLSContext? = nil,
+        serverHostname: String? = nil,
+        session: TLSSession? = nil,
         _ factory: () -> P
     ) async throws -> (any StreamTransport, P) {
         let fd = try await connectAttempt(SocketAddress(unixPath: path))
-        return try await startTransport(fd: fd, factory())
+        return try await startTransport(
+            fd: fd, factory(), tls: tls, serverHostname: serverHostname, session: session)
     }
 
-    /// Wraps a connected socket and waits until `connectionMade` ran.
-    private func startTransport<P: StreamProtocol>(fd: Int32, _ proto: P) async throws -> (any StreamTransport, P) {
-        let transport = SocketTransport(loop: self, fd: fd, protocol: proto)
-        let made = Future<Void>(loop: self)
-        transport.start { made.complete(.success(())) }
-        await made.waitDone()
-        return (transport, proto)
+    /// Wraps a connected socket and waits until `connectionMade` ran (after the TLS handshake
+    /// with `tls`).
+    private func startTransport<P: StreamProtocol>(
+        fd: Int32, _ proto: P, tls: TLSContext?, serverHostname: String?, session: TLSSession?
+    ) async throws -> (any StreamTransport, P) {
+        guard let tls else {
+            let transport = SocketTransport(loop: self, fd: fd, protocol: proto)
+            let made = Future<Void>(loop: self)
+            transport.start { made.complete(.success(())) }
+            await made.waitDone()
+            return (transport, proto)
+        }
+        guard !tls.isServer else {
+            Glibc.close(fd)
+            throw TLSError(.configuration, "a client connection needs a client TLSContext")
+        }
+        let handshake = Future<Void>(loop: self)
+        let layer: TLSTransport
+        do {
+            layer = try TLSTransport(
+                loop: self, context: tls, app: proto, serverHostname: serverHostname, session: session,
+                waiter: handshake)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        let transport = SocketTransport(loop: self, fd: fd, protocol: layer)
+        transport.start()
+        do {
+            try await handshake.value
+        } catch {
+            layer.abort()
+            throw error
+        }
+        return (layer, proto)
     }
 
     /// One non-blocking connect, awaited on the loop. Cancelling closes the socket.

@@ -34,13 +34,16 @@ public final class Server: @unchecked Sendable {
     private var selfReference: Server?
     /// A Unix socket file to remove on close.
     private let unixPath: String?
+    /// TLS for every connection: a handshake first, then the factory's protocol.
+    let tls: TLSContext?
 
     init(loop: EventLoop, listeners: [(fd: Int32, address: SocketAddress)], backlog: Int32,
-         unixPath: String?, factory: @escaping () -> any StreamProtocol) {
+         unixPath: String?, tls: TLSContext? = nil, factory: @escaping () -> any StreamProtocol) {
         self.loop = loop
         self.listeners = listeners
         self.backlog = backlog
         self.unixPath = unixPath
+        self.tls = tls
         self.factory = factory
     }
 
@@ -57,7 +60,7 @@ public final class Server: @unchecked Sendable {
     /// How many connections are open.
     public var connectionCount: Int { clients.count }
 
-    /// Starts accepting (``EventLoop/createServer(host:port:backlog:reuseAddress:reusePort:startServing:_:)``
+    /// Starts accepting (``EventLoop/createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:_:)``
     /// does this unless told not to).
     /// - Important: Loop-bound.
     public func startServing() throws {
@@ -118,7 +121,20 @@ public final class Server: @unchecked Sendable {
             if Int32(storage.ss_family) != AF_UNIX {
                 Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             }
-            let transport = SocketTransport(loop: loop, fd: fd, protocol: factory())
+            let proto: any StreamProtocol
+            if let tls {
+                // The application's protocol is made once the handshake succeeded.
+                do {
+                    proto = try TLSTransport(loop: loop, context: tls, app: nil, factory: factory)
+                } catch {
+                    loop.logger.warning("cannot start TLS on an accepted connection", metadata: ["error": "\(error)"])
+                    Glibc.close(fd)
+                    continue
+                }
+            } else {
+                proto = factory()
+            }
+            let transport = SocketTransport(loop: loop, fd: fd, protocol: proto)
             clients[ObjectIdentifier(transport)] = transport
             transport.onClosed = { [weak self] transport in self?.detach(transport) }
             transport.start()
@@ -154,10 +170,17 @@ public final class Server: @unchecked Sendable {
         selfReference = nil
     }
 
-    /// Closes every open connection after flushing its buffer.
+    /// Closes every open connection after flushing its buffer (TLS connections send
+    /// close_notify first; those still in their handshake are dropped).
     /// - Important: Loop-bound.
     public func closeClients() {
-        for client in Array(clients.values) { client.close() }
+        for client in Array(clients.values) {
+            if let tls = client.streamProtocol as? TLSTransport {
+                tls.close()
+            } else {
+                client.close()
+            }
+        }
     }
 
     /// Aborts every open connection.

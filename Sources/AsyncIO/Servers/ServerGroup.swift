@@ -66,10 +66,11 @@ extension EventLoopGroup {
     /// Starts a TCP server on every loop of the group, all on the same port with
     /// `SO_REUSEPORT` (the kernel spreads connections over the loops). With `port` 0 the first
     /// loop picks a free port and the others join it.
-    /// - Throws: as ``EventLoop/createServer(host:port:backlog:reuseAddress:reusePort:startServing:_:)``.
+    /// - Throws: as ``EventLoop/createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:_:)``.
     public func createServer(
         host: String? = nil,
         port: Int,
+        tls: TLSContext? = nil,
         backlog: Int = 100,
         _ factory: @escaping @Sendable () -> any StreamProtocol
     ) async throws -> ServerGroup {
@@ -81,7 +82,7 @@ extension EventLoopGroup {
                 let first = servers.isEmpty
                 let server = try await loop.submit {
                     try await loop.createServer(
-                        hosts: host.map { [$0] } ?? [], port: portToBind, backlog: backlog, reuseAddress: true,
+                        hosts: host.map { [$0] } ?? [], port: portToBind, tls: tls, backlog: backlog, reuseAddress: true,
                         reusePort: true, requireFreePort: first, startServing: true, factory)
                 }
                 servers.append(server)
@@ -95,15 +96,16 @@ extension EventLoopGroup {
     }
 
     /// Starts a Unix socket server on every loop of the group: the first loop creates the
-    /// socket at `path` (see ``EventLoop/createUnixServer(path:backlog:startServing:_:)``),
+    /// socket at `path` (see ``EventLoop/createUnixServer(path:tls:backlog:startServing:_:)``),
     /// the others accept from duplicates of it.
     public func createUnixServer(
         path: String,
+        tls: TLSContext? = nil,
         backlog: Int = 100,
         _ factory: @escaping @Sendable () -> any StreamProtocol
     ) async throws -> ServerGroup {
         let first = try await loops[0].submit {
-            try await self.loops[0].createUnixServer(path: path, backlog: backlog, factory)
+            try await self.loops[0].createUnixServer(path: path, tls: tls, backlog: backlog, factory)
         }
         var servers = [first]
         for loop in loops.dropFirst() {
@@ -111,7 +113,7 @@ extension EventLoopGroup {
             let server = try await loop.submit {
                 let server = Server(
                     loop: loop, listeners: [listener], backlog: Int32(clamping: backlog), unixPath: nil,
-                    factory: factory)
+                    tls: tls, factory: factory)
                 try server.startServing()
                 return server
             }

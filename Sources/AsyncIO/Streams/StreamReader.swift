@@ -62,6 +62,15 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         bytes.withUnsafeBytes { feed($0) }
     }
 
+    /// Takes the bytes buffered and not read yet (for startTLS: they belong to the handshake).
+    func takeBuffered() -> [UInt8] {
+        let pending = Array(buffer[start...])
+        buffer.removeAll()
+        start = 0
+        transportPaused = false
+        return pending
+    }
+
     /// Marks the end of the stream.
     public func feedEOF() {
         loop.assertInLoop()

@@ -26,6 +26,12 @@ final class StreamReaderProtocol: StreamProtocol, @unchecked Sendable {
         onConnected?(reader, StreamWriter(transport: transport, protocol: self))
     }
 
+    /// After startTLS: reads and writes go through the TLS transport.
+    func switchTransport(_ transport: any StreamTransport) {
+        self.transport = transport
+        reader.transport = transport
+    }
+
     func dataReceived(_ bytes: UnsafeRawBufferPointer) {
         reader.feed(bytes)
     }
@@ -93,8 +99,8 @@ final class StreamReaderProtocol: StreamProtocol, @unchecked Sendable {
 /// after writing to wait while that buffer is over its high-water mark (flow control).
 /// - Important: Loop-bound: use it from tasks running on its loop.
 public final class StreamWriter: @unchecked Sendable {
-    /// The transport written to.
-    public let transport: any StreamTransport
+    /// The transport written to (the TLS transport after ``startTLS(_:serverHostname:session:)``).
+    public private(set) var transport: any StreamTransport
     private let proto: StreamReaderProtocol
 
     init(transport: any StreamTransport, protocol: StreamReaderProtocol) {
@@ -151,6 +157,24 @@ public final class StreamWriter: @unchecked Sendable {
         try await proto.waitClosed()
     }
 
+    /// Upgrades the connection to TLS (asyncio's `StreamWriter.start_tls`): bytes the reader
+    /// holds and nobody read yet (the start of the peer's handshake) are handed to TLS, not
+    /// lost. Returns once the handshake succeeded; reads and writes are then encrypted.
+    /// - Throws: as ``EventLoop/startTLS(_:context:serverHostname:session:alreadyReceived:)``.
+    /// - Important: Call from a task running on the connection's loop.
+    public func startTLS(_ context: TLSContext, serverHostname: String? = nil, session: TLSSession? = nil) async throws {
+        let plain = transport
+        plain.pauseReading()
+        let pending = proto.reader.takeBuffered()
+        let secure = try await plain.loop.startTLS(
+            plain, context: context, serverHostname: serverHostname, session: session, alreadyReceived: pending)
+        transport = secure
+        proto.switchTransport(secure)
+    }
+
+    /// What TLS negotiated, `nil` for a plain connection.
+    public var tlsInfo: TLSConnectionInfo? { transport.tlsInfo }
+
     /// The peer's address.
     public var peerAddress: SocketAddress? { transport.peerAddress }
 
@@ -159,14 +183,18 @@ public final class StreamWriter: @unchecked Sendable {
 }
 
 extension EventLoop {
-    /// Connects over TCP and returns a reader and a writer (asyncio's `open_connection`).
-    /// - Throws: as ``createConnection(host:port:happyEyeballsDelay:_:)``.
+    /// Connects over TCP (TLS with `tls`) and returns a reader and a writer (asyncio's
+    /// `open_connection`).
+    /// - Throws: as ``createConnection(host:port:tls:serverHostname:session:happyEyeballsDelay:_:)``.
     /// - Important: Call from a task running on this loop.
     public func openConnection(
-        host: String, port: Int, limit: Int = 64 * 1024
+        host: String, port: Int, tls: TLSContext? = nil, serverHostname: String? = nil,
+        session: TLSSession? = nil, limit: Int = 64 * 1024
     ) async throws -> (StreamReader, StreamWriter) {
         let reader = StreamReader(loop: self, limit: limit)
-        let (transport, proto) = try await createConnection(host: host, port: port) {
+        let (transport, proto) = try await createConnection(
+            host: host, port: port, tls: tls, serverHostname: serverHostname, session: session
+        ) {
             StreamReaderProtocol(reader: reader)
         }
         return (reader, StreamWriter(transport: transport, protocol: proto))
@@ -175,9 +203,13 @@ extension EventLoop {
     /// Connects to a Unix socket and returns a reader and a writer (asyncio's
     /// `open_unix_connection`).
     /// - Important: Call from a task running on this loop.
-    public func openUnixConnection(path: String, limit: Int = 64 * 1024) async throws -> (StreamReader, StreamWriter) {
+    public func openUnixConnection(
+        path: String, tls: TLSContext? = nil, serverHostname: String? = nil, limit: Int = 64 * 1024
+    ) async throws -> (StreamReader, StreamWriter) {
         let reader = StreamReader(loop: self, limit: limit)
-        let (transport, proto) = try await createUnixConnection(path: path) {
+        let (transport, proto) = try await createUnixConnection(
+            path: path, tls: tls, serverHostname: serverHostname
+        ) {
             StreamReaderProtocol(reader: reader)
         }
         return (reader, StreamWriter(transport: transport, protocol: proto))
@@ -186,25 +218,26 @@ extension EventLoop {
     /// Starts a TCP server whose connections are handled by `clientConnected`, each in its own
     /// task on this loop (asyncio's `start_server`). When the handler returns, the connection is
     /// closed (after flushing); an error it throws goes to the exception handler.
-    /// - Throws: as ``createServer(host:port:backlog:reuseAddress:reusePort:startServing:_:)``.
+    /// With `tls`, the handler runs once the connection's TLS handshake succeeded.
+    /// - Throws: as ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:_:)``.
     /// - Important: Call from a task running on this loop.
     public func startServer(
-        host: String? = nil, port: Int, limit: Int = 64 * 1024, backlog: Int = 100,
+        host: String? = nil, port: Int, tls: TLSContext? = nil, limit: Int = 64 * 1024, backlog: Int = 100,
         _ clientConnected: @escaping @Sendable (StreamReader, StreamWriter) async throws -> Void
     ) async throws -> Server {
-        try await createServer(host: host, port: port, backlog: backlog) { [unowned self] in
+        try await createServer(host: host, port: port, tls: tls, backlog: backlog) { [unowned self] in
             self.streamProtocol(limit: limit, clientConnected)
         }
     }
 
     /// Starts a Unix socket server with a handler per connection (asyncio's
-    /// `start_unix_server`); see ``startServer(host:port:limit:backlog:_:)``.
+    /// `start_unix_server`); see ``startServer(host:port:tls:limit:backlog:_:)``.
     /// - Important: Call from a task running on this loop.
     public func startUnixServer(
-        path: String, limit: Int = 64 * 1024, backlog: Int = 100,
+        path: String, tls: TLSContext? = nil, limit: Int = 64 * 1024, backlog: Int = 100,
         _ clientConnected: @escaping @Sendable (StreamReader, StreamWriter) async throws -> Void
     ) async throws -> Server {
-        try await createUnixServer(path: path, backlog: backlog) { [unowned self] in
+        try await createUnixServer(path: path, tls: tls, backlog: backlog) { [unowned self] in
             self.streamProtocol(limit: limit, clientConnected)
         }
     }

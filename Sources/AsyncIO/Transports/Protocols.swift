@@ -107,9 +107,15 @@ public protocol StreamTransport: AnyObject {
     /// The protocol receiving the callbacks; assigning one switches protocols (asyncio's
     /// `set_protocol`).
     var streamProtocol: any StreamProtocol { get set }
+    /// What TLS negotiated (version, cipher, ALPN, peer certificate, session), `nil` if the
+    /// transport is not TLS or its handshake has not started.
+    var tlsInfo: TLSConnectionInfo? { get }
 }
 
 extension StreamTransport {
+    /// Plain transports: `nil`.
+    public var tlsInfo: TLSConnectionInfo? { nil }
+
     /// Writes `bytes`.
     public func write(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { write($0) }

@@ -256,3 +256,12 @@ extension EventLoop {
         return addresses
     }
 }
+
+extension SocketAddress {
+    /// Whether `host` is a numeric IPv4 or IPv6 address (not a name).
+    static func isNumericHost(_ host: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+    }
+}

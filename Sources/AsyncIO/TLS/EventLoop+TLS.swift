@@ -1,0 +1,51 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — startTLS: upgrade a live connection to TLS.
+//===----------------------------------------------------------------------===//
+
+extension EventLoop {
+    /// Upgrades a connected transport to TLS (asyncio's `loop.start_tls`) and returns the TLS
+    /// transport once the handshake succeeded. The transport's protocol stays the
+    /// application's: from now on it receives decrypted bytes and writes through the returned
+    /// transport (it does not see a second `connectionMade`).
+    ///
+    /// Bytes that already arrived and belong to TLS — say a ClientHello that came in the same
+    /// segment as a PROXY header — go in `alreadyReceived` and are not lost. Pause the plain
+    /// transport's reading until this call (it resumes it) so nothing else slips through.
+    ///
+    /// ```swift
+    /// // A server that reads a plaintext preamble, then speaks TLS.
+    /// transport.pauseReading()
+    /// let secure = try await loop.startTLS(transport, context: serverContext, alreadyReceived: rest)
+    /// ```
+    /// - Parameters:
+    ///   - context: A server or client ``TLSContext``: it decides which side we are.
+    ///   - serverHostname: Clients: the name for SNI and the certificate check.
+    ///   - session: Clients: a session to resume.
+    /// - Throws: ``TLSError`` if the handshake fails or times out (the connection is then
+    ///   closed and the protocol gets `connectionLost` with the error),
+    ///   ``TransportError`` `.closed` if the transport is already closing.
+    /// - Important: Call from a task running on this loop.
+    public func startTLS(
+        _ transport: any StreamTransport,
+        context: TLSContext,
+        serverHostname: String? = nil,
+        session: TLSSession? = nil,
+        alreadyReceived: [UInt8] = []
+    ) async throws -> any StreamTransport {
+        preconditionInLoop()
+        guard !transport.isClosing else { throw TransportError.closedTransport }
+        let handshake = Future<Void>(loop: self)
+        let layer = try TLSTransport(
+            loop: self, context: context, app: transport.streamProtocol, serverHostname: serverHostname,
+            session: session, waiter: handshake, appAlreadyConnected: true)
+        transport.streamProtocol = layer
+        layer.attach(to: transport, alreadyReceived: alreadyReceived)
+        do {
+            try await handshake.value
+        } catch {
+            layer.abort()
+            throw error
+        }
+        return layer
+    }
+}

@@ -1,0 +1,703 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — TLSTransport: TLS as a layer between a stream transport and a protocol.
+//===----------------------------------------------------------------------===//
+
+import CAsyncIOOpenSSL
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// TLS over any stream transport (asyncio's `SSLProtocol` + `_SSLProtocolTransport`): the
+/// protocol of the socket transport below, and the transport of the application's protocol.
+///
+/// OpenSSL talks to the socket through a BIO of our own rather than two memory BIOs: its read
+/// side hands OpenSSL the bytes the socket transport is delivering (borrowed, no copy), its
+/// write side passes records straight to the socket transport's `write` (sent at once when
+/// the kernel takes them, no copy either). A handshake flight is gathered and written once.
+/// Nothing is buffered here except the rest of a received chunk when the application pauses
+/// reading in the middle of it; write buffering and flow control are the socket transport's.
+///
+/// States and transitions (every other combination is impossible):
+///
+///     unwrapped    ── attach(inner)                        ──▶ handshaking
+///     handshaking  ── SSL_do_handshake done                ──▶ wrapped (connectionMade)
+///     handshaking  ── failure, timeout, EOF, reset, close  ──▶ closed
+///     wrapped      ── close()                              ──▶ shuttingDown (close_notify sent)
+///     wrapped      ── peer's close_notify, app closes      ──▶ closed (answered, inner closed)
+///     wrapped      ── protocol error, reset, abort()       ──▶ closed
+///     shuttingDown ── peer's close_notify or EOF           ──▶ closed (inner closed)
+///     shuttingDown ── shutdown timeout, reset, abort()     ──▶ closed (inner aborted)
+///     closed       ── inner's connectionLost               ──▶ (app's connectionLost, once)
+///
+/// There is no separate "flushing" state: the application's writes are encrypted at once
+/// and queued by the socket transport, whose `close` flushes them behind the close_notify.
+final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
+    private enum State {
+        case unwrapped, handshaking, wrapped, shuttingDown, closed
+    }
+
+    let loop: EventLoop
+    /// The context in use (a server's SNI callback may switch it).
+    private(set) var context: TLSContext
+    private let isServer: Bool
+    private var ssl: OpaquePointer?
+    private var state = State.unwrapped
+    private var inner: (any StreamTransport)?
+    /// The application's protocol; a server makes it only once the handshake succeeded.
+    private var app: (any StreamProtocol)? {
+        didSet { bufferedApp = app as? any BufferedProtocol }
+    }
+    /// `app` if it reads into its own buffers (decrypted straight into them).
+    private var bufferedApp: (any BufferedProtocol)?
+    private var appFactory: (() -> any StreamProtocol)?
+    /// The application saw `connectionMade` (from us, or, after `startTLS`, from the plain
+    /// transport): it gets `connectionLost` exactly once.
+    private var appConnected = false
+    private var appPaused = false
+    /// Completed when the handshake is done (clients and startTLS wait for it).
+    private var handshakeWaiter: Future<Void>?
+    private var handshakeTimer: Handle?
+    private var shutdownTimer: Handle?
+    /// The error to report in `connectionLost` (a TLS failure seen before aborting).
+    private var failure: (any Error)?
+    private var lostReported = false
+
+    /// The chunk of received bytes OpenSSL is reading from (borrowed for one call).
+    private var input = UnsafeRawBufferPointer(start: nil, count: 0)
+    private var inputOffset = 0
+    /// Received bytes left unread when the application paused reading.
+    private var savedInput: [UInt8] = []
+    /// The inner transport reported EOF.
+    private var innerEOF = false
+    /// Handshake records gathered during one handshake step, written as one.
+    private var handshakeOutput: [UInt8] = []
+    private var gatheringHandshake = false
+    /// close_notify was sent (close or writeEOF).
+    private var sentShutdown = false
+    /// The peer's close_notify or EOF was reported to the application.
+    private var peerClosed = false
+    /// The newest session the server gave us (clients).
+    private var latestSession: TLSSession?
+    private var serverHostname: String?
+
+    /// A TLS layer for a new connection. Attach it to a transport as its protocol (or with
+    /// ``attach(to:alreadyReceived:)``).
+    /// - Parameters:
+    ///   - app: The application's protocol for clients and startTLS; servers pass `factory`.
+    ///   - serverHostname: For clients: the name for SNI and certificate checks.
+    init(
+        loop: EventLoop, context: TLSContext, app: (any StreamProtocol)?,
+        factory: (() -> any StreamProtocol)? = nil, serverHostname: String? = nil,
+        session: TLSSession? = nil, waiter: Future<Void>? = nil, appAlreadyConnected: Bool = false
+    ) throws(TLSError) {
+        self.loop = loop
+        self.context = context
+        self.isServer = context.isServer
+        self.app = app
+        self.bufferedApp = app as? any BufferedProtocol
+        self.appConnected = appAlreadyConnected
+        self.appFactory = factory
+        self.handshakeWaiter = waiter
+        self.serverHostname = serverHostname
+        OpenSSLErrors.clear()
+        guard let ssl = SSL_new(context.context), let bio = BIO_new(TLSBIO.method) else {
+            throw TLSError.configuration("cannot create a TLS connection")
+        }
+        self.ssl = ssl
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        casyncio_SSL_set_app_data(ssl, me)
+        BIO_set_data(bio, me)
+        BIO_set_init(bio, 1)
+        SSL_set_bio(ssl, bio, bio)
+        if isServer {
+            SSL_set_accept_state(ssl)
+        } else {
+            SSL_set_connect_state(ssl)
+            let configuration = context.configuration
+            if let name = serverHostname, !name.isEmpty {
+                if SocketAddress.isNumericHost(name) {
+                    if configuration.verifyPeer && configuration.verifyHostname {
+                        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name)
+                    }
+                } else {
+                    casyncio_SSL_set_tlsext_host_name(ssl, name)
+                    if configuration.verifyPeer && configuration.verifyHostname {
+                        _ = SSL_set1_host(ssl, name)
+                    }
+                }
+            }
+            if let session {
+                SSL_set_session(ssl, session.session)
+            }
+        }
+    }
+
+    deinit {
+        if let ssl { SSL_free(ssl) }
+    }
+
+    // MARK: - Handshake
+
+    /// Starts the handshake over `inner` (already connected), first feeding bytes that
+    /// arrived before TLS started (startTLS).
+    func attach(to inner: any StreamTransport, alreadyReceived: [UInt8] = []) {
+        guard state == .unwrapped else { return }
+        self.inner = inner
+        state = .handshaking
+        let timeout = context.configuration.handshakeTimeout
+        handshakeTimer = loop.callLater(after: timeout) { [weak self] in
+            guard let self, self.state == .handshaking else { return }
+            self.abortWith(TLSError(
+                .handshakeTimeout, "TLS handshake did not finish within \(timeout)"), log: true)
+        }
+        if !alreadyReceived.isEmpty {
+            alreadyReceived.withUnsafeBytes { receive($0) }
+        } else if !isServer {
+            handshakeStep()
+        }
+        if state == .handshaking || state == .wrapped && !appPaused {
+            inner.resumeReading()   // startTLS may come with the plain transport paused
+        }
+    }
+
+    private func handshakeStep() {
+        guard let ssl else { return }
+        gatheringHandshake = true
+        OpenSSLErrors.clear()
+        let result = SSL_do_handshake(ssl)
+        gatheringHandshake = false
+        let code = result == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, result)
+        flushHandshakeOutput()
+        switch code {
+        case SSL_ERROR_NONE:
+            handshakeDone()
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            return
+        default:
+            handshakeFailed(code)
+        }
+    }
+
+    private func flushHandshakeOutput() {
+        guard !handshakeOutput.isEmpty else { return }
+        let output = handshakeOutput
+        handshakeOutput = []
+        output.withUnsafeBytes { inner?.write($0) }
+    }
+
+    private func handshakeDone() {
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+        state = .wrapped
+        if app == nil, let appFactory {
+            app = appFactory()
+            self.appFactory = nil
+        }
+        if !appConnected, let app {
+            appConnected = true
+            do {
+                try app.connectionMade(self)
+            } catch {
+                protocolCallbackFailed(error, "connectionMade")
+                return
+            }
+        }
+        if let waiter = handshakeWaiter {
+            handshakeWaiter = nil
+            waiter.complete(.success(()))
+        }
+    }
+
+    private func handshakeFailed(_ code: Int32) {
+        let reason = OpenSSLErrors.take()
+        let error: TLSError
+        let verifyResult = ssl.map { SSL_get_verify_result($0) } ?? Int(X509_V_OK)
+        if verifyResult != Int(X509_V_OK) {
+            let why = String(cString: X509_verify_cert_error_string(verifyResult))
+            error = TLSError(
+                .certificateVerificationFailed, "certificate verification failed: \(why)", reason: why)
+        } else if code == SSL_ERROR_SYSCALL && reason.isEmpty {
+            error = TLSError(.closedDuringHandshake, "the connection closed during the TLS handshake")
+        } else {
+            error = TLSError(
+                .handshakeFailed, "TLS handshake failed: \(reason.isEmpty ? "error \(code)" : reason)",
+                reason: reason)
+        }
+        failure = error
+        state = .closed
+        if isServer { logHandshakeFailure(error) }
+        inner?.close()   // flushes the alert OpenSSL wrote, if any
+    }
+
+    private func logHandshakeFailure(_ error: any Error) {
+        loop.logger.debug("TLS handshake failed", metadata: [
+            "peer": "\(inner?.peerAddress.map { "\($0)" } ?? "?")", "error": "\(error)",
+        ])
+    }
+
+    /// The SNI callback: lets the server's configuration pick a context for the name.
+    func serverNameIndicated() -> Int32 {
+        guard let ssl, let callback = context.configuration.serverNameCallback,
+              let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else {
+            return casyncio_SSL_TLSEXT_ERR_OK()
+        }
+        if let chosen = callback(String(cString: name)), chosen !== context, chosen.isServer {
+            SSL_set_SSL_CTX(ssl, chosen.context)
+            context = chosen
+        }
+        return casyncio_SSL_TLSEXT_ERR_OK()
+    }
+
+    /// A client got a session (TLS 1.3: a ticket after the handshake).
+    func sessionIssued(_ session: TLSSession) {
+        latestSession = session
+    }
+
+    // MARK: - The inner transport's protocol
+
+    func connectionMade(_ transport: any StreamTransport) {
+        attach(to: transport)
+    }
+
+    func dataReceived(_ bytes: UnsafeRawBufferPointer) {
+        receive(bytes)
+    }
+
+    /// Runs OpenSSL over `bytes`; keeps what is left if the application paused reading.
+    private func receive(_ bytes: UnsafeRawBufferPointer) {
+        input = bytes
+        inputOffset = 0
+        process()
+        if inputOffset < input.count, state == .wrapped || state == .shuttingDown {
+            savedInput.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[inputOffset...]))
+        }
+        input = UnsafeRawBufferPointer(start: nil, count: 0)
+        inputOffset = 0
+    }
+
+    private func process() {
+        if state == .handshaking {
+            handshakeStep()
+        }
+        if state == .wrapped {
+            readRecords()
+        } else if state == .shuttingDown {
+            drainUntilCloseNotify()
+        }
+    }
+
+    /// Decrypts and delivers application data until OpenSSL needs more bytes.
+    private func readRecords() {
+        guard let ssl else { return }
+        let ownBuffer = loop.tlsReadBufferInUse
+        let buffer = ownBuffer
+            ? UnsafeMutableRawBufferPointer.allocate(byteCount: EventLoop.tlsReadBufferSize, alignment: 16)
+            : loop.tlsReadBuffer
+        if !ownBuffer { loop.tlsReadBufferInUse = true }
+        defer {
+            if ownBuffer { buffer.deallocate() } else { loop.tlsReadBufferInUse = false }
+        }
+        while state == .wrapped && !appPaused && !peerClosed {
+            var count = 0
+            if let bufferedApp {
+                if readIntoProtocolBuffer(bufferedApp, ssl) { continue } else { return }
+            }
+            OpenSSLErrors.clear()
+            if SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) == 1 {
+                guard let app else { continue }
+                do {
+                    try app.dataReceived(UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
+                } catch {
+                    protocolCallbackFailed(error, "dataReceived")
+                    return
+                }
+                continue
+            }
+            readFailed(ssl)
+            return
+        }
+    }
+
+    /// One record decrypted straight into a buffered protocol's buffer; false when OpenSSL
+    /// needs more bytes or the connection ended.
+    private func readIntoProtocolBuffer(_ buffered: any BufferedProtocol, _ ssl: OpaquePointer) -> Bool {
+        let buffer: UnsafeMutableRawBufferPointer
+        do {
+            buffer = try buffered.getBuffer(sizeHint: EventLoop.tlsReadBufferSize)
+        } catch {
+            protocolCallbackFailed(error, "getBuffer")
+            return false
+        }
+        guard buffer.count > 0 else {
+            protocolCallbackFailed(TransportError(.other, "getBuffer returned an empty buffer"), "getBuffer")
+            return false
+        }
+        var count = 0
+        OpenSSLErrors.clear()
+        guard SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) == 1 else {
+            readFailed(ssl)
+            return false
+        }
+        do {
+            try buffered.bufferUpdated(count)
+        } catch {
+            protocolCallbackFailed(error, "bufferUpdated")
+            return false
+        }
+        return true
+    }
+
+    /// SSL_read said no: more bytes needed, the peer's close_notify, or an error.
+    private func readFailed(_ ssl: OpaquePointer) {
+        let code = SSL_get_error(ssl, 0)
+        switch code {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            return
+        case SSL_ERROR_ZERO_RETURN:
+            peerSentCloseNotify()
+        default:
+            let reason = OpenSSLErrors.take()
+            abortWith(TLSError(
+                .protocolError, "TLS error: \(reason.isEmpty ? "error \(code)" : reason)", reason: reason),
+                log: false)
+        }
+    }
+
+    /// Closing: reads (and drops) records until the peer's close_notify.
+    private func drainUntilCloseNotify() {
+        guard let ssl else { return }
+        let buffer = loop.tlsReadBuffer
+        while state == .shuttingDown {
+            var count = 0
+            OpenSSLErrors.clear()
+            if SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) == 1 { continue }
+            let code = SSL_get_error(ssl, 0)
+            if code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE { return }
+            OpenSSLErrors.clear()
+            finishClose()   // close_notify (SSL_ERROR_ZERO_RETURN) or an error: done either way
+        }
+    }
+
+    /// The peer's close_notify. TLS 1.3: a half-close, the application may keep writing if
+    /// `eofReceived` says so. TLS 1.2: answered and closed (RFC 5246 §7.2.1).
+    private func peerSentCloseNotify() {
+        peerClosed = true
+        let keepOpen: Bool
+        do {
+            keepOpen = try app?.eofReceived() ?? false
+        } catch {
+            protocolCallbackFailed(error, "eofReceived")
+            return
+        }
+        if state == .wrapped && (!keepOpen || !isTLS13) {
+            close()
+        }
+    }
+
+    func eofReceived() -> Bool {
+        innerEOF = true
+        switch state {
+        case .unwrapped, .handshaking:
+            failure = TLSError(.closedDuringHandshake, "the connection closed during the TLS handshake")
+            if isServer, let failure { logHandshakeFailure(failure) }
+            state = .closed
+            return false
+        case .wrapped:
+            if peerClosed { return true }   // after close_notify: already reported
+            peerClosed = true
+            // EOF without close_notify: reported as EOF (as asyncio does); the application
+            // decides whether to keep writing.
+            let keepOpen: Bool
+            do {
+                keepOpen = try app?.eofReceived() ?? false
+            } catch {
+                protocolCallbackFailed(error, "eofReceived")
+                return false
+            }
+            if !keepOpen && state == .wrapped {
+                close()   // closes the inner transport itself
+            }
+            return true
+        case .shuttingDown:
+            finishClose()
+            return true
+        case .closed:
+            return true
+        }
+    }
+
+    func connectionLost(_ error: (any Error)?) {
+        guard !lostReported else { return }
+        lostReported = true
+        handshakeTimer?.cancel()
+        shutdownTimer?.cancel()
+        handshakeTimer = nil
+        shutdownTimer = nil
+        let wasHandshaking = state == .handshaking || state == .unwrapped
+        state = .closed
+        var reported = failure ?? error
+        if wasHandshaking && reported == nil {
+            reported = TLSError(.closedDuringHandshake, "the connection closed during the TLS handshake")
+        }
+        if let waiter = handshakeWaiter {
+            handshakeWaiter = nil
+            waiter.complete(.failure(reported ?? TLSError(.closedDuringHandshake, "closed")))
+        }
+        savedInput = []
+        handshakeOutput = []
+        if let ssl {
+            SSL_free(ssl)
+            self.ssl = nil
+        }
+        let lostApp = app
+        app = ClosedProtocol.shared
+        appFactory = nil
+        if appConnected {
+            lostApp?.connectionLost(reported)
+        }
+    }
+
+    func pauseWriting() {
+        if appConnected && state != .closed { app?.pauseWriting() }
+    }
+
+    func resumeWriting() {
+        if appConnected && state != .closed { app?.resumeWriting() }
+    }
+
+    // MARK: - The application's transport
+
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        loop.assertInLoop()
+        guard state == .wrapped, !sentShutdown, let ssl, var base = bytes.baseAddress else { return }
+        var remaining = bytes.count
+        while remaining > 0 {
+            var written = 0
+            OpenSSLErrors.clear()
+            if SSL_write_ex(ssl, base, remaining, &written) == 1 {
+                base += written
+                remaining -= written
+                continue
+            }
+            // Our BIO never refuses a write, so this is an error (or a closed transport).
+            let reason = OpenSSLErrors.take()
+            abortWith(TLSError(.protocolError, "TLS write failed: \(reason)", reason: reason), log: false)
+            return
+        }
+    }
+
+    func writeEOF() {
+        loop.assertInLoop()
+        guard state == .wrapped, !sentShutdown, let ssl else { return }
+        sentShutdown = true
+        OpenSSLErrors.clear()
+        if SSL_shutdown(ssl) == 1 {   // the peer's close_notify came first: all done
+            finishClose()
+        }
+    }
+
+    /// TLS 1.3 allows half-close; with TLS 1.2 the peer answers close_notify by closing.
+    var canWriteEOF: Bool { isTLS13 }
+
+    private var isTLS13: Bool {
+        guard let ssl else { return false }
+        return SSL_version(ssl) >= TLS1_3_VERSION
+    }
+
+    func close() {
+        loop.assertInLoop()
+        switch state {
+        case .unwrapped, .handshaking:
+            state = .closed
+            failure = failure ?? TLSError(.closedDuringHandshake, "closed during the TLS handshake")
+            inner?.close()
+        case .wrapped:
+            startShutdown()
+        case .shuttingDown, .closed:
+            return
+        }
+    }
+
+    /// Sends close_notify and waits (at most the shutdown timeout) for the peer's.
+    private func startShutdown() {
+        guard let ssl else { return }
+        state = .shuttingDown
+        OpenSSLErrors.clear()
+        let done = SSL_shutdown(ssl) == 1
+        sentShutdown = true
+        OpenSSLErrors.clear()
+        if done || innerEOF || inner?.isClosing != false {
+            finishClose()
+            return
+        }
+        let timeout = context.configuration.shutdownTimeout
+        shutdownTimer = loop.callLater(after: timeout) { [weak self] in
+            guard let self, self.state == .shuttingDown else { return }
+            self.state = .closed
+            self.inner?.abort()
+        }
+        // Keep reading (even if the application paused) to see the peer's close_notify, and
+        // first go through whatever arrived while paused.
+        appPaused = false
+        if !savedInput.isEmpty {
+            loop.schedule { [weak self] in self?.resumeSavedInput() }
+        } else {
+            inner?.resumeReading()
+        }
+    }
+
+    private func finishClose() {
+        shutdownTimer?.cancel()
+        shutdownTimer = nil
+        state = .closed
+        inner?.close()
+    }
+
+    func abort() {
+        loop.assertInLoop()
+        state = .closed
+        inner?.abort()
+    }
+
+    /// A TLS failure: remember it for `connectionLost` and drop the connection.
+    private func abortWith(_ error: TLSError, log: Bool) {
+        failure = error
+        if log && isServer { logHandshakeFailure(error) }
+        state = .closed
+        inner?.abort()
+    }
+
+    private func protocolCallbackFailed(_ error: any Error, _ callback: String) {
+        loop.callExceptionHandler(ExceptionContext(
+            message: "error in protocol callback \(callback); the transport is aborted",
+            error: error, source: "\(self)"))
+        failure = error
+        state = .closed
+        inner?.abort()
+    }
+
+    var isClosing: Bool { state != .wrapped }
+
+    func pauseReading() {
+        loop.assertInLoop()
+        guard state == .wrapped, !appPaused else { return }
+        appPaused = true
+        inner?.pauseReading()
+    }
+
+    func resumeReading() {
+        loop.assertInLoop()
+        guard state == .wrapped, appPaused else { return }
+        appPaused = false
+        if savedInput.isEmpty && (ssl.map { SSL_has_pending($0) } ?? 0) == 0 {
+            inner?.resumeReading()
+        } else {
+            loop.schedule { [weak self] in self?.resumeSavedInput() }
+        }
+    }
+
+    /// Delivers what arrived before a pause, then reads from the socket again.
+    private func resumeSavedInput() {
+        guard !appPaused, state == .wrapped || state == .shuttingDown else { return }
+        let pending = savedInput
+        savedInput = []
+        pending.withUnsafeBytes { receive($0) }
+        if !appPaused && (state == .wrapped || state == .shuttingDown) {
+            inner?.resumeReading()
+        }
+    }
+
+    var isReading: Bool { state == .wrapped && !appPaused && inner?.isReading == true }
+
+    func setWriteBufferLimits(high: Int?, low: Int?) {
+        inner?.setWriteBufferLimits(high: high, low: low)
+    }
+
+    var writeBufferLimits: (low: Int, high: Int) { inner?.writeBufferLimits ?? (16 * 1024, 64 * 1024) }
+
+    var writeBufferSize: Int { inner?.writeBufferSize ?? 0 }
+
+    var peerAddress: SocketAddress? { inner?.peerAddress }
+
+    var localAddress: SocketAddress? { inner?.localAddress }
+
+    var fileDescriptor: Int32 { inner?.fileDescriptor ?? -1 }
+
+    var streamProtocol: any StreamProtocol {
+        get { app ?? ClosedProtocol.shared }
+        set {
+            loop.assertInLoop()
+            guard state != .closed else { return }
+            app = newValue
+        }
+    }
+
+    var tlsInfo: TLSConnectionInfo? {
+        guard let ssl, state != .unwrapped else { return nil }
+        return TLSConnectionInfo(ssl: ssl, session: latestSession)
+    }
+
+    // MARK: - The BIO's side
+
+    /// OpenSSL wants `count` received bytes.
+    fileprivate func bioRead(_ destination: UnsafeMutableRawPointer, _ count: Int) -> Int {
+        let available = input.count - inputOffset
+        guard available > 0, let base = input.baseAddress else { return 0 }
+        let n = min(available, count)
+        destination.copyMemory(from: base + inputOffset, byteCount: n)
+        inputOffset += n
+        return n
+    }
+
+    /// OpenSSL wrote a record.
+    fileprivate func bioWrite(_ bytes: UnsafeRawBufferPointer) {
+        if gatheringHandshake {
+            handshakeOutput.append(contentsOf: bytes)
+        } else {
+            inner?.write(bytes)
+        }
+    }
+}
+
+extension TLSTransport: CustomStringConvertible {
+    var description: String {
+        "TLSTransport(\(isServer ? "server" : "client"), peer: \(inner?.peerAddress.map { "\($0)" } ?? "?"), state: \(state))"
+    }
+}
+
+/// The BIO between OpenSSL and a ``TLSTransport``.
+enum TLSBIO {
+    nonisolated(unsafe) static let method: OpaquePointer? = makeMethod()
+
+    private static func makeMethod() -> OpaquePointer? {
+        guard let method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "swift-asyncio") else {
+            return nil
+        }
+        BIO_meth_set_write_ex(method) { bio, data, count, written in
+            guard let bio, let data, let owner = BIO_get_data(bio) else { return 0 }
+            casyncio_BIO_clear_retry_flags(bio)
+            Unmanaged<TLSTransport>.fromOpaque(owner).takeUnretainedValue()
+                .bioWrite(UnsafeRawBufferPointer(start: data, count: count))
+            written?.pointee = count
+            return 1
+        }
+        BIO_meth_set_read_ex(method) { bio, data, count, read in
+            guard let bio, let data, let owner = BIO_get_data(bio) else { return 0 }
+            casyncio_BIO_clear_retry_flags(bio)
+            let n = Unmanaged<TLSTransport>.fromOpaque(owner).takeUnretainedValue().bioRead(data, count)
+            if n == 0 {
+                casyncio_BIO_set_retry_read(bio)   // nothing yet: OpenSSL says WANT_READ
+                return 0
+            }
+            read?.pointee = n
+            return 1
+        }
+        BIO_meth_set_ctrl(method) { _, command, _, _ in
+            switch command {
+            case BIO_CTRL_FLUSH, BIO_CTRL_DUP: 1
+            default: 0
+            }
+        }
+        return method
+    }
+}
