@@ -1,0 +1,641 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — TLS: contexts, the TLS layer, startTLS, resumption; against our own
+// client/server and against OpenSSL's and Python's.
+//===----------------------------------------------------------------------===//
+
+import Testing
+
+@testable import AsyncIO
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The repository's Certificates/ folder (test CA, server and client certificates).
+let certificates: String = {
+    var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast(3)   // Tests/AsyncIOTests/TLSTests.swift
+    return parts.joined(separator: "/") + "/Certificates"
+}()
+
+func serverConfiguration() -> TLSConfiguration {
+    .server(certificateChain: "\(certificates)/server.crt", privateKey: "\(certificates)/server.key")
+}
+
+func clientConfiguration() -> TLSConfiguration {
+    .client(caFile: "\(certificates)/ca.crt")
+}
+
+/// Echoes every byte; counts its callbacks.
+final class TLSEcho: StreamProtocol, @unchecked Sendable {
+    var transport: (any StreamTransport)?
+    var made = 0
+    var lost = 0
+    var lostError: (any Error)?
+    var info: TLSConnectionInfo?
+    func connectionMade(_ transport: any StreamTransport) {
+        made += 1
+        self.transport = transport
+        info = transport.tlsInfo
+    }
+    func dataReceived(_ bytes: UnsafeRawBufferPointer) { transport?.write(bytes) }
+    func eofReceived() -> Bool { false }
+    func connectionLost(_ error: (any Error)?) {
+        lost += 1
+        lostError = error
+        transport = nil
+    }
+}
+
+/// Collects what arrives; `done` completes at connectionLost.
+final class TLSCollector: StreamProtocol, @unchecked Sendable {
+    var transport: (any StreamTransport)?
+    var received: [UInt8] = []
+    var eof = false
+    var made = 0
+    var lost = 0
+    var lostError: (any Error)?
+    var pauses = 0
+    let done: Future<Void>
+    var onData: ((TLSCollector) -> Void)?
+    init(loop: EventLoop) { done = Future(loop: loop) }
+    func connectionMade(_ transport: any StreamTransport) {
+        made += 1
+        self.transport = transport
+    }
+    func dataReceived(_ bytes: UnsafeRawBufferPointer) {
+        received.append(contentsOf: bytes)
+        onData?(self)
+    }
+    func eofReceived() -> Bool {
+        eof = true
+        return false
+    }
+    func pauseWriting() { pauses += 1 }
+    func connectionLost(_ error: (any Error)?) {
+        lost += 1
+        lostError = error
+        done.complete(.success(()))
+    }
+}
+
+/// Waits until `condition` holds, polling the loop (at most `seconds`).
+func waitUntil(_ loop: EventLoop, seconds: Double = 20, _ condition: () -> Bool) async throws {
+    let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+    while !condition() {
+        if monotonicNanoseconds() > deadline { throw TimeoutError() }
+        try await sleep(for: .milliseconds(5))
+    }
+}
+
+/// A payload of `count` pseudo-random bytes.
+func payload(_ count: Int, seed: UInt64 = 42) -> [UInt8] {
+    var state = seed
+    return (0..<count).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return UInt8(truncatingIfNeeded: state >> 33)
+    }
+}
+
+@Suite(.timeLimit(.minutes(3)))
+struct TLSTests {
+    // Our client and server: 1 MiB echoed exactly; TLS 1.3 by default; what each side sees.
+    @Test func echoOverTLSWithConnectionInfo() throws {
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            let client = try TLSContext(clientConfiguration())
+            let data = payload(1 << 20)
+            let serverSide = Box<TLSEcho?>(nil)
+            let (received, info, lost) = try loop.runUntilComplete {
+                () async throws -> ([UInt8], TLSConnectionInfo?, Int) in
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) {
+                    let echo = TLSEcho()
+                    serverSide.value = echo
+                    return echo
+                }
+                defer { listener.close() }
+                let port = listener.addresses[0].port ?? 0
+                let (transport, collector) = try await loop.createConnection(
+                    host: "127.0.0.1", port: port, tls: client) { TLSCollector(loop: loop) }
+                transport.write(data)
+                try await waitUntil(loop) { collector.received.count >= data.count }
+                let info = transport.tlsInfo
+                transport.close()
+                try await collector.done.value
+                try await waitUntil(loop) { serverSide.value?.lost == 1 }
+                return (collector.received, info, collector.lost)
+            }
+            #expect(received == data)
+            #expect(lost == 1)
+            #expect(info?.version == "TLSv1.3")
+            #expect(info?.cipher.hasPrefix("TLS_AES_") == true)
+            #expect(info?.peerCertificate?.subject == "CN=localhost,O=swift-asyncio tests")
+            #expect(info?.peerCertificate?.subjectAlternativeNames == ["localhost", "127.0.0.1", "::1"])
+            #expect(info?.peerCertificate?.der.first == 0x30)   // a DER SEQUENCE
+            #expect(serverSide.value?.made == 1)
+            #expect(serverSide.value?.lost == 1)
+            #expect(serverSide.value?.lostError == nil)
+            #expect(serverSide.value?.info?.peerCertificate == nil)   // no client certificate
+        }
+    }
+
+    // The server's name is checked: a wrong name and an unknown CA fail with reasons that say so.
+    @Test func verificationFailuresNameTheReason() throws {
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            let client = try TLSContext(clientConfiguration())
+            // Trusting only the client certificate: the server's CA is unknown.
+            let stranger = try TLSContext(.client(caFile: "\(certificates)/client.crt"))
+            let (wrongName, unknownCA, ipOK) = try loop.runUntilComplete {
+                () async throws -> (TLSError?, TLSError?, Bool) in
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) { TLSEcho() }
+                defer { listener.close() }
+                let port = listener.addresses[0].port ?? 0
+                var wrongName: TLSError?
+                do {
+                    _ = try await loop.createConnection(
+                        host: "127.0.0.1", port: port, tls: client, serverHostname: "example.com"
+                    ) { TLSCollector(loop: loop) }
+                } catch let error as TLSError { wrongName = error }
+                var unknownCA: TLSError?
+                do {
+                    _ = try await loop.createConnection(
+                        host: "127.0.0.1", port: port, tls: stranger, serverHostname: "localhost"
+                    ) { TLSCollector(loop: loop) }
+                } catch let error as TLSError { unknownCA = error }
+                // The IP address is checked against the IP SANs.
+                let (transport, _) = try await loop.createConnection(host: "127.0.0.1", port: port, tls: client) {
+                    TLSCollector(loop: loop)
+                }
+                transport.close()
+                return (wrongName, unknownCA, true)
+            }
+            #expect(wrongName?.code == .certificateVerificationFailed)
+            #expect(wrongName?.reason == "hostname mismatch")
+            #expect(unknownCA?.code == .certificateVerificationFailed)
+            #expect(unknownCA?.reason == "unable to get local issuer certificate")
+            #expect(ipOK)
+        }
+    }
+
+    // mTLS: no client certificate is refused, a valid one is accepted and seen by the server.
+    @Test func clientCertificatesRequired() throws {
+        try withLoop { loop in
+            var serverConfig = serverConfiguration()
+            serverConfig.caFile = "\(certificates)/ca.crt"
+            serverConfig.clientVerification = .required
+            let server = try TLSContext(serverConfig)
+            let anonymous = try TLSContext(clientConfiguration())
+            var withCertificate = clientConfiguration()
+            withCertificate.certificateChain = "\(certificates)/client.crt"
+            withCertificate.privateKey = "\(certificates)/client.key"
+            let client = try TLSContext(withCertificate)
+            let serverSide = Box<TLSEcho?>(nil)
+            let (refused, echoed) = try loop.runUntilComplete { () async throws -> ((any Error)?, [UInt8]) in
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) {
+                    let echo = TLSEcho()
+                    serverSide.value = echo
+                    return echo
+                }
+                defer { listener.close() }
+                let port = listener.addresses[0].port ?? 0
+                // TLS 1.3: the client's handshake ends before the server checks its
+                // certificate, so the refusal arrives as the connection's error.
+                var refused: (any Error)?
+                do {
+                    let (transport, collector) = try await loop.createConnection(
+                        host: "127.0.0.1", port: port, tls: anonymous) { TLSCollector(loop: loop) }
+                    transport.write("ping")
+                    try await collector.done.value
+                    refused = collector.lostError
+                } catch {
+                    refused = error
+                }
+                let (transport, collector) = try await loop.createConnection(host: "127.0.0.1", port: port, tls: client) {
+                    TLSCollector(loop: loop)
+                }
+                transport.write("ping")
+                try await waitUntil(loop) { collector.received.count >= 4 }
+                transport.close()
+                return (refused, collector.received)
+            }
+            let error = refused as? TLSError
+            #expect(error?.reason.contains("certificate required") == true, "\(String(describing: refused))")
+            #expect(echoed == Array("ping".utf8))
+            #expect(serverSide.value?.info?.peerCertificate?.subject == "CN=swift-asyncio test client,O=swift-asyncio tests")
+        }
+    }
+
+    // ALPN picks the server's preference among the client's; TLS 1.2 still works; SNI picks a context.
+    @Test func alpnVersionsAndServerNameCallback() throws {
+        try withLoop { loop in
+            var alternate = TLSConfiguration.server(
+                certificateChain: "\(certificates)/client.crt", privateKey: "\(certificates)/client.key")
+            alternate.alpnProtocols = ["h2"]
+            let alternateContext = try TLSContext(alternate)
+            var serverConfig = serverConfiguration()
+            serverConfig.alpnProtocols = ["h2", "http/1.1"]
+            serverConfig.serverNameCallback = { name in name == "alt.test" ? alternateContext : nil }
+            let server = try TLSContext(serverConfig)
+            var clientConfig = clientConfiguration()
+            clientConfig.alpnProtocols = ["http/1.1", "h2"]
+            let client = try TLSContext(clientConfig)
+            clientConfig.maximumVersion = .v1_2
+            clientConfig.alpnProtocols = ["spdy/1"]
+            let old = try TLSContext(clientConfig)
+            var unverified = TLSConfiguration.client()
+            unverified.verifyPeer = false
+            let sniClient = try TLSContext(unverified)
+            let infos = try loop.runUntilComplete { () async throws -> [TLSConnectionInfo?] in
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) { TLSEcho() }
+                defer { listener.close() }
+                let port = listener.addresses[0].port ?? 0
+                var infos: [TLSConnectionInfo?] = []
+                for (context, name) in [(client, "localhost"), (old, "localhost"), (sniClient, "alt.test")] {
+                    let (transport, _) = try await loop.createConnection(
+                        host: "127.0.0.1", port: port, tls: context, serverHostname: name) { TLSCollector(loop: loop) }
+                    infos.append(transport.tlsInfo)
+                    transport.close()
+                }
+                return infos
+            }
+            #expect(infos[0]?.alpnProtocol == "h2")
+            #expect(infos[0]?.version == "TLSv1.3")
+            #expect(infos[0]?.serverName == "localhost")
+            #expect(infos[1]?.version == "TLSv1.2")
+            #expect(infos[1]?.alpnProtocol == nil)   // nothing in common: no ALPN
+            #expect(infos[1]?.canWriteEOFIsTLS13 == false)
+            #expect(infos[2]?.peerCertificate?.subject == "CN=swift-asyncio test client,O=swift-asyncio tests")
+            #expect(infos[2]?.serverName == "alt.test")
+        }
+    }
+
+    // A client offering only TLS 1.0/1.1 is refused by the default minimum (TLS 1.2).
+    @Test func oldVersionsRefused() throws {
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            var old = clientConfiguration()
+            old.minimumVersion = .v1_0
+            old.maximumVersion = .v1_1
+            let client = try TLSContext(old)
+            let failure = try loop.runUntilComplete { () async throws -> (any Error)? in
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) { TLSEcho() }
+                defer { listener.close() }
+                do {
+                    _ = try await loop.createConnection(
+                        host: "127.0.0.1", port: listener.addresses[0].port ?? 0, tls: client) { TLSCollector(loop: loop) }
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            let error = failure as? TLSError
+            #expect(error?.code == .handshakeFailed, "\(String(describing: failure))")
+            #expect(error?.reason.contains("protocol version") == true, "\(String(describing: failure))")
+        }
+    }
+
+    // A silent client is dropped at the handshake timeout; garbage and HTTP close only their
+    // own connection; meanwhile a real client is served.
+    @Test func silentGarbageAndHTTPClientsDoNotBlockOthers() throws {
+        try withLoop { loop in
+            var config = serverConfiguration()
+            config.handshakeTimeout = .milliseconds(300)
+            let server = try TLSContext(config)
+            let client = try TLSContext(clientConfiguration())
+            let (silentLost, garbageLost, httpLost, echoed, count) = try loop.runUntilComplete {
+                () async throws -> (Bool, Bool, Bool, [UInt8], Int) in
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) { TLSEcho() }
+                defer { listener.close() }
+                let port = listener.addresses[0].port ?? 0
+                let (_, silent) = try await loop.createConnection(host: "127.0.0.1", port: port) { TLSCollector(loop: loop) }
+                let (garbageTransport, garbage) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                    TLSCollector(loop: loop)
+                }
+                garbageTransport.write(payload(300, seed: 7))
+                let (httpTransport, http) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                    TLSCollector(loop: loop)
+                }
+                httpTransport.write("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                let (transport, collector) = try await loop.createConnection(host: "127.0.0.1", port: port, tls: client) {
+                    TLSCollector(loop: loop)
+                }
+                transport.write("still served")
+                try await waitUntil(loop) { collector.received.count >= 12 }
+                try await waitFor(timeout: .seconds(20)) {
+                    try await garbage.done.value
+                    try await http.done.value
+                    try await silent.done.value
+                }
+                transport.close()
+                try await collector.done.value
+                try await waitUntil(loop) { listener.connectionCount == 0 }
+                return (silent.lost == 1, garbage.lost == 1, http.lost == 1, collector.received, listener.connectionCount)
+            }
+            #expect(silentLost && garbageLost && httpLost)
+            #expect(echoed == Array("still served".utf8))
+            #expect(count == 0)
+        }
+    }
+
+    // TLS 1.3 half-close: the client's close_notify is an EOF; the echo still flows back.
+    @Test func halfCloseUnderTLS13() throws {
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            let client = try TLSContext(clientConfiguration())
+            let data = payload(300_000, seed: 3)
+            let (received, eof, canWriteEOF) = try loop.runUntilComplete { () async throws -> ([UInt8], Bool, Bool) in
+                let listener = try await loop.startServer(host: "127.0.0.1", port: 0, tls: server) { reader, writer in
+                    // Reads everything up to the EOF first, then answers.
+                    let all = try await reader.read()
+                    writer.write(all)
+                    try await writer.drain()
+                }
+                defer { listener.close() }
+                let (reader, writer) = try await loop.openConnection(
+                    host: "127.0.0.1", port: listener.addresses[0].port ?? 0, tls: client)
+                let canWriteEOF = writer.canWriteEOF
+                writer.write(data)
+                writer.writeEOF()
+                let received = try await reader.read()
+                return (received, reader.atEOF, canWriteEOF)
+            }
+            #expect(canWriteEOF)
+            #expect(received == data)
+            #expect(eof)
+        }
+    }
+
+    // startTLS keeps the bytes that arrived with the plaintext preamble (PROXY header and
+    // ClientHello in one segment, sent by Python's ssl with a memory BIO).
+    @Test func startTLSKeepsBytesThatAlreadyArrived() throws {
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            let result = try loop.runUntilComplete { () async throws -> ProcessResult in
+                let listener = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
+                    let preamble = try await reader.readLine()
+                    try await writer.startTLS(server)
+                    writer.write(preamble)
+                    let line = try await reader.readLine()
+                    writer.write(line)
+                    try await writer.drain()
+                }
+                defer { listener.close() }
+                return try await loop.runProcess(
+                    "python3", ["-c", pythonProxyThenTLS, "\(listener.addresses[0].port ?? 0)", "\(certificates)/ca.crt"])
+            }
+            let output = String(decoding: result.stdout, as: UTF8.self)
+            #expect(result.returnCode == 0, "\(output) \(String(decoding: result.stderr, as: UTF8.self))")
+            #expect(output == "one-segment True\nPROXY TCP4 10.0.0.1 10.0.0.2 1234 443\r\nhello over tls\n")
+        }
+    }
+
+    // A client offers the session of a finished connection and the next handshake resumes it.
+    @Test func clientSessionResumption() throws {
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            let client = try TLSContext(clientConfiguration())
+            typealias Result = (TLSConnectionInfo?, Bool)
+            let (first, second, third) = try loop.runUntilComplete {
+                () async throws -> (Result, Result, Result) in
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) { TLSEcho() }
+                defer { listener.close() }
+                let port = listener.addresses[0].port ?? 0
+                func connect(_ session: TLSSession?) async throws -> (TLSConnectionInfo?, Bool) {
+                    let (transport, collector) = try await loop.createConnection(
+                        host: "127.0.0.1", port: port, tls: client, session: session) { TLSCollector(loop: loop) }
+                    transport.write("x")   // the TLS 1.3 ticket comes with the first response
+                    try await waitUntil(loop) { collector.received.count == 1 }
+                    let info = transport.tlsInfo
+                    transport.close()
+                    try await collector.done.value
+                    return (info, info?.session?.isResumable == true)
+                }
+                let first = try await connect(nil)
+                let second = try await connect(first.0?.session)
+                let third = try await connect(second.0?.session)
+                return (first, second, third)
+            }
+            #expect(first.0?.sessionReused == false)
+            #expect(first.1)
+            #expect(second.0?.sessionReused == true)
+            #expect(second.1)
+            #expect(third.0?.sessionReused == true)
+            // TLS 1.3 tickets are single-use: an offered session is spent.
+            #expect(first.0?.session?.isResumable == false)
+        }
+    }
+
+    // Bad configuration names the file and OpenSSL's reason.
+    @Test func configurationErrorsNameTheFile() throws {
+        let directory = "/tmp/asyncio-tls-\(getpid())"
+        mkdir(directory, 0o700)
+        defer {
+            unlink("\(directory)/bad.pem")
+            rmdir(directory)
+        }
+        let bad = "\(directory)/bad.pem"
+        let fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        _ = "not a certificate\n".withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+
+        func failure(_ configuration: TLSConfiguration) -> TLSError? {
+            do {
+                _ = try TLSContext(configuration)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        let missing = failure(.server(certificateChain: "\(directory)/missing.crt", privateKey: "\(certificates)/server.key"))
+        #expect(missing?.code == .configuration)
+        #expect(missing?.path == "\(directory)/missing.crt")
+        #expect(missing?.description == "cannot read certificate file \(directory)/missing.crt: No such file or directory")
+        let invalid = failure(.server(certificateChain: bad, privateKey: "\(certificates)/server.key"))
+        #expect(invalid?.path == bad)
+        #expect(invalid?.description.hasPrefix("cannot load certificate file \(bad): no start line") == true,
+                "\(String(describing: invalid))")
+        let mismatch = failure(.server(
+            certificateChain: "\(certificates)/server.crt", privateKey: "\(certificates)/client.key"))
+        #expect(mismatch?.reason.contains("key values mismatch") == true, "\(String(describing: mismatch))")
+        var badALPN = clientConfiguration()
+        badALPN.alpnProtocols = [""]
+        #expect(failure(badALPN)?.code == .configuration)
+        var badCiphers = clientConfiguration()
+        badCiphers.cipherSuites = "TLS_NOT_A_SUITE"
+        #expect(failure(badCiphers)?.code == .configuration)
+    }
+
+    // The key log file gets the TLS 1.3 secrets in the SSLKEYLOGFILE format.
+    @Test func keyLogFileIsWritten() throws {
+        let path = "/tmp/asyncio-keylog-\(getpid()).txt"
+        unlink(path)
+        defer { unlink(path) }
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            var config = clientConfiguration()
+            config.keyLogFile = path
+            let client = try TLSContext(config)
+            try loop.runUntilComplete {
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) { TLSEcho() }
+                defer { listener.close() }
+                let (transport, collector) = try await loop.createConnection(
+                    host: "127.0.0.1", port: listener.addresses[0].port ?? 0, tls: client) { TLSCollector(loop: loop) }
+                transport.close()
+                try await collector.done.value
+            }
+        }
+        let fd = open(path, O_RDONLY)
+        #expect(fd >= 0)
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let n = read(fd, &buffer, buffer.count)
+        close(fd)
+        let lines = String(decoding: buffer[0..<max(0, n)], as: UTF8.self).split(separator: "\n")
+        let labels = Set(lines.compactMap { $0.split(separator: " ").first.map(String.init) })
+        #expect(labels == [
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+            "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0", "EXPORTER_SECRET",
+        ])
+        #expect(lines.allSatisfy { $0.split(separator: " ").count == 3 })
+    }
+
+    // Write flow control goes through the layer: a peer that does not read makes the sender
+    // pause, with the buffer bounded; when it reads, writing resumes and every byte arrives.
+    @Test func writeFlowControlThroughTLS() throws {
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            let client = try TLSContext(clientConfiguration())
+            let (paused, maxBuffered, received, total) = try loop.runUntilComplete {
+                () async throws -> (Int, Int, Int, Int) in
+                let sink = Box<TLSCollector?>(nil)
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) {
+                    let collector = TLSCollector(loop: loop)
+                    sink.value = collector
+                    return collector
+                }
+                defer { listener.close() }
+                let (transport, writer) = try await loop.createConnection(
+                    host: "127.0.0.1", port: listener.addresses[0].port ?? 0, tls: client) { TLSCollector(loop: loop) }
+                try await waitUntil(loop) { sink.value?.transport != nil }
+                sink.value?.transport?.pauseReading()
+                let chunk = payload(64 * 1024, seed: 9)
+                var total = 0
+                var maxBuffered = 0
+                while writer.pauses == 0 && total < 64 << 20 {
+                    transport.write(chunk)
+                    total += chunk.count
+                    maxBuffered = max(maxBuffered, transport.writeBufferSize)
+                    try await sleep(for: .milliseconds(1))
+                }
+                sink.value?.transport?.resumeReading()
+                try await waitUntil(loop, seconds: 60) { (sink.value?.received.count ?? 0) >= total }
+                return (writer.pauses, maxBuffered, sink.value?.received.count ?? 0, total)
+            }
+            #expect(paused == 1)
+            #expect(maxBuffered < 64 * 1024 + 128 * 1024)
+            #expect(received == total)
+        }
+    }
+
+    // Our client against `openssl s_server`: its -rev mode sends each line back reversed.
+    @Test func clientAgainstOpenSSLServer() throws {
+        try withLoop { loop in
+            let client = try TLSContext(clientConfiguration())
+            let reply = try loop.runUntilComplete { () async throws -> [UInt8] in
+                let port = try freePort()
+                let (server, _) = try await loop.subprocessExec(
+                    "openssl",
+                    ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", "\(certificates)/server.crt",
+                     "-key", "\(certificates)/server.key", "-rev", "-quiet", "-naccept", "1"],
+                    stdin: .devNull, stdout: .devNull, stderr: .devNull
+                ) { NullSubprocessProtocol() }
+                defer { server.kill() }
+                var attempt = 0
+                while true {
+                    do {
+                        let (reader, writer) = try await loop.openConnection(
+                            host: "127.0.0.1", port: port, tls: client, serverHostname: "localhost")
+                        writer.write("hello openssl\n")
+                        let line = try await reader.readLine()
+                        writer.close()
+                        return line
+                    } catch let error as TransportError where error.code == .connectionRefused && attempt < 200 {
+                        attempt += 1
+                        try await sleep(for: .milliseconds(50))
+                    }
+                }
+            }
+            #expect(reply == Array("lssnepo olleh\n".utf8))
+        }
+    }
+}
+
+extension TLSConnectionInfo {
+    /// TLS 1.2 connections cannot half-close (close_notify ends both directions).
+    var canWriteEOFIsTLS13: Bool { version == "TLSv1.3" }
+}
+
+/// Ignores a child's pipes.
+final class NullSubprocessProtocol: SubprocessProtocol {}
+
+/// A port nothing listens on right now.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Sends a PROXY line and the ClientHello in one segment, finishes the handshake through a
+/// memory BIO, then talks TLS; prints what it got back.
+let pythonProxyThenTLS = #"""
+import socket, ssl, sys
+port, cafile = int(sys.argv[1]), sys.argv[2]
+context = ssl.create_default_context(cafile=cafile)
+incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = outgoing.read()
+preamble = b"PROXY TCP4 10.0.0.1 10.0.0.2 1234 443\r\n"
+sent = sock.send(preamble + hello)
+print("one-segment", sent == len(preamble) + len(hello))
+while True:
+    try:
+        tls.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        data = outgoing.read()
+        if data:
+            sock.sendall(data)
+        chunk = sock.recv(65536)
+        if not chunk:
+            sys.exit("EOF during handshake")
+        incoming.write(chunk)
+sock.sendall(outgoing.read())
+tls.write(b"hello over tls\n")
+sock.sendall(outgoing.read())
+got = b""
+while got.count(b"\n") < 2:
+    try:
+        got += tls.read(65536)
+    except ssl.SSLWantReadError:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        incoming.write(chunk)
+sys.stdout.write(got.decode())
+"""#
