@@ -5,6 +5,8 @@
 //   $ printf 'one\ntwo\n' | swift run echo-client unix --path ./echo.sock
 //   one
 //   two
+//   $ swift run echo-client tls --port 8443 --ca Certificates/ca.crt --message hello
+//   hello
 //
 // Written with the streams API: openConnection gives a StreamReader and a StreamWriter;
 // stdin is read on the executor (a blocking read must not stop the loop).
@@ -25,19 +27,19 @@ struct EchoClient: ParsableCommand {
         commandName: "echo-client",
         abstract: "Sends --message (or each stdin line) to an echo server and prints each echo.")
 
-    @Argument(help: "Transport: tcp, unix, udp (tls comes with its server).")
+    @Argument(help: "Transport: tcp, tls, udp, unix.")
     var mode: Mode
 
-    @Option(help: "Server host (tcp).")
+    @Option(help: "Server host (tcp, tls, udp); with tls, also the name the certificate must carry.")
     var host = "127.0.0.1"
 
-    @Option(help: "Server port (default 8888 for tcp, 9999 for udp).")
+    @Option(help: "Server port (default 8888 for tcp, 8443 for tls, 9999 for udp).")
     var port: Int?
 
     @Option(help: "Socket path (unix).")
     var path = "./echo.sock"
 
-    @Option(help: "CA certificate file (tls).")
+    @Option(help: "CA certificate file to trust (tls; default Certificates/ca.crt if it exists, else the system's).")
     var ca: String?
 
     @Option(help: "The message to send; without it, each line of stdin is sent.")
@@ -52,7 +54,19 @@ struct EchoClient: ParsableCommand {
     func run() throws {
         let (mode, host, path, message) = (mode, host, path, message)
         let udpPort = port ?? 9999
+        let tlsPort = port ?? 8443
         let port = port ?? 8888
+        var tls: TLSContext?
+        if mode == .tls {
+            let defaultCA = "Certificates/ca.crt"
+            let caFile = ca ?? (access(defaultCA, R_OK) == 0 ? defaultCA : nil)
+            do {
+                tls = try TLSContext.client(caFile: caFile)
+            } catch {
+                log("echo-client: error: \(error)")
+                throw ExitCode.failure
+            }
+        }
         do {
             try EventLoop.run { loop in
                 let (reader, writer): (StreamReader, StreamWriter)
@@ -62,7 +76,7 @@ struct EchoClient: ParsableCommand {
                 case .udp:
                     try await udpEcho(loop, host: host, port: udpPort, message: message)
                     return
-                case .tls: throw ValidationError("tls mode is not available yet")
+                case .tls: (reader, writer) = try await loop.openConnection(host: host, port: tlsPort, tls: tls)
                 }
                 // One line out, one echo back, until there is nothing left to send.
                 while let line = try await nextLine(loop, message: message) {

@@ -18,7 +18,7 @@ import Glibc
 // MARK: - Child processes
 
 /// How a child process ended.
-private struct Exit: CustomStringConvertible {
+struct Exit: CustomStringConvertible {
     /// The exit status, or the signal that killed it.
     var code: Int32
     var signaled: Bool
@@ -32,7 +32,7 @@ private struct Exit: CustomStringConvertible {
     var description: String { signaled ? "killed by signal \(code)" : "exit status \(code)" }
 }
 
-private struct E2EError: Error, CustomStringConvertible {
+struct E2EError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
@@ -40,7 +40,7 @@ private struct E2EError: Error, CustomStringConvertible {
 /// A child process with stdout on a pipe (read with bounded waits, drained while waiting for
 /// the exit, so the child never blocks on a full pipe) and stderr in a temporary file.
 /// `stop()` (also run by deinit) kills a child still running and always reaps it.
-private final class Child {
+final class Child {
     enum Input {
         case none
         /// Written to a pipe before the child starts (small: must fit in the pipe).
@@ -189,7 +189,7 @@ private final class Child {
 }
 
 /// What a finished tool run gave.
-private struct ToolResult {
+struct ToolResult {
     /// Nil if it did not finish in time (it was killed; an issue is recorded).
     var exit: Exit?
     var stdout: [UInt8]
@@ -201,7 +201,7 @@ private struct ToolResult {
 }
 
 /// Runs `executable` to its end, killing it (and recording an issue) after `timeout` seconds.
-private func runTool(
+func runTool(
     _ executable: String, _ arguments: [String], input: Child.Input = .none, timeout: Double,
     sourceLocation: SourceLocation = #_sourceLocation
 ) throws -> ToolResult {
@@ -215,7 +215,7 @@ private func runTool(
 }
 
 /// An example product run to its end (stdin from `input`).
-private func runProduct(
+func runProduct(
     _ product: String, _ arguments: [String], input: Child.Input = .none, timeout: Double = 60,
     sourceLocation: SourceLocation = #_sourceLocation
 ) throws -> ToolResult {
@@ -223,7 +223,7 @@ private func runProduct(
 }
 
 /// Starts an example server and waits (at most 20 s) for its `listening on …` line.
-private func startServer(_ product: String, _ arguments: [String]) throws -> Child {
+func startServer(_ product: String, _ arguments: [String]) throws -> Child {
     let server = try Child(examplePath(product), arguments, label: product)
     guard let line = server.readLine(timeout: 20) else {
         let running = server.process.isRunning
@@ -253,14 +253,14 @@ private func startTCPEchoServer(loops: Int = 1) throws -> (server: Child, port: 
 }
 
 /// A fresh directory with a short path (sun_path holds 108 bytes) for a Unix socket.
-private func makeSocketDirectory() throws -> String {
+func makeSocketDirectory() throws -> String {
     let path = "/tmp/aio-e2e-\(UUID().uuidString.prefix(8))"
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
 
 /// A process's `VmRSS` or `VmHWM` in KiB, from /proc.
-private func memoryKiB(_ pid: Int32, _ field: String) -> Int? {
+func memoryKiB(_ pid: Int32, _ field: String) -> Int? {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
     for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
         return Int(line.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces).split(separator: " ")[0])
@@ -269,7 +269,7 @@ private func memoryKiB(_ pid: Int32, _ field: String) -> Int? {
 }
 
 /// The path of an executable found in PATH.
-private func commandPath(_ name: String) -> String? {
+func commandPath(_ name: String) -> String? {
     for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
         let candidate = "\(directory)/\(name)"
         if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
@@ -278,7 +278,7 @@ private func commandPath(_ name: String) -> String? {
 }
 
 /// The real Python interpreter (not a pyenv shim: faster, and its pid is the interpreter's).
-private let python3: String = {
+let python3: String = {
     let found = commandPath("python3") ?? "/usr/bin/python3"
     if let result = try? runTool(found, ["-c", "import sys; print(sys.executable)"], timeout: 60),
        result.succeeded, let path = result.lines.first, FileManager.default.isExecutableFile(atPath: path) {
@@ -287,16 +287,16 @@ private let python3: String = {
     return found
 }()
 
-private let socatPath = commandPath("socat")
+let socatPath = commandPath("socat")
 
 /// OpenBSD nc (it has -N: shut down the socket's sending side at stdin's EOF).
-private let openBSDNetcat: String? = {
+let openBSDNetcat: String? = {
     guard let nc = commandPath("nc"), let help = try? runTool(nc, ["-h"], timeout: 20) else { return nil }
     return (help.stderr + help.text).contains("OpenBSD") ? nc : nil
 }()
 
 /// Runs a Python script (after `pythonPrelude`) with `arguments` in sys.argv[1...].
-private func runPython(
+func runPython(
     _ script: String, _ arguments: [String], timeout: Double = 240,
     sourceLocation: SourceLocation = #_sourceLocation
 ) throws -> ToolResult {
@@ -304,7 +304,7 @@ private func runPython(
 }
 
 /// Starts a Python script in the background (for peers that must live during the test).
-private func startPython(_ script: String, _ arguments: [String], label: String) throws -> Child {
+func startPython(_ script: String, _ arguments: [String], label: String) throws -> Child {
     try Child(python3, ["-c", pythonPrelude + script] + arguments, label: label)
 }
 
@@ -325,7 +325,7 @@ private func makeRandomFile(_ count: Int) throws -> (directory: URL, path: Strin
 
 /// A loopback TCP port with a socket bound to it that does not listen: connecting is refused
 /// for as long as `fd` stays open (no race with other tests taking the port).
-private func refusingPort() throws -> (fd: Int32, port: Int) {
+func refusingPort() throws -> (fd: Int32, port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw E2EError("socket: errno \(errno)") }
     var address = sockaddr_in()
@@ -346,7 +346,7 @@ private func refusingPort() throws -> (fd: Int32, port: Int) {
 }
 
 /// Whether a socket can bind [::1] (an IPv6 loopback is configured).
-private let ipv6Loopback: Bool = {
+let ipv6Loopback: Bool = {
     let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }
@@ -361,13 +361,13 @@ private let ipv6Loopback: Bool = {
 }()
 
 /// Exactly one line: text, then one newline at the end.
-private func isOneLine(_ text: String) -> Bool {
+func isOneLine(_ text: String) -> Bool {
     text.hasSuffix("\n") && !text.dropLast().contains("\n") && text.count > 1
 }
 
 // MARK: - Python peers
 
-private let pythonPrelude = #"""
+let pythonPrelude = #"""
 import hashlib, os, random, socket, struct, sys, threading, time
 
 def connect(port, timeout=60):

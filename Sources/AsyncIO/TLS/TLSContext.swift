@@ -257,7 +257,13 @@ public final class TLSContext: @unchecked Sendable {
             }
             try checkReadable(key, "private key file")
             if SSL_CTX_use_PrivateKey_file(context, key, SSL_FILETYPE_PEM) != 1 {
-                throw TLSError.configuration("cannot load private key file", path: key)
+                let error = TLSError.configuration("cannot load private key file", path: key)
+                if error.reason.contains("key values mismatch") {
+                    throw TLSError(
+                        .configuration, "private key \(key) does not match certificate \(chain)",
+                        reason: error.reason, path: key)
+                }
+                throw error
             }
             if SSL_CTX_check_private_key(context) != 1 {
                 throw TLSError.configuration("private key \(key) does not match certificate", path: chain)
