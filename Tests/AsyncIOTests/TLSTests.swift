@@ -537,6 +537,76 @@ struct TLSTests {
         }
     }
 
+    // startTLS that fails (the peer is not TLS): the call throws and the protocol, which saw
+    // connectionMade on the plain transport, gets connectionLost exactly once with the error.
+    @Test func failedStartTLSReportsConnectionLostOnce() throws {
+        try withLoop { loop in
+            let client = try TLSContext(clientConfiguration())
+            let (thrown, lost, lostError) = try loop.runUntilComplete {
+                () async throws -> ((any Error)?, Int, (any Error)?) in
+                // A plain server that answers anything with a line of text and closes.
+                let listener = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
+                    _ = try await reader.read(max: 1)
+                    writer.write("HTTP/1.0 400 Bad Request\r\n\r\n")
+                }
+                defer { listener.close() }
+                let (plain, collector) = try await loop.createConnection(
+                    host: "127.0.0.1", port: listener.addresses[0].port ?? 0) { TLSCollector(loop: loop) }
+                var thrown: (any Error)?
+                do {
+                    _ = try await loop.startTLS(plain, context: client, serverHostname: "localhost")
+                } catch {
+                    thrown = error
+                }
+                try await collector.done.value
+                try await sleep(for: .milliseconds(20))   // nothing more may arrive
+                return (thrown, collector.lost, collector.lostError)
+            }
+            let error = thrown as? TLSError
+            #expect(error?.code == .handshakeFailed, "\(String(describing: thrown))")
+            #expect(error?.reason == "wrong version number", "\(String(describing: thrown))")
+            #expect(lost == 1)
+            #expect((lostError as? TLSError) == error)
+        }
+    }
+
+    // Pausing reading in the middle of a received chunk keeps the rest (no loss, no
+    // reordering) and delivers it on resume; over a Unix socket this time.
+    @Test func pauseReadingMidChunkOverUnixSocket() throws {
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            let client = try TLSContext(clientConfiguration())
+            let path = "/tmp/asyncio-tls-\(getpid()).sock"
+            let messages = (0..<200).map { i in Array("message \(i);".utf8) }
+            let (received, pauses) = try loop.runUntilComplete { () async throws -> ([UInt8], Int) in
+                let sink = Box<TLSCollector?>(nil)
+                let pauses = Box(0)
+                let listener = try await loop.createUnixServer(path: path, tls: server) {
+                    let collector = TLSCollector(loop: loop)
+                    // Pause after every record; resume a little later.
+                    collector.onData = { collector in
+                        guard let transport = collector.transport else { return }
+                        transport.pauseReading()
+                        pauses.value += 1
+                        loop.callLater(after: .milliseconds(1)) { transport.resumeReading() }
+                    }
+                    sink.value = collector
+                    return collector
+                }
+                defer { listener.close() }
+                let (transport, _) = try await loop.createUnixConnection(
+                    path: path, tls: client, serverHostname: "localhost") { TLSCollector(loop: loop) }
+                for message in messages { transport.write(message) }   // one record each, sent back to back
+                let total = messages.reduce(0) { $0 + $1.count }
+                try await waitUntil(loop, seconds: 30) { (sink.value?.received.count ?? 0) >= total }
+                transport.close()
+                return (sink.value?.received ?? [], pauses.value)
+            }
+            #expect(received == messages.flatMap { $0 })
+            #expect(pauses == 200)
+        }
+    }
+
     // Our client against `openssl s_server`: its -rev mode sends each line back reversed.
     @Test func clientAgainstOpenSSLServer() throws {
         try withLoop { loop in
