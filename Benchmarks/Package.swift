@@ -1,10 +1,10 @@
 // swift-tools-version:6.2
 //
 // Loop micro-benchmarks for swift-asyncio, compared with Python's asyncio and uvloop by
-// run-loop-bench.sh, and the SwiftNIO echo servers (TCP and UDP) that the echo benchmarks
-// (run-echo-bench.sh, run-udp-bench.sh and friends) compare swift-asyncio's servers with. A
-// package of its own so that the library's package stays free of benchmark targets; it builds
-// the library from the parent directory.
+// run-loop-bench.sh, and the SwiftNIO echo servers (TCP, UDP and TLS with NIOSSL) that the
+// echo benchmarks (run-echo-bench.sh, run-udp-bench.sh, run-tls-bench.sh and friends) compare
+// swift-asyncio's servers with. A package of its own so that the library's package stays free
+// of benchmark targets; it builds the library from the parent directory.
 
 import PackageDescription
 
@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "loop-bench", targets: ["LoopBench"]),
         .executable(name: "nio-echo-server", targets: ["NIOEchoServer"]),
         .executable(name: "nio-udp-echo-server", targets: ["NIOUDPEchoServer"]),
+        .executable(name: "nio-tls-echo-server", targets: ["NIOTLSEchoServer"]),
         .executable(name: "streams-echo-server", targets: ["StreamsEchoServer"]),
     ],
     dependencies: [
@@ -28,6 +29,9 @@ let package = Package(
         // Only for nio-echo-server and nio-udp-echo-server, the references in the echo
         // benchmarks (run-echo-bench.sh, run-udp-bench.sh).
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // Only for nio-tls-echo-server, the reference of the TLS benchmarks (run-tls-bench.sh,
+        // tls-callgrind.sh).
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .executableTarget(
@@ -51,6 +55,17 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: [
+                .enableUpcomingFeature("ExistentialAny"),
+            ]
+        ),
+        .executableTarget(
+            name: "NIOTLSEchoServer",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: [
                 .enableUpcomingFeature("ExistentialAny"),

@@ -1,5 +1,5 @@
 # Shared by run-echo-bench.sh, echo-callgrind.sh, echo-allocs.sh, echo-idle-rss.sh (and
-# through them run-udp-bench.sh) and pipe-bench.sh:
+# through them run-udp-bench.sh), pipe-bench.sh, run-tls-bench.sh and tls-callgrind.sh:
 # building the tools and servers, starting a server and reading its port, stopping it, and
 # cleaning up every process a script started. Source it; it is not a program.
 #
@@ -22,13 +22,27 @@
 #   nio             SwiftNIO (Sources/NIOUDPEchoServer, DatagramBootstrap, one thread)
 #   asyncio, uvloop py_echo_server.py --udp (a DatagramProtocol)
 # (the *-streams servers have no UDP form and are skipped).
+# ECHO_TRANSPORT=tls (run-tls-bench.sh, tls-callgrind.sh, a script's --tls flag) echoes over
+# TLS on loopback TCP, with the certificate and key of Certificates/ (server.crt, EC P-256);
+# the load generator is echo/tls_loadgen.c (OpenSSL; it alone picks TLS 1.3 with
+# TLS_AES_128_GCM_SHA256 and X25519) and the servers are
+#   ours            swift-asyncio's Examples/TLSEchoServer (`tls-echo-server`)
+#   c               echo/c_tls_echo_server.c, the baseline (OpenSSL on epoll, socket BIOs)
+#   nio             SwiftNIO + NIOSSL (Sources/NIOTLSEchoServer, one thread)
+#   go              echo/go_tls_echo_server.go (crypto/tls, GOMAXPROCS 1)
+#   uvloop, asyncio py_echo_server.py --tls (the loop's own TLS over the ssl module)
+# Go is built with `CGO_ENABLED=0 go build` into .build/echo (GOCACHE and GOPATH there too;
+# rebuilt when the source is newer); a missing
+# `go` is installed with apt-get (golang-go) when the script runs as root.
 #
 # Environment: PYTHON (default python3), OURS_BIN (use this tcp-echo-server, or with --unix
-# unix-echo-server, binary instead of building one), NO_BUILD=1 (use what is built, build
-# nothing).
+# unix-echo-server, with --udp udp-echo-server, with TLS tls-echo-server, binary instead of
+# building one), NO_BUILD=1 (use what is built, build nothing), GO (default go).
 
 ECHO_ALL_SERVERS="ours ours-streams c nio asyncio asyncio-streams uvloop uvloop-streams"
 ECHO_UDP_SERVERS="ours c nio asyncio uvloop"
+ECHO_TLS_SERVERS="ours c nio go uvloop"
+ECHO_TLS_KNOWN="ours c nio go uvloop asyncio"
 
 bench_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 repo_dir="$(cd "$bench_dir/.." && pwd)"
@@ -36,6 +50,7 @@ echo_dir="$bench_dir/echo"
 tools_dir="$bench_dir/.build/echo"           # loadgen, c_echo_server, malloc_count.so, ...
 ours_scratch="$repo_dir/.build-bench"         # our server's build folder (not the root .build)
 python="${PYTHON:-python3}"
+certificates_dir="$repo_dir/Certificates"      # TLS: server.crt, server.key (EC P-256)
 
 # Every process a script starts in the background is recorded in $work_dir/pids (a file, so
 # that starts inside subshells count too) and killed on exit; notes go to $work_dir/notes.
@@ -79,6 +94,47 @@ build_tools() {
     if [[ ! -f "$tools_dir/malloc_count.so" || "$echo_dir/malloc_count.c" -nt "$tools_dir/malloc_count.so" ]]; then
         cc -O2 -Wall -shared -fPIC -o "$tools_dir/malloc_count.so" "$echo_dir/malloc_count.c" || return 1
     fi
+    if [[ "${ECHO_TRANSPORT:-tcp}" == tls ]]; then
+        for src in tls_loadgen c_tls_echo_server; do
+            if [[ ! -x "$tools_dir/$src" || "$echo_dir/$src.c" -nt "$tools_dir/$src" ]]; then
+                cc -O2 -Wall -o "$tools_dir/$src" "$echo_dir/$src.c" -lssl -lcrypto || {
+                    log "$src.c did not build (it needs OpenSSL's headers: apt-get install libssl-dev)"
+                    return 1
+                }
+            fi
+        done
+    fi
+}
+
+# Builds echo/go_tls_echo_server.go into .build/echo (installing golang-go if `go` is missing
+# and we are root); sets go_bin. Returns 1 (with a note) if there is no Go.
+go_bin=""
+build_go() {
+    local go="${GO:-go}" bin="$tools_dir/go_tls_echo_server"
+    if [[ "${NO_BUILD:-0}" != 1 ]]; then
+        if ! command -v "$go" >/dev/null; then
+            if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+                log "Installing Go (apt-get install golang-go)..."
+                { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go \
+                    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go; }
+                } >"$work_dir/go-install.log" 2>&1
+            fi
+            command -v "$go" >/dev/null || { note "no Go compiler (apt-get install golang-go); the Go rows are skipped"; return 1; }
+        fi
+        if [[ ! -x "$bin" || "$echo_dir/go_tls_echo_server.go" -nt "$bin" ]]; then
+            log "Building go_tls_echo_server ($("$go" version | awk '{ print $3 }'))..."
+            # CGO_ENABLED=0: a static binary of Go alone (no libc, no cgo threads), which
+            # valgrind can run.
+            if ! (cd "$echo_dir" && CGO_ENABLED=0 GOCACHE="$tools_dir/go-cache" GOPATH="$tools_dir/go-path" \
+                GO111MODULE=off "$go" build -o "$bin" go_tls_echo_server.go) >"$work_dir/go-build.log" 2>&1; then
+                tail -n 20 "$work_dir/go-build.log" >&2
+                note "go_tls_echo_server did not build; the Go rows are skipped"
+                return 1
+            fi
+        fi
+    fi
+    [[ -x "$bin" ]] || { note "no go_tls_echo_server at $bin; the Go rows are skipped"; return 1; }
+    go_bin="$bin"
 }
 
 # build_bench_product PRODUCT: builds a product of the Benchmarks package (release) and
@@ -102,6 +158,8 @@ nio_bin=""
 build_nio() {
     if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
         nio_bin="$(build_bench_product nio-udp-echo-server)"
+    elif [[ "${ECHO_TRANSPORT:-tcp}" == tls ]]; then
+        nio_bin="$(build_bench_product nio-tls-echo-server)"
     else
         nio_bin="$(build_bench_product nio-echo-server)"
     fi
@@ -115,6 +173,7 @@ build_ours() {
     local product=tcp-echo-server
     [[ "${ECHO_TRANSPORT:-tcp}" == unix ]] && product=unix-echo-server
     [[ "${ECHO_TRANSPORT:-tcp}" == udp ]] && product=udp-echo-server
+    [[ "${ECHO_TRANSPORT:-tcp}" == tls ]] && product=tls-echo-server
     if [[ -n "${OURS_BIN:-}" ]]; then
         [[ -x "$OURS_BIN" ]] || { note "OURS_BIN=$OURS_BIN is not an executable; swift-asyncio rows are skipped"; return 1; }
         ours_bin="$OURS_BIN"
@@ -188,7 +247,8 @@ ensure_uvloop() {
 python_exe() { "$python" -c 'import sys; print(sys.executable)'; }
 
 # Builds what the selected servers need; sets `servers` to those that can run, and `loadgen`
-# to the load generator of the transport (loadgen, or udp_loadgen with ECHO_TRANSPORT=udp).
+# to the load generator of the transport (loadgen, udp_loadgen with ECHO_TRANSPORT=udp,
+# tls_loadgen with ECHO_TRANSPORT=tls).
 prepare_servers() {
     build_tools || { echo "could not build the C tools" >&2; exit 1; }
     servers=()
@@ -198,7 +258,23 @@ prepare_servers() {
         loadgen="$tools_dir/udp_loadgen"
         all="$ECHO_UDP_SERVERS"
     fi
+    if [[ "${ECHO_TRANSPORT:-tcp}" == tls ]]; then
+        loadgen="$tools_dir/tls_loadgen"
+        all="$ECHO_TLS_SERVERS"
+    fi
     for name in ${ECHO_SERVERS:-$all}; do
+        if [[ "${ECHO_TRANSPORT:-tcp}" == tls ]]; then
+            case "$name" in
+                ours) build_ours && servers+=(ours) ;;
+                c) servers+=(c) ;;
+                nio) build_nio && servers+=(nio) ;;
+                go) build_go && servers+=(go) ;;
+                asyncio) servers+=(asyncio) ;;
+                uvloop) ensure_uvloop && servers+=(uvloop) ;;
+                *) echo "unknown TLS server: $name (known: $ECHO_TLS_KNOWN)" >&2; exit 2 ;;
+            esac
+            continue
+        fi
         if [[ "${ECHO_TRANSPORT:-tcp}" == udp && "$name" == *-streams ]]; then
             log "$name: no UDP form (streams are for byte streams); skipped"
             continue
@@ -218,6 +294,18 @@ prepare_servers() {
 }
 
 label_of() {
+    if [[ "${ECHO_TRANSPORT:-tcp}" == tls ]]; then
+        case "$1" in
+            ours) echo "swift-asyncio TLS" ;;
+            c) echo "C + OpenSSL (baseline)" ;;
+            nio) echo "SwiftNIO + NIOSSL" ;;
+            go) echo "Go crypto/tls" ;;
+            uvloop) echo "uvloop SSL" ;;
+            asyncio) echo "asyncio SSL" ;;
+            *) echo "$1" ;;
+        esac
+        return
+    fi
     if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
         case "$1" in
             ours) echo "swift-asyncio DatagramProtocol"; return ;;
@@ -247,6 +335,18 @@ server_command() {
     if [[ "${ECHO_TRANSPORT:-tcp}" == unix ]]; then
         server_sock="$work_dir/$1.sock"
         listen=(--unix "$server_sock") ours_listen=(--path "$server_sock")
+    fi
+    if [[ "${ECHO_TRANSPORT:-tcp}" == tls ]]; then
+        local tls=(--cert "$certificates_dir/server.crt" --key "$certificates_dir/server.key")
+        case "$1" in
+            ours) server_cmd=("$ours_bin" --host 127.0.0.1 --port 0 "${tls[@]}") ;;
+            c) server_cmd=("$tools_dir/c_tls_echo_server" --host 127.0.0.1 --port 0 "${tls[@]}") ;;
+            nio) server_cmd=("$nio_bin" --host 127.0.0.1 --port 0 "${tls[@]}") ;;
+            go) server_cmd=("$go_bin" --host 127.0.0.1 --port 0 "${tls[@]}") ;;
+            asyncio | uvloop) server_cmd=("$(python_exe)" "$echo_dir/py_echo_server.py" --tls --loop "$1" --api protocol --host 127.0.0.1 --port 0 "${tls[@]}") ;;
+            *) return 1 ;;
+        esac
+        return 0
     fi
     if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
         case "$1" in

@@ -4,6 +4,8 @@
     py_echo_server.py [--loop asyncio|uvloop] [--api protocol|streams] [--host H] [--port P]
                       [--unix PATH]
     py_echo_server.py --udp [--loop asyncio|uvloop] [--host H] [--port P]
+    py_echo_server.py --tls [--cert PEM] [--key PEM] [--loop asyncio|uvloop]
+                      [--api protocol|streams] [--host H] [--port P]
 
 Prints `listening on HOST:PORT` (or `listening on unix:PATH`) on stdout, flushed, once it
 listens (--port 0 picks an ephemeral port), echoes every byte, and exits 0 on SIGTERM or
@@ -17,6 +19,13 @@ reader.read(65536); writer.write(data); await writer.drain()`.
 
 With --udp it is a UDP echo server instead: a DatagramProtocol whose `datagram_received`
 does `transport.sendto(data, addr)` (--api is ignored: UDP has no streams).
+
+With --tls the TCP server speaks TLS (the loop's own TLS layer: asyncio's SSLProtocol, or
+uvloop's, both over the ssl module's OpenSSL): an SSLContext for clients
+(`ssl.create_default_context(Purpose.CLIENT_AUTH)`: TLS 1.2 and 1.3, OpenSSL's default
+session tickets) with --cert and --key (default Certificates/server.crt and .key); the
+client picks the cipher suite. On the client's close_notify the protocol's `eof_received`
+returns None, so the transport answers it and closes.
 """
 
 import argparse
@@ -24,6 +33,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import sys
 
 
@@ -78,6 +88,10 @@ class EchoDatagramProtocol(asyncio.DatagramProtocol):
 
 async def serve(args):
     loop = asyncio.get_running_loop()
+    tls = None
+    if args.tls:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.cert, args.key)
     if args.udp:
         transport, _ = await loop.create_datagram_endpoint(
             EchoDatagramProtocol, local_addr=(args.host, args.port))
@@ -96,9 +110,11 @@ async def serve(args):
         print(f"listening on unix:{args.unix}", flush=True)
     else:
         if args.api == "protocol":
-            server = await loop.create_server(EchoProtocol, args.host, args.port, backlog=4096)
+            server = await loop.create_server(
+                EchoProtocol, args.host, args.port, backlog=4096, ssl=tls)
         else:
-            server = await asyncio.start_server(echo_stream, args.host, args.port, backlog=4096)
+            server = await asyncio.start_server(
+                echo_stream, args.host, args.port, backlog=4096, ssl=tls)
         port = server.sockets[0].getsockname()[1]
         print(f"listening on {args.host}:{port}", flush=True)
 
@@ -122,7 +138,12 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--unix")
     parser.add_argument("--udp", action="store_true")
+    parser.add_argument("--tls", action="store_true")
+    parser.add_argument("--cert", default="Certificates/server.crt")
+    parser.add_argument("--key", default="Certificates/server.key")
     args = parser.parse_args()
+    if args.tls and (args.udp or args.unix):
+        parser.error("--tls is for TCP servers (not with --udp or --unix)")
     if args.loop == "uvloop":
         import uvloop
 

@@ -41,6 +41,27 @@ struct ReadmeExampleTests {
         #expect(echoes == ["hello\n", "hello\n"])
     }
 
+    // README.md's TLS example (an ephemeral port, the Certificates/ path made absolute).
+    @Test func readmeTLSExample() throws {
+        let (line, version) = try EventLoop.run { loop in
+            let server = try TLSContext.server(certificateChain: "\(certificates)/server.crt",
+                                               privateKey: "\(certificates)/server.key")
+            let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) { ReadmeEcho() }
+            defer { listener.close() }
+
+            let client = try TLSContext.client(caFile: "\(certificates)/ca.crt")
+            let (reader, writer) = try await loop.openConnection(
+                host: "localhost", port: listener.addresses[0].port ?? 0, tls: client)
+            writer.write("hello\n")
+            let line = try await reader.readLine()
+            let version = writer.tlsInfo?.version ?? "plain"
+            writer.close()
+            return (line, version)
+        }
+        #expect(line == Array("hello\n".utf8))
+        #expect(version == "TLSv1.3")
+    }
+
     // The code of README.md's "A taste of the API", with print replaced by a return.
     @Test func readmeExampleRuns() throws {
         let output = try EventLoop.run { loop in

@@ -607,6 +607,41 @@ struct TLSTests {
         }
     }
 
+    // TLS inside TLS (a tunnel through a TLS proxy): startTLS over a TLS transport, both
+    // sides; 200 KB echoed through both layers.
+    @Test func tlsInsideTLS() throws {
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            let client = try TLSContext(clientConfiguration())
+            let data = payload(200_000, seed: 11)
+            let (echo, outer, inner) = try loop.runUntilComplete { () async throws -> ([UInt8], String?, String?) in
+                let listener = try await loop.startServer(host: "127.0.0.1", port: 0, tls: server) { reader, writer in
+                    _ = try await reader.readLine()   // "STARTTLS\n"
+                    try await writer.startTLS(server)
+                    while case let chunk = try await reader.read(max: 65536), !chunk.isEmpty {
+                        writer.write(chunk)
+                        try await writer.drain()
+                    }
+                }
+                defer { listener.close() }
+                let (reader, writer) = try await loop.openConnection(
+                    host: "127.0.0.1", port: listener.addresses[0].port ?? 0, tls: client)
+                let outer = writer.tlsInfo?.version
+                writer.write("STARTTLS\n")
+                try await writer.startTLS(client, serverHostname: "localhost")
+                let inner = writer.tlsInfo?.version
+                writer.write(data)
+                try await writer.drain()
+                let echo = try await reader.readExactly(data.count)
+                writer.close()
+                return (echo, outer, inner)
+            }
+            #expect(echo == data)
+            #expect(outer == "TLSv1.3")
+            #expect(inner == "TLSv1.3")
+        }
+    }
+
     // Our client against `openssl s_server`: its -rev mode sends each line back reversed.
     @Test func clientAgainstOpenSSLServer() throws {
         try withLoop { loop in
@@ -619,21 +654,29 @@ struct TLSTests {
                      "-key", "\(certificates)/server.key", "-rev", "-quiet", "-naccept", "1"],
                     stdin: .devNull, stdout: .devNull, stderr: .devNull
                 ) { NullSubprocessProtocol() }
-                defer { server.kill() }
-                var attempt = 0
-                while true {
-                    do {
-                        let (reader, writer) = try await loop.openConnection(
-                            host: "127.0.0.1", port: port, tls: client, serverHostname: "localhost")
-                        writer.write("hello openssl\n")
-                        let line = try await reader.readLine()
-                        writer.close()
-                        return line
-                    } catch let error as TransportError where error.code == .connectionRefused && attempt < 200 {
-                        attempt += 1
-                        try await sleep(for: .milliseconds(50))
+                // Reap the child whatever happens: a zombie left behind makes Swift Testing's
+                // exit-test monitor (waitid on any child) spin.
+                func exchange() async throws -> [UInt8] {
+                    var attempt = 0
+                    while true {
+                        do {
+                            let (reader, writer) = try await loop.openConnection(
+                                host: "127.0.0.1", port: port, tls: client, serverHostname: "localhost")
+                            writer.write("hello openssl\n")
+                            let line = try await reader.readLine()
+                            writer.close()
+                            return line
+                        } catch let error as TransportError where error.code == .connectionRefused && attempt < 200 {
+                            attempt += 1
+                            try await sleep(for: .milliseconds(50))
+                        }
                     }
                 }
+                let result: Result<[UInt8], any Error>
+                do { result = .success(try await exchange()) } catch { result = .failure(error) }
+                server.kill()
+                _ = try await server.waitForExit()
+                return try result.get()
             }
             #expect(reply == Array("lssnepo olleh\n".utf8))
         }

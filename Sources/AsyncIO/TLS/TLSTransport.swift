@@ -289,14 +289,24 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     /// Decrypts and delivers application data until OpenSSL needs more bytes.
     private func readRecords() {
         guard let ssl else { return }
-        let ownBuffer = loop.tlsReadBufferInUse
-        let buffer = ownBuffer
-            ? UnsafeMutableRawBufferPointer.allocate(byteCount: EventLoop.tlsReadBufferSize, alignment: 16)
-            : loop.tlsReadBuffer
-        if !ownBuffer { loop.tlsReadBufferInUse = true }
-        defer {
-            if ownBuffer { buffer.deallocate() } else { loop.tlsReadBufferInUse = false }
+        withPlaintextBuffer { buffer in readRecords(ssl, into: buffer) }
+    }
+
+    /// Runs `body` with the loop's plaintext buffer, or a buffer of its own if the loop's is
+    /// in use (TLS over TLS: the outer layer's input is the inner layer's plaintext).
+    private func withPlaintextBuffer(_ body: (UnsafeMutableRawBufferPointer) -> Void) {
+        if loop.tlsReadBufferInUse {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: EventLoop.tlsReadBufferSize, alignment: 16)
+            defer { buffer.deallocate() }
+            body(buffer)
+        } else {
+            loop.tlsReadBufferInUse = true
+            defer { loop.tlsReadBufferInUse = false }
+            body(loop.tlsReadBuffer)
         }
+    }
+
+    private func readRecords(_ ssl: OpaquePointer, into buffer: UnsafeMutableRawBufferPointer) {
         while state == .wrapped && !appPaused && !peerClosed {
             var count = 0
             if let bufferedApp {
@@ -366,15 +376,16 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     /// Closing: reads (and drops) records until the peer's close_notify.
     private func drainUntilCloseNotify() {
         guard let ssl else { return }
-        let buffer = loop.tlsReadBuffer
-        while state == .shuttingDown {
-            var count = 0
-            OpenSSLErrors.clear()
-            if SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) == 1 { continue }
-            let code = SSL_get_error(ssl, 0)
-            if code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE { return }
-            OpenSSLErrors.clear()
-            finishClose()   // close_notify (SSL_ERROR_ZERO_RETURN) or an error: done either way
+        withPlaintextBuffer { buffer in
+            while state == .shuttingDown {
+                var count = 0
+                OpenSSLErrors.clear()
+                if SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) == 1 { continue }
+                let code = SSL_get_error(ssl, 0)
+                if code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE { return }
+                OpenSSLErrors.clear()
+                finishClose()   // close_notify (SSL_ERROR_ZERO_RETURN) or an error: done either way
+            }
         }
     }
 

@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# TLS echo throughput, latency and server CPU per request, and full handshakes per second of
+# server CPU: swift-asyncio's tls-echo-server beside a C + OpenSSL baseline, SwiftNIO +
+# NIOSSL, Go's crypto/tls and uvloop, on loopback, on this machine, in one run.
+#
+#   Benchmarks/run-tls-bench.sh [--duration SEC | --messages M] [--repeats N]
+#       [--connections N] [--sizes "1024"] [--pipeline D] [--warmup SEC]
+#       [--handshake-duration SEC] [--handshake-connections N] [--no-handshakes] [--no-echo]
+#       [--servers "ours c nio go uvloop"] [--quiet-wait SEC]
+#
+# Every server speaks TLS with Certificates/server.crt and .key (EC P-256) and its own default
+# settings (session tickets on everywhere); the load generator, echo/tls_loadgen.c (OpenSSL),
+# offers TLS 1.3 with TLS_AES_128_GCM_SHA256 and an X25519 key share only, so every server
+# negotiates the same; the table's header says what was negotiated (checked on every run).
+# Servers: ours (tls-echo-server), c (echo/c_tls_echo_server.c), nio (nio-tls-echo-server),
+# go (echo/go_tls_echo_server.go), uvloop and asyncio (py_echo_server.py --tls); see lib.sh.
+#
+# Each server runs pinned to CPU 0 and the load generator to CPU 1. Two phases, each with all
+# servers started at once and warmed up (--warmup, 1 s), then --repeats rounds (5) going over
+# the servers in turn (so that a drift of the machine falls on all of them alike), the
+# server's CPU time (utime + stime, all threads, /proc/PID/stat) read before and after each
+# repetition; the tables have the medians of the repetitions, column by column:
+#   echo:       for each of --sizes (1024), --connections (10) connections, each handshaken
+#               once, send messages (one TLS record each up to 16 KiB) with --pipeline (1) in
+#               flight for --duration (5) seconds or --messages in total; every decrypted byte
+#               is checked.
+#   handshakes: --handshake-connections (10) slots, each in a loop: connect, full handshake
+#               (never resumed), close_notify, wait for the server's close, close; for
+#               --handshake-duration (5) seconds.
+# The server's resident memory (VmRSS) is read after the warm-up and after the phase's last
+# repetition: a server that keeps growing over thousands of connections gets a note. So does
+# a server that echoes a wrong byte, fails a handshake, closes or resets a connection it
+# should not, leaves a connection open after the client's close_notify (5 s), crashes or does
+# not exit on SIGTERM. Before each repetition the script waits up to --quiet-wait seconds
+# (120) for the machine to be quiet (under 10% of a CPU busy for half a second) and notes
+# repetitions that other processes disturbed all the same.
+#
+# Our server is built with `swift build -c release --product tls-echo-server --scratch-path
+# .build-bench` in the repository; OURS_BIN=path uses a given binary; NO_BUILD=1 builds
+# nothing; PYTHON picks the interpreter; GO the Go compiler.
+set -euo pipefail
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/echo/lib.sh"
+export ECHO_TRANSPORT=tls
+
+duration=5 messages="" repeats=5 connections=10 sizes="1024" pipeline=1 warmup=1 quiet_wait=120
+hs_duration=5 hs_connections=10 do_handshakes=1 do_echo=1
+while (($#)); do
+    case "$1" in
+        --duration) duration="$2"; messages=""; shift 2 ;;
+        --messages) messages="$2"; duration=""; shift 2 ;;
+        --repeats) repeats="$2"; shift 2 ;;
+        --connections) connections="$2"; shift 2 ;;
+        --sizes) sizes="$2"; shift 2 ;;
+        --pipeline) pipeline="$2"; shift 2 ;;
+        --warmup) warmup="$2"; shift 2 ;;
+        --handshake-duration) hs_duration="$2"; shift 2 ;;
+        --handshake-connections) hs_connections="$2"; shift 2 ;;
+        --no-handshakes) do_handshakes=0; shift ;;
+        --no-echo) do_echo=0; shift ;;
+        --quiet-wait) quiet_wait="$2"; shift 2 ;;
+        --servers) ECHO_SERVERS="$2"; shift 2 ;;
+        -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+prepare_servers
+if (($(nproc) >= 2)); then
+    pin_server=(taskset -c 0) pin_load=(taskset -c 1)
+else
+    pin_server=() pin_load=()
+    note "fewer than 2 CPUs: server and load generator are not pinned"
+fi
+if [[ -n "$messages" ]]; then
+    load_args=(--messages "$messages") load_timeout=300
+else
+    load_args=(--duration "$duration") load_timeout=$(awk -v d="$duration" 'BEGIN { print int(d + 60) }')
+fi
+hs_timeout=$(awk -v d="$hs_duration" 'BEGIN { print int(d + 60) }')
+expected_tls="protocol=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256 group=X25519"
+
+size_label() {
+    local s="$1"
+    if ((s % 1048576 == 0)); then echo "$((s / 1048576)) MiB"
+    elif ((s % 1024 == 0)); then echo "$((s / 1024)) KiB"
+    else echo "$s B"; fi
+}
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+declare -A pid_of addr_of state_of rss_start_of
+
+# run_load NAME PHASE: one tls_loadgen run against server NAME; prints its line. Notes (does
+# not fail on) an unexpected negotiation, resets, EOFs without close_notify and connections
+# the server left open.
+run_load() {
+    local name="$1" phase="$2" line addr=()
+    read -r -a addr <<<"${addr_of[$name]}"
+    if [[ "$phase" == handshake ]]; then
+        line="$(timeout $((hs_timeout + 30)) "${pin_load[@]}" "$loadgen" "${addr[@]}" --handshakes \
+            --connections "$hs_connections" --duration "$hs_duration" --timeout "$hs_timeout" \
+            2>"$work_dir/loadgen.err")" || return 1
+    else
+        line="$(timeout $((load_timeout + 30)) "${pin_load[@]}" "$loadgen" "${addr[@]}" \
+            --connections "$connections" --pipeline "$pipeline" --timeout "$load_timeout" \
+            --size "$size" "${load_args[@]}" 2>"$work_dir/loadgen.err")" || return 1
+    fi
+    local label negotiated
+    label="$(label_of "$name") ($phase_label)"
+    negotiated="protocol=$(result_field "$line" protocol) cipher=$(result_field "$line" cipher) group=$(result_field "$line" group)"
+    [[ "$negotiated" == "$expected_tls" ]] || note "$label: negotiated $negotiated (expected $expected_tls)"
+    local eof reset open
+    eof="$(result_field "$line" closed_eof)" reset="$(result_field "$line" closed_reset)"
+    open="$(result_field "$line" not_closed)"
+    ((${eof:-0} > 0)) && note "$label: $eof connections closed with a bare EOF after our close_notify (no close_notify back)"
+    ((${reset:-0} > 0)) && note "$label: $reset connections reset after our close_notify"
+    ((${open:-0} > 0)) && note "$label: $open connections still open 5 s after our close_notify"
+    if grep -q 'warning' "$work_dir/loadgen.err"; then note "$label: $(tr '\n' ' ' <"$work_dir/loadgen.err")"; fi
+    echo "$line"
+}
+
+fail_server() {  # fail_server NAME WHY: the rest of this phase skips it
+    local name="$1" why="$2" label
+    label="$(label_of "$name")"
+    state_of[$name]=failed
+    note "$label ($phase_label): $why: $(tail -n 3 "$work_dir/loadgen.err" | tr '\n' ' ')"
+    if ! kill -0 "${pid_of[$name]}" 2>/dev/null; then
+        note "$label ($phase_label): server died; its stderr ends with: $(tail -n 5 "$work_dir/$name-$phase.err" | tr '\n' ' ')"
+    fi
+}
+
+wait_quiet() {
+    local deadline=$((SECONDS + quiet_wait)) a b waited=0
+    while :; do
+        read -r a _ < <(machine_cpu_us)
+        sleep 0.5
+        read -r b _ < <(machine_cpu_us)
+        (((b - a) < 50000)) && break
+        if ((SECONDS >= deadline)); then
+            note "the machine was still busy after waiting ${quiet_wait}s ($phase_label, repetition $r)"
+            break
+        fi
+        if ((waited == 0)); then log "  waiting for the machine to be quiet ..."; waited=1; fi
+    done
+}
+
+# One repetition against server NAME in the current phase. Appends to $work_dir/reps.NAME:
+#   echo:      "req/s MB/s p50 p99 cpu_us/req other% steal%"
+#   handshake: "hs/s cpu_us/hs hs_per_cpu_s p50_ms p99_ms other% steal%"
+measure() {
+    local name="$1" before after busy_before busy_after steal_before steal_after line count seconds
+    local pid="${pid_of[$name]}"
+    before="$(cpu_us "$pid")" || { fail_server "$name" "server gone"; return; }
+    read -r busy_before steal_before < <(machine_cpu_us)
+    if ! line="$(run_load "$name" "$phase")"; then fail_server "$name" "load failed"; return; fi
+    read -r busy_after steal_after < <(machine_cpu_us)
+    after="$(cpu_us "$pid")" || { fail_server "$name" "server gone"; return; }
+    seconds="$(result_field "$line" seconds)"
+    local other_pct steal_pct
+    other_pct="$(awk -v busy=$((busy_after - busy_before)) -v server=$((after - before)) \
+        -v load="$(result_field "$line" loadgen_cpu_us)" -v s="$seconds" \
+        'BEGIN { v = (busy - server - load) / (s * 1e6) * 100; printf "%.0f", v < 0 ? 0 : v }')"
+    steal_pct="$(awk -v d=$((steal_after - steal_before)) -v s="$seconds" 'BEGIN { printf "%.0f", d / (s * 1e6) * 100 }')"
+    if [[ "$phase" == handshake ]]; then
+        count="$(result_field "$line" handshakes)"
+        ((count > 0)) || { fail_server "$name" "no handshake completed"; return; }
+        awk -v hs="$(result_field "$line" handshakes_per_s)" -v a="$after" -v b="$before" -v n="$count" \
+            -v p50="$(result_field "$line" p50_us)" -v p99="$(result_field "$line" p99_us)" \
+            -v o="$other_pct" -v st="$steal_pct" \
+            'BEGIN { cpu = (a - b) / n; printf "%s %.1f %.0f %.2f %.2f %s %s\n", hs, cpu, (cpu > 0 ? 1e6 / cpu : 0), p50 / 1000, p99 / 1000, o, st }' \
+            >>"$work_dir/reps.$name"
+    else
+        count="$(result_field "$line" messages)"
+        awk -v a="$after" -v b="$before" -v n="$count" -v line="$line" \
+            -v rq="$(result_field "$line" req_per_s)" -v mb="$(result_field "$line" mb_per_s)" \
+            -v p50="$(result_field "$line" p50_us)" -v p99="$(result_field "$line" p99_us)" \
+            -v o="$other_pct" -v st="$steal_pct" \
+            'BEGIN { printf "%s %s %s %s %.2f %s %s\n", rq, mb, p50, p99, (a - b) / n, o, st }' \
+            >>"$work_dir/reps.$name"
+    fi
+    log "  $(label_of "$name"): $line server_cpu_us=$((after - before)) other_cpu=${other_pct}% steal=${steal_pct}%"
+}
+
+results_echo="$work_dir/results.echo" results_hs="$work_dir/results.handshake"
+: >"$results_echo"
+: >"$results_hs"
+
+# run_phase PHASE: echo (for $size) or handshake.
+run_phase() {
+    phase="$1"
+    if [[ "$phase" == handshake ]]; then phase_label="handshakes"; else phase_label="echo $(size_label "$size")"; fi
+    local active=() name label
+    for name in "${servers[@]}"; do
+        label="$(label_of "$name")"
+        server_command "$name"
+        if ! start_server "$name-$phase" 60 "${pin_server[@]}" "${server_cmd[@]}"; then
+            note "$label did not start ($phase_label)"
+            echo "${size:-0} $name FAILED" >>"$work_dir/results.$phase"
+            continue
+        fi
+        pid_of[$name]="$server_pid" addr_of[$name]="${server_addr[*]}" state_of[$name]=ok
+        : >"$work_dir/reps.$name"
+        active+=("$name")
+        if [[ "$warmup" != 0 ]]; then
+            log "[$phase_label] warming up $label ..."
+            local saved_duration="$duration" saved_hs="$hs_duration" saved_args=("${load_args[@]}")
+            duration="$warmup" hs_duration="$warmup" load_args=(--duration "$warmup")
+            run_load "$name" "$phase" >/dev/null || fail_server "$name" "warm-up failed"
+            duration="$saved_duration" hs_duration="$saved_hs" load_args=("${saved_args[@]}")
+        fi
+        rss_start_of[$name]="$(rss_kib "$server_pid")"
+    done
+    for ((r = 1; r <= repeats; r++)); do
+        log "[$phase_label] repetition $r of $repeats"
+        for name in "${active[@]}"; do
+            [[ "${state_of[$name]}" == ok ]] || continue
+            ((quiet_wait > 0)) && wait_quiet
+            measure "$name"
+        done
+    done
+    for name in "${active[@]}"; do
+        label="$(label_of "$name")"
+        server_pid="${pid_of[$name]}"
+        local rss_end
+        rss_end="$(rss_kib "$server_pid")"
+        stop_server 10
+        if [[ "$server_status" != "exit 0" ]]; then
+            note "$label ($phase_label): after SIGTERM: $server_status; its stderr ends with: $(tail -n 3 "$work_dir/$name-$phase.err" | tr '\n' ' ')"
+        fi
+        local reps="$work_dir/reps.$name"
+        if [[ "${state_of[$name]}" == ok && -s "$reps" ]]; then
+            local worst_other worst_steal cols=() c
+            worst_other="$(awk '{ print $6 }' "$reps" | sort -n | tail -n1)"
+            worst_steal="$(awk '{ print $7 }' "$reps" | sort -n | tail -n1)"
+            if ((worst_other > 10 || worst_steal > 5)); then
+                note "$label ($phase_label): other processes used up to ${worst_other}% of a CPU (steal up to ${worst_steal}%) during a repetition; its figures may be disturbed"
+            fi
+            for c in 1 2 3 4 5; do cols+=("$(awk -v c=$c '{ print $c }' "$reps" | median)"); done
+            cols+=("$(awk '{ print $1 }' "$reps" | sort -g | head -n1)" "$(awk '{ print $1 }' "$reps" | sort -g | tail -n1)")
+            cols+=("${rss_start_of[$name]:-0}" "${rss_end:-0}")
+            echo "${size:-0} $name ${cols[*]}" >>"$work_dir/results.$phase"
+        else
+            echo "${size:-0} $name FAILED" >>"$work_dir/results.$phase"
+        fi
+    done
+}
+
+started_at=$SECONDS
+if ((do_echo)); then
+    for size in $sizes; do run_phase echo; done
+fi
+size=0
+((do_handshakes)) && run_phase handshake
+elapsed=$((SECONDS - started_at))
+
+nio_ssl_version="$(awk '/"identity" : "swift-nio-ssl"/ { f = 1 } f && /"version"/ { gsub(/[",]/, "", $3); print $3; exit }' "$bench_dir/Package.resolved" 2>/dev/null)"
+go_version="$([[ -n "$go_bin" ]] && "${GO:-go}" version 2>/dev/null | awk '{ print $3 }')"
+labels=""
+for name in "${servers[@]}"; do labels+="$name=$(label_of "$name");"; done
+
+echo
+machine_line
+echo "Versions: $(swift --version 2>/dev/null | head -n1 | sed 's/ (.*//'), $(openssl version 2>/dev/null | awk '{ print $1, $2 }') (ours, C, tls_loadgen, Python), NIOSSL ${nio_ssl_version:-?} (BoringSSL), ${go_version:-no Go}, $("$python" --version 2>&1)$(
+    [[ $have_uvloop == 1 ]] && echo ", uvloop $("$python" -c 'import uvloop; print(uvloop.__version__)')")"
+echo "TLS: TLS 1.3, TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 certificate (as negotiated on every run); server on CPU 0, tls_loadgen on CPU 1; median of $repeats"
+
+if ((do_echo)); then
+    if [[ -n "$messages" ]]; then what="$messages messages"; else what="${duration} s"; fi
+    echo
+    echo "Echo: $connections connections, pipeline $pipeline, $what per repetition"
+    echo
+    echo "| size | server | req/s | MB/s | p50 µs | p99 µs | server CPU µs/request | req/s vs ours | CPU/request vs ours | req/s min–max |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -v labels="$labels" '
+        BEGIN {
+            n = split(labels, pairs, ";")
+            for (i = 1; i <= n; i++) if (split(pairs[i], kv, "=") == 2) label[kv[1]] = kv[2]
+        }
+        { rows[NR] = $0; if ($2 == "ours" && $3 != "FAILED") { o_req[$1] = $3; o_cpu[$1] = $7 } }
+        function size_label(s) {
+            if (s % 1048576 == 0) return (s / 1048576) " MiB"
+            if (s % 1024 == 0) return (s / 1024) " KiB"
+            return s " B"
+        }
+        function ratio(a, b) { return (b == "" || b == 0) ? "n/a" : sprintf("%.2f", a / b) }
+        END {
+            for (i = 1; i <= NR; i++) {
+                split(rows[i], f, " ")
+                if (f[3] == "FAILED") { printf "| %s | %s | failed | | | | | | | |\n", size_label(f[1]), label[f[2]]; continue }
+                printf "| %s | %s | %.0f | %.1f | %.1f | %.1f | %.2f | %s | %s | %.0f–%.0f |\n", size_label(f[1]), label[f[2]],
+                    f[3], f[4], f[5], f[6], f[7], ratio(f[3], o_req[f[1]]), ratio(f[7], o_cpu[f[1]]), f[8], f[9]
+            }
+        }
+    ' "$results_echo"
+fi
+if ((do_handshakes)); then
+    echo
+    echo "Handshakes: $hs_connections connection slots, each connect / full handshake / close_notify / server's close, ${hs_duration} s per repetition"
+    echo
+    echo "| server | handshakes/s | server CPU µs/handshake | handshakes per server CPU second | handshakes/s vs ours | per CPU second vs ours | p50 ms | p99 ms | handshakes/s min–max | RSS KiB after warm-up → end |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -v labels="$labels" '
+        BEGIN {
+            n = split(labels, pairs, ";")
+            for (i = 1; i <= n; i++) if (split(pairs[i], kv, "=") == 2) label[kv[1]] = kv[2]
+        }
+        { rows[NR] = $0; if ($2 == "ours" && $3 != "FAILED") { o_hs = $3; o_per = $5 } }
+        function ratio(a, b) { return (b == "" || b == 0) ? "n/a" : sprintf("%.2f", a / b) }
+        END {
+            for (i = 1; i <= NR; i++) {
+                split(rows[i], f, " ")
+                if (f[3] == "FAILED") { printf "| %s | failed | | | | | | | | |\n", label[f[2]]; continue }
+                printf "| %s | %.0f | %.1f | %.0f | %s | %s | %.2f | %.2f | %.0f–%.0f | %d → %d |\n", label[f[2]],
+                    f[3], f[4], f[5], ratio(f[3], o_hs), ratio(f[5], o_per), f[6], f[7], f[8], f[9], f[10], f[11]
+            }
+        }
+    ' "$results_hs"
+fi
+echo
+echo "Medians of the repetitions, column by column. vs ours: the server's figure divided by"
+echo "swift-asyncio's (req/s and handshakes per CPU second above 1: the other server does more;"
+echo "CPU/request above 1: it costs more than ours). Server CPU is user + system time of the"
+echo "whole server process (kernel TCP work in its syscalls included, softirq not). Handshakes/s"
+echo "is bounded by tls_loadgen, whose OpenSSL client costs more CPU per handshake than most"
+echo "servers: compare servers by CPU per handshake. min–max: the spread of the repetitions."
+echo "Took ${elapsed} s."
+print_notes
