@@ -260,6 +260,7 @@ for name in "${servers[@]}"; do labels+="$name=$(label_of "$name");"; done
 
 echo
 machine_line
+tree_line
 echo "Versions: $(swift --version 2>/dev/null | head -n1 | sed 's/ (.*//'), $(openssl version 2>/dev/null | awk '{ print $1, $2 }') (ours, C, tls_loadgen, Python), NIOSSL ${nio_ssl_version:-?} (BoringSSL), ${go_version:-no Go}, $("$python" --version 2>&1)$(
     [[ $have_uvloop == 1 ]] && echo ", uvloop $("$python" -c 'import uvloop; print(uvloop.__version__)')")"
 echo "TLS: TLS 1.3, TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 certificate (as negotiated on every run); server on CPU 0, tls_loadgen on CPU 1; median of $repeats"

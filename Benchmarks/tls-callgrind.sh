@@ -160,6 +160,7 @@ elapsed=$((SECONDS - started_at))
 
 echo
 machine_line
+tree_line
 echo "valgrind: $(valgrind --version); $(openssl version | awk '{ print $1, $2 }'); TLS 1.3 TLS_AES_128_GCM_SHA256 X25519;" \
     "$connections connections x $size-byte messages, pipeline 1; handshakes $connections at a time"
 echo

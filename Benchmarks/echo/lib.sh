@@ -469,6 +469,15 @@ machine_line() {
     echo "Machine: $(nproc) CPUs, ${model:-unknown CPU}, $(uname -sr); $(date -u '+%Y-%m-%d %H:%M UTC')"
 }
 
+# The repository's state the benchmarked binaries were built from: commit, and the files
+# changed in the working tree, if any.
+tree_line() {
+    local head changed
+    head="$(git -C "$repo_dir" rev-parse --short HEAD 2>/dev/null)" || { echo "Tree: not a git checkout"; return; }
+    changed="$(git -C "$repo_dir" status --porcelain --untracked-files=no -- Sources Examples Package.swift 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')"
+    echo "Tree: $head${changed:+, with uncommitted changes to ${changed% }}"
+}
+
 print_notes() {
     if [[ -s "$work_dir/notes" ]]; then
         echo

@@ -80,6 +80,11 @@ public struct TLSConfiguration: Sendable {
     /// A file to append the session keys to, in the SSLKEYLOGFILE format Wireshark reads.
     /// For debugging only: anyone with the file can decrypt the traffic.
     public var keyLogFile: String?
+    /// Whether OpenSSL frees a connection's record buffers (about 34 KiB) whenever they are
+    /// empty (`SSL_MODE_RELEASE_BUFFERS`, default true): idle connections then cost a few KiB
+    /// instead of ~40, for a malloc/free pair per record OpenSSL makes while busy. Turn it off
+    /// for a few very busy connections.
+    public var releaseIdleBuffers: Bool
     /// How long a handshake may take before the connection is aborted (default 60 s).
     public var handshakeTimeout: Duration
     /// How long a closing connection waits for the peer's close_notify (default 30 s).
@@ -96,6 +101,7 @@ public struct TLSConfiguration: Sendable {
         minimumVersion = .v1_2
         alpnProtocols = []
         sessionTickets = true
+        releaseIdleBuffers = true
         handshakeTimeout = .seconds(60)
         shutdownTimeout = .seconds(30)
     }
@@ -215,8 +221,9 @@ public final class TLSContext: @unchecked Sendable {
             buffer.update(from: password, count: length)
             return Int32(length)
         }
-        casyncio_SSL_CTX_set_mode(
-            context, casyncio_SSL_MODE_ENABLE_PARTIAL_WRITE() | casyncio_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER())
+        var mode = casyncio_SSL_MODE_ENABLE_PARTIAL_WRITE() | casyncio_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER()
+        if configuration.releaseIdleBuffers { mode |= casyncio_SSL_MODE_RELEASE_BUFFERS() }
+        casyncio_SSL_CTX_set_mode(context, mode)
         var options = casyncio_SSL_OP_NO_RENEGOTIATION() | casyncio_SSL_OP_NO_COMPRESSION()
         if configuration.isServer { options |= casyncio_SSL_OP_CIPHER_SERVER_PREFERENCE() }
         if !configuration.sessionTickets {
