@@ -16,6 +16,7 @@ import CAsyncIOOpenSSL
 public struct TLSError: Error, Hashable, CustomStringConvertible {
     /// The kind of failure. New codes may be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
+        /// The code's name, e.g. `"handshakeFailed"`.
         public let name: String
         init(_ name: String) { self.name = name }
         public var description: String { name }
@@ -47,6 +48,7 @@ public struct TLSError: Error, Hashable, CustomStringConvertible {
     /// The file a configuration error is about, if any.
     public let path: String?
 
+    /// An error with `code`, a `message` for people, OpenSSL's `reason` and the file concerned.
     public init(_ code: Code, _ message: String, reason: String = "", path: String? = nil) {
         self.code = code
         self.message = message
