@@ -4,7 +4,7 @@
 # NIOSSL, Go's crypto/tls and uvloop, on loopback, on this machine, in one run.
 #
 #   Benchmarks/run-tls-bench.sh [--duration SEC | --messages M] [--repeats N]
-#       [--connections N] [--sizes "1024"] [--pipeline D] [--warmup SEC]
+#       [--connections N] [--sizes "1024"] [--pipeline D] [--rate R] [--warmup SEC]
 #       [--handshake-duration SEC] [--handshake-connections N] [--no-handshakes] [--no-echo]
 #       [--servers "ours c nio go uvloop"] [--quiet-wait SEC]
 #
@@ -23,7 +23,11 @@
 #   echo:       for each of --sizes (1024), --connections (10) connections, each handshaken
 #               once, send messages (one TLS record each up to 16 KiB) with --pipeline (1) in
 #               flight for --duration (5) seconds or --messages in total; every decrypted byte
-#               is checked.
+#               is checked. By default a closed loop (each connection sends its next message
+#               when the echo is back, so server and tls_loadgen are both busy nearly all the
+#               time and CPU/request is close to 1 / req/s); --rate R makes it an open loop
+#               at R messages per second in all (tls_loadgen --rate), below what every server
+#               sustains, so that CPU/request is the server's cost at the same load.
 #   handshakes: --handshake-connections (10) slots, each in a loop: connect, full handshake
 #               (never resumed), close_notify, wait for the server's close, close; for
 #               --handshake-duration (5) seconds.
@@ -42,7 +46,7 @@ set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/echo/lib.sh"
 export ECHO_TRANSPORT=tls
 
-duration=5 messages="" repeats=5 connections=10 sizes="1024" pipeline=1 warmup=1 quiet_wait=120
+duration=5 messages="" repeats=5 connections=10 sizes="1024" pipeline=1 warmup=1 quiet_wait=120 rate=""
 hs_duration=5 hs_connections=10 do_handshakes=1 do_echo=1
 while (($#)); do
     case "$1" in
@@ -52,6 +56,7 @@ while (($#)); do
         --connections) connections="$2"; shift 2 ;;
         --sizes) sizes="$2"; shift 2 ;;
         --pipeline) pipeline="$2"; shift 2 ;;
+        --rate) rate="$2"; shift 2 ;;
         --warmup) warmup="$2"; shift 2 ;;
         --handshake-duration) hs_duration="$2"; shift 2 ;;
         --handshake-connections) hs_connections="$2"; shift 2 ;;
@@ -65,6 +70,7 @@ while (($#)); do
 done
 
 prepare_servers
+tree="$(tree_line)"   # what the binaries were built from (the tree may change during the run)
 if (($(nproc) >= 2)); then
     pin_server=(taskset -c 0) pin_load=(taskset -c 1)
 else
@@ -76,6 +82,8 @@ if [[ -n "$messages" ]]; then
 else
     load_args=(--duration "$duration") load_timeout=$(awk -v d="$duration" 'BEGIN { print int(d + 60) }')
 fi
+rate_args=()
+[[ -n "$rate" ]] && rate_args=(--rate "$rate")
 hs_timeout=$(awk -v d="$hs_duration" 'BEGIN { print int(d + 60) }')
 expected_tls="protocol=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256 group=X25519"
 
@@ -103,7 +111,7 @@ run_load() {
     else
         line="$(timeout $((load_timeout + 30)) "${pin_load[@]}" "$loadgen" "${addr[@]}" \
             --connections "$connections" --pipeline "$pipeline" --timeout "$load_timeout" \
-            --size "$size" "${load_args[@]}" 2>"$work_dir/loadgen.err")" || return 1
+            --size "$size" "${load_args[@]}" "${rate_args[@]}" 2>"$work_dir/loadgen.err")" || return 1
     fi
     local label negotiated
     label="$(label_of "$name") ($phase_label)"
@@ -260,7 +268,7 @@ for name in "${servers[@]}"; do labels+="$name=$(label_of "$name");"; done
 
 echo
 machine_line
-tree_line
+echo "$tree"
 echo "Versions: $(swift --version 2>/dev/null | head -n1 | sed 's/ (.*//'), $(openssl version 2>/dev/null | awk '{ print $1, $2 }') (ours, C, tls_loadgen, Python), NIOSSL ${nio_ssl_version:-?} (BoringSSL), ${go_version:-no Go}, $("$python" --version 2>&1)$(
     [[ $have_uvloop == 1 ]] && echo ", uvloop $("$python" -c 'import uvloop; print(uvloop.__version__)')")"
 echo "TLS: TLS 1.3, TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 certificate (as negotiated on every run); server on CPU 0, tls_loadgen on CPU 1; median of $repeats"
@@ -268,7 +276,8 @@ echo "TLS: TLS 1.3, TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 certificate (as 
 if ((do_echo)); then
     if [[ -n "$messages" ]]; then what="$messages messages"; else what="${duration} s"; fi
     echo
-    echo "Echo: $connections connections, pipeline $pipeline, $what per repetition"
+    if [[ -n "$rate" ]]; then loop="open loop at $rate messages/s"; else loop="closed loop"; fi
+    echo "Echo: $connections connections, pipeline $pipeline, $loop, $what per repetition"
     echo
     echo "| size | server | req/s | MB/s | p50 µs | p99 µs | server CPU µs/request | req/s vs ours | CPU/request vs ours | req/s min–max |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"

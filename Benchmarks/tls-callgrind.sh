@@ -59,6 +59,7 @@ while (($#)); do
 done
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 prepare_servers
+tree="$(tree_line)"   # what the binaries were built from (the tree may change during the run)
 [[ -n "$keep" ]] && mkdir -p "$keep"
 export SWIFT_BACKTRACE=enable=no PYTHONHASHSEED=0
 
@@ -160,7 +161,7 @@ elapsed=$((SECONDS - started_at))
 
 echo
 machine_line
-tree_line
+echo "$tree"
 echo "valgrind: $(valgrind --version); $(openssl version | awk '{ print $1, $2 }'); TLS 1.3 TLS_AES_128_GCM_SHA256 X25519;" \
     "$connections connections x $size-byte messages, pipeline 1; handshakes $connections at a time"
 echo

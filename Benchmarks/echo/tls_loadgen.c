@@ -1,7 +1,7 @@
 // TLS echo load generator (OpenSSL): loadgen.c over TLS, plus a handshake mode.
 //
 //   tls_loadgen --host H --port P [--connections N] [--size S] [--pipeline D]
-//               (--messages M | --duration SEC) [--timeout SEC] [TLS options]
+//               (--messages M | --duration SEC) [--rate R] [--timeout SEC] [TLS options]
 //   tls_loadgen --host H --port P --handshakes [--connections N]
 //               (--count M | --duration SEC) [--timeout SEC] [TLS options]
 //
@@ -19,7 +19,12 @@
 // record up to 16 KiB, per message) with D in flight, checking every decrypted byte against
 // what was sent (each connection's stream is a distinct window onto a fixed pseudo-random
 // pattern, as in loadgen.c). A message is timed from when it is queued to when the last byte
-// of its echo is decrypted. At the end every connection sends close_notify and waits (up to
+// of its echo is decrypted. By default the load is a closed loop (a connection sends its
+// next message as soon as the echo of one is back); --rate R (messages per second, all
+// connections together) makes it an open one: messages start on a fixed schedule, R per
+// second, each on a connection that has a free slot (the schedule is checked every
+// millisecond; if the server falls behind, the messages due start as soon as a slot frees,
+// so req_per_s shows what it managed). At the end every connection sends close_notify and waits (up to
 // --close-wait SEC, default 5) for the server's close_notify or EOF: the line counts clean
 // closes (close_notify came back), closes with a bare EOF, resets (ECONNRESET or EPIPE), and
 // connections the server had not closed by then. One line on stdout:
@@ -152,7 +157,7 @@ static const char *opt_host = "127.0.0.1";
 static int opt_port = -1;
 static unsigned opt_connections = 10, opt_pipeline = 1;
 static uint64_t opt_size = 1024, opt_messages = 0, opt_count = 0;
-static double opt_duration = 0, opt_timeout = 120, opt_close_wait = 5;
+static double opt_duration = 0, opt_timeout = 120, opt_close_wait = 5, opt_rate = 0;
 static int opt_handshakes = 0;
 static const char *opt_version = "1.3";
 static const char *opt_ciphersuites = "TLS_AES_128_GCM_SHA256";
@@ -173,6 +178,7 @@ typedef struct {
     uint64_t sent, queued, received, started, completed;
     uint64_t *start_ns;    // ring of queue times, `pipeline` entries
     uint64_t connect_ns;   // handshake mode: when connect() was called
+    int waiting;           // --rate: in the queue of connections waiting for their turn
 } Conn;
 
 static SSL_CTX *ctx;
@@ -254,9 +260,26 @@ static const unsigned char *stream_bytes(const Conn *c, uint64_t position) {
     return doubled + (position + (uint64_t)c->index * CONN_STRIDE) % PATTERN_LEN;
 }
 
+// --rate: the connections with a free slot that wait for the schedule, in order.
+static Conn **rate_queue;
+static unsigned rate_head, rate_count;
+static uint64_t load_start_ns;
+
+// --rate: how many messages the schedule allows to have started by `now`.
+static uint64_t rate_allowance(uint64_t now) {
+    return (uint64_t)((double)(now - load_start_ns) * opt_rate / 1e9) + 1;
+}
+
 static void start_messages(Conn *c, uint64_t now) {
     while (accepting_new && c->started - c->completed < opt_pipeline) {
         if (opt_messages && messages_started >= opt_messages) break;
+        if (opt_rate > 0 && messages_started >= rate_allowance(now)) {
+            if (!c->waiting) {
+                c->waiting = 1;
+                rate_queue[(rate_head + rate_count++) % opt_connections] = c;
+            }
+            break;
+        }
         c->start_ns[c->started % opt_pipeline] = now;
         c->started++;
         c->queued += opt_size;
@@ -442,7 +465,7 @@ static double parse_number(const char *flag, const char *value) {
 
 static void usage(void) {
     fputs("usage: tls_loadgen --host H --port P [--connections N] [--size S] [--pipeline D]\n"
-          "                   (--messages M | --duration SEC) [--timeout SEC] [--close-wait SEC]\n"
+          "                   (--messages M | --duration SEC) [--rate R] [--timeout SEC] [--close-wait SEC]\n"
           "       tls_loadgen --host H --port P --handshakes [--connections N]\n"
           "                   (--count M | --duration SEC) [--timeout SEC]\n"
           "       TLS: [--tls-version 1.3|1.2] [--ciphersuites L] [--cipher-list L] [--groups L]\n"
@@ -499,6 +522,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(flag, "--duration")) opt_duration = parse_number(flag, value);
         else if (!strcmp(flag, "--timeout")) opt_timeout = parse_number(flag, value);
         else if (!strcmp(flag, "--close-wait")) opt_close_wait = parse_number(flag, value);
+        else if (!strcmp(flag, "--rate")) opt_rate = parse_number(flag, value);
         else if (!strcmp(flag, "--tls-version")) opt_version = value;
         else if (!strcmp(flag, "--ciphersuites")) opt_ciphersuites = value;
         else if (!strcmp(flag, "--cipher-list")) opt_cipher_list = value;
@@ -581,6 +605,9 @@ int main(int argc, char **argv) {
 
     uint64_t start = now_ns();
     deadline_ns = start + (uint64_t)(opt_duration * 1e9);
+    load_start_ns = start;
+    rate_queue = calloc(opt_connections, sizeof *rate_queue);
+    if (!rate_queue) fail("out of memory");
     for (unsigned i = 0; i < opt_connections; i++) {
         start_messages(&conns[i], start);
         flush_writes(&conns[i]);
@@ -592,8 +619,19 @@ int main(int argc, char **argv) {
             end = now_ns();
             break;
         }
-        poll_once(100);
-        if (accepting_new && opt_duration > 0 && now_ns() >= deadline_ns) accepting_new = 0;
+        poll_once(opt_rate > 0 ? 1 : 100);
+        uint64_t now = now_ns();
+        if (accepting_new && opt_duration > 0 && now >= deadline_ns) accepting_new = 0;
+        // --rate: connections whose turn has come send their next message.
+        while (rate_count && accepting_new && messages_started < rate_allowance(now) &&
+               (!opt_messages || messages_started < opt_messages)) {
+            Conn *c = rate_queue[rate_head];
+            rate_head = (rate_head + 1) % opt_connections;
+            rate_count--;
+            c->waiting = 0;
+            start_messages(c, now);
+            flush_writes(c);
+        }
     }
     double cpu_us = cpu_us_self();
 

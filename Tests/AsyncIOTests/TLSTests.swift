@@ -642,6 +642,135 @@ struct TLSTests {
         }
     }
 
+    // An SNI switch takes the chosen context's client-certificate policy with it: a host that
+    // requires client certificates refuses a client without one even if the default does not.
+    @Test func serverNameSwitchKeepsTheChosenClientPolicy() throws {
+        try withLoop { loop in
+            var strict = serverConfiguration()
+            strict.caFile = "\(certificates)/ca.crt"
+            strict.clientVerification = .required
+            let strictContext = try TLSContext(strict)
+            var lenient = serverConfiguration()
+            lenient.serverNameCallback = { name in name == "strict.localhost" ? strictContext : nil }
+            let server = try TLSContext(lenient)
+            var clientConfig = clientConfiguration()
+            clientConfig.verifyHostname = false
+            let client = try TLSContext(clientConfig)
+            let (lenientEcho, strictError) = try loop.runUntilComplete { () async throws -> ([UInt8], (any Error)?) in
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) { TLSEcho() }
+                defer { listener.close() }
+                let port = listener.addresses[0].port ?? 0
+                var results: [([UInt8], (any Error)?)] = []
+                for name in ["localhost", "strict.localhost"] {
+                    do {
+                        let (transport, collector) = try await loop.createConnection(
+                            host: "127.0.0.1", port: port, tls: client, serverHostname: name) { TLSCollector(loop: loop) }
+                        transport.write("ping")
+                        try await waitFor(timeout: .seconds(20)) {
+                            try await waitUntil(loop) { collector.received.count >= 4 || collector.lost > 0 }
+                        }
+                        transport.close()
+                        try await collector.done.value
+                        results.append((collector.received, collector.lostError))
+                    } catch {
+                        results.append(([], error))
+                    }
+                }
+                return (results[0].0, results[1].1)
+            }
+            #expect(lenientEcho == Array("ping".utf8))
+            #expect((strictError as? TLSError)?.reason.contains("certificate required") == true,
+                    "\(String(describing: strictError))")
+        }
+    }
+
+    // A client that would check the server's name but has none is refused up front.
+    @Test func clientWithoutServerHostnameIsRefused() throws {
+        try withLoop { loop in
+            let client = try TLSContext(clientConfiguration())
+            let server = try TLSContext(serverConfiguration())
+            let path = "/tmp/asyncio-tls-noname-\(getpid()).sock"
+            let error = try loop.runUntilComplete { () async throws -> (any Error)? in
+                let listener = try await loop.createUnixServer(path: path, tls: server) { TLSEcho() }
+                defer { listener.close() }
+                do {
+                    _ = try await loop.createUnixConnection(path: path, tls: client) { TLSCollector(loop: loop) }
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            #expect((error as? TLSError)?.code == .configuration, "\(String(describing: error))")
+        }
+    }
+
+    // The application closes in dataReceived while more records and the peer's close_notify
+    // sit in the same chunk: they are drained at once and the close completes cleanly (not
+    // at the shutdown timeout).
+    @Test func closeInsideDataReceivedDrainsTheRest() throws {
+        try withLoop { loop in
+            var config = serverConfiguration()
+            config.shutdownTimeout = .seconds(50)
+            let server = try TLSContext(config)
+            let client = try TLSContext(clientConfiguration())
+            let (serverError, serverGot, clientLost) = try loop.runUntilComplete {
+                () async throws -> ((any Error)?, [UInt8], Int) in
+                let sink = Box<TLSCollector?>(nil)
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) {
+                    let collector = TLSCollector(loop: loop)
+                    collector.onData = { $0.transport?.close() }   // close on the first record
+                    sink.value = collector
+                    return collector
+                }
+                defer { listener.close() }
+                let (transport, collector) = try await loop.createConnection(
+                    host: "127.0.0.1", port: listener.addresses[0].port ?? 0, tls: client) { TLSCollector(loop: loop) }
+                for word in ["one", "two", "three"] { transport.write(word) }
+                transport.close()   // close_notify right behind, in the same segment
+                try await waitFor(timeout: .seconds(20)) {
+                    try await collector.done.value
+                    try await waitUntil(loop) { sink.value?.lost == 1 }
+                }
+                return (sink.value?.lostError, sink.value?.received ?? [], collector.lost)
+            }
+            #expect(serverError == nil, "\(String(describing: serverError))")
+            #expect(serverGot == Array("one".utf8))
+            #expect(clientLost == 1)
+        }
+    }
+
+    // A peer that never answers close_notify: the connection is aborted at the shutdown
+    // timeout and connectionLost says so.
+    @Test func shutdownTimeoutIsReported() throws {
+        try withLoop { loop in
+            var config = serverConfiguration()
+            config.shutdownTimeout = .milliseconds(300)
+            let server = try TLSContext(config)
+            let (error, python) = try loop.runUntilComplete { () async throws -> ((any Error)?, ProcessResult) in
+                let sink = Box<TLSCollector?>(nil)
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) {
+                    let collector = TLSCollector(loop: loop)
+                    collector.onData = { $0.transport?.close() }
+                    sink.value = collector
+                    return collector
+                }
+                defer { listener.close() }
+                // Handshake, one write, then silence (never reads, never closes) for 5 s.
+                let python = try await loop.runProcess("python3", ["-c", """
+                import socket, ssl, sys, time
+                context = ssl.create_default_context(cafile=sys.argv[2])
+                s = context.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost")
+                s.sendall(b"x")
+                time.sleep(5)
+                """, "\(listener.addresses[0].port ?? 0)", "\(certificates)/ca.crt"])
+                try await waitUntil(loop) { sink.value?.lost == 1 }
+                return (sink.value?.lostError, python)
+            }
+            #expect(python.returnCode == 0, "\(String(decoding: python.stderr, as: UTF8.self))")
+            #expect((error as? TLSError)?.code == .shutdownTimeout, "\(String(describing: error))")
+        }
+    }
+
     // Our client against `openssl s_server`: its -rev mode sends each line back reversed.
     @Test func clientAgainstOpenSSLServer() throws {
         try withLoop { loop in

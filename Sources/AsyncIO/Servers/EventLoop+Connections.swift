@@ -262,6 +262,7 @@ extension EventLoop {
             try await handshake.value
         } catch {
             layer.abort()
+            transport.abort()   // also when cancelled before the transport started
             throw error
         }
         return (layer, proto)

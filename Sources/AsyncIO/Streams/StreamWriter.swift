@@ -166,6 +166,9 @@ public final class StreamWriter: @unchecked Sendable {
         let plain = transport
         plain.pauseReading()
         let pending = proto.reader.takeBuffered()
+        // Until the TLS transport is in place the reader must not pause the plain one (its
+        // later resume would go to the TLS transport and leave reading stopped).
+        proto.reader.transport = nil
         let secure = try await plain.loop.startTLS(
             plain, context: context, serverHostname: serverHostname, session: session, alreadyReceived: pending)
         transport = secure

@@ -33,6 +33,10 @@ public struct TLSError: Error, Hashable, CustomStringConvertible {
         public static let certificateVerificationFailed = Code("certificateVerificationFailed")
         /// The handshake did not finish within the context's ``TLSConfiguration/handshakeTimeout``.
         public static let handshakeTimeout = Code("handshakeTimeout")
+        /// A closing connection's peer did not answer close_notify within the context's
+        /// ``TLSConfiguration/shutdownTimeout``: the connection was aborted, and data still
+        /// queued for the peer may be lost.
+        public static let shutdownTimeout = Code("shutdownTimeout")
         /// The connection ended (EOF or reset) before the handshake finished.
         public static let closedDuringHandshake = Code("closedDuringHandshake")
         /// A TLS protocol error after the handshake (a corrupt record, an unexpected message).

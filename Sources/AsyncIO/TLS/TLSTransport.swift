@@ -74,6 +74,12 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     private var gatheringHandshake = false
     /// close_notify was sent (close or writeEOF).
     private var sentShutdown = false
+    /// We are inside an OpenSSL call (see ``openSSL(_:)``).
+    private var openSSLDepth = 0
+    /// The socket transport asked to pause writing during an OpenSSL call.
+    private var pausePending = false
+    /// The application got `pauseWriting` and not yet `resumeWriting`.
+    private var appWritePaused = false
     /// The peer's close_notify or EOF was reported to the application.
     private var peerClosed = false
     /// The newest session the server gave us (clients).
@@ -99,8 +105,19 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         self.appFactory = factory
         self.handshakeWaiter = waiter
         self.serverHostname = serverHostname
+        let configuration = context.configuration
+        if !isServer && configuration.verifyPeer && configuration.verifyHostname
+            && (serverHostname ?? "").isEmpty {
+            throw TLSError(
+                .configuration,
+                "a TLS client that verifies the server's name needs serverHostname (or verifyHostname = false)")
+        }
         OpenSSLErrors.clear()
-        guard let ssl = SSL_new(context.context), let bio = BIO_new(TLSBIO.method) else {
+        guard let ssl = SSL_new(context.context) else {
+            throw TLSError.configuration("cannot create a TLS connection")
+        }
+        guard let bio = BIO_new(TLSBIO.method) else {
+            SSL_free(ssl)
             throw TLSError.configuration("cannot create a TLS connection")
         }
         self.ssl = ssl
@@ -113,7 +130,6 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             SSL_set_accept_state(ssl)
         } else {
             SSL_set_connect_state(ssl)
-            let configuration = context.configuration
             if let name = serverHostname, !name.isEmpty {
                 if SocketAddress.isNumericHost(name) {
                     if configuration.verifyPeer && configuration.verifyHostname {
@@ -141,8 +157,11 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     /// Starts the handshake over `inner` (already connected), first feeding bytes that
     /// arrived before TLS started (startTLS).
     func attach(to inner: any StreamTransport, alreadyReceived: [UInt8] = []) {
-        guard state == .unwrapped else { return }
         self.inner = inner
+        guard state == .unwrapped else {
+            inner.abort()   // closed or aborted before the transport was up
+            return
+        }
         state = .handshaking
         let timeout = context.configuration.handshakeTimeout
         handshakeTimer = loop.callLater(after: timeout) { [weak self] in
@@ -211,8 +230,9 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     private func handshakeFailed(_ code: Int32) {
         let reason = OpenSSLErrors.take()
         let error: TLSError
+        let verifying = ssl.map { SSL_get_verify_mode($0) & SSL_VERIFY_PEER != 0 } ?? false
         let verifyResult = ssl.map { SSL_get_verify_result($0) } ?? Int(X509_V_OK)
-        if verifyResult != Int(X509_V_OK) {
+        if verifying && verifyResult != Int(X509_V_OK) {
             let why = String(cString: X509_verify_cert_error_string(verifyResult))
             error = TLSError(
                 .certificateVerificationFailed, "certificate verification failed: \(why)", reason: why)
@@ -242,7 +262,13 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             return casyncio_SSL_TLSEXT_ERR_OK()
         }
         if let chosen = callback(String(cString: name)), chosen !== context, chosen.isServer {
+            // SSL_set_SSL_CTX takes the certificate, key and session id context only: the
+            // client-certificate policy, options and tickets are copied by hand.
             SSL_set_SSL_CTX(ssl, chosen.context)
+            SSL_set_verify(ssl, SSL_CTX_get_verify_mode(chosen.context), nil)
+            SSL_clear_options(ssl, SSL_get_options(ssl))
+            SSL_set_options(ssl, SSL_CTX_get_options(chosen.context))
+            SSL_set_num_tickets(ssl, SSL_CTX_get_num_tickets(chosen.context))
             context = chosen
         }
         return casyncio_SSL_TLSEXT_ERR_OK()
@@ -268,7 +294,8 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         input = bytes
         inputOffset = 0
         process()
-        if inputOffset < input.count, state == .wrapped || state == .shuttingDown {
+        // Keep what a pause left unread; bytes after the peer's close_notify are dropped.
+        if inputOffset < input.count, state == .wrapped && !peerClosed || state == .shuttingDown {
             savedInput.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[inputOffset...]))
         }
         input = UnsafeRawBufferPointer(start: nil, count: 0)
@@ -281,7 +308,8 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         }
         if state == .wrapped {
             readRecords()
-        } else if state == .shuttingDown {
+        }
+        if state == .shuttingDown {   // also when the application closed while reading
             drainUntilCloseNotify()
         }
     }
@@ -313,7 +341,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
                 if readIntoProtocolBuffer(bufferedApp, ssl) { continue } else { return }
             }
             OpenSSLErrors.clear()
-            if SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) == 1 {
+            if openSSL({ SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) }) == 1 {
                 guard let app else { continue }
                 do {
                     try app.dataReceived(UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
@@ -344,7 +372,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         }
         var count = 0
         OpenSSLErrors.clear()
-        guard SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) == 1 else {
+        guard openSSL({ SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) }) == 1 else {
             readFailed(ssl)
             return false
         }
@@ -367,9 +395,9 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             peerSentCloseNotify()
         default:
             let reason = OpenSSLErrors.take()
-            abortWith(TLSError(
-                .protocolError, "TLS error: \(reason.isEmpty ? "error \(code)" : reason)", reason: reason),
-                log: false)
+            failure = TLSError(.protocolError, "TLS error: \(reason.isEmpty ? "error \(code)" : reason)", reason: reason)
+            state = .closed
+            inner?.close()   // flushes the alert OpenSSL wrote
         }
     }
 
@@ -380,7 +408,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             while state == .shuttingDown {
                 var count = 0
                 OpenSSLErrors.clear()
-                if SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) == 1 { continue }
+                if openSSL({ SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) }) == 1 { continue }
                 let code = SSL_get_error(ssl, 0)
                 if code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE { return }
                 OpenSSLErrors.clear()
@@ -433,7 +461,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             finishClose()
             return true
         case .closed:
-            return true
+            return false
         }
     }
 
@@ -469,11 +497,33 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     }
 
     func pauseWriting() {
-        if appConnected && state != .closed { app?.pauseWriting() }
+        if openSSLDepth > 0 {
+            pausePending = true   // told once OpenSSL returned: the app may call back into us
+        } else if appConnected && state != .closed && !appWritePaused {
+            appWritePaused = true
+            app?.pauseWriting()
+        }
     }
 
     func resumeWriting() {
+        pausePending = false
+        guard appWritePaused else { return }
+        appWritePaused = false
         if appConnected && state != .closed { app?.resumeWriting() }
+    }
+
+    /// Runs an OpenSSL call; a `pauseWriting` from the socket transport during it (our BIO
+    /// writes to it) reaches the application only after OpenSSL returned.
+    @inline(__always)
+    private func openSSL<T>(_ call: () -> T) -> T {
+        openSSLDepth += 1
+        let result = call()
+        openSSLDepth -= 1
+        if pausePending && openSSLDepth == 0 {
+            pausePending = false
+            pauseWriting()
+        }
+        return result
     }
 
     // MARK: - The application's transport
@@ -482,10 +532,10 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         loop.assertInLoop()
         guard state == .wrapped, !sentShutdown, let ssl, var base = bytes.baseAddress else { return }
         var remaining = bytes.count
-        while remaining > 0 {
+        while remaining > 0 && state == .wrapped {
             var written = 0
             OpenSSLErrors.clear()
-            if SSL_write_ex(ssl, base, remaining, &written) == 1 {
+            if openSSL({ SSL_write_ex(ssl, base, remaining, &written) }) == 1 {
                 base += written
                 remaining -= written
                 continue
@@ -502,7 +552,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         guard state == .wrapped, !sentShutdown, let ssl else { return }
         sentShutdown = true
         OpenSSLErrors.clear()
-        if SSL_shutdown(ssl) == 1 {   // the peer's close_notify came first: all done
+        if openSSL({ SSL_shutdown(ssl) }) == 1 {   // the peer's close_notify came first: all done
             finishClose()
         }
     }
@@ -533,10 +583,15 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     private func startShutdown() {
         guard let ssl else { return }
         state = .shuttingDown
-        OpenSSLErrors.clear()
-        let done = SSL_shutdown(ssl) == 1
-        sentShutdown = true
-        OpenSSLErrors.clear()
+        let done: Bool
+        if sentShutdown {   // writeEOF sent it already
+            done = SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN != 0
+        } else {
+            OpenSSLErrors.clear()
+            done = openSSL({ SSL_shutdown(ssl) }) == 1
+            sentShutdown = true
+            OpenSSLErrors.clear()
+        }
         if done || innerEOF || inner?.isClosing != false {
             finishClose()
             return
@@ -544,6 +599,8 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         let timeout = context.configuration.shutdownTimeout
         shutdownTimer = loop.callLater(after: timeout) { [weak self] in
             guard let self, self.state == .shuttingDown else { return }
+            self.failure = TLSError(
+                .shutdownTimeout, "the peer did not answer close_notify within \(timeout); connection aborted")
             self.state = .closed
             self.inner?.abort()
         }
@@ -567,7 +624,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     func abort() {
         loop.assertInLoop()
         state = .closed
-        inner?.abort()
+        inner?.abort()   // not attached yet: attach aborts
     }
 
     /// A TLS failure: remember it for `connectionLost` and drop the connection.
