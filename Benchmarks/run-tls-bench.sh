@@ -177,6 +177,7 @@ measure() {
             -v o="$other_pct" -v st="$steal_pct" \
             'BEGIN { cpu = (a - b) / n; printf "%s %.1f %.0f %.2f %.2f %s %s\n", hs, cpu, (cpu > 0 ? 1e6 / cpu : 0), p50 / 1000, p99 / 1000, o, st }' \
             >>"$work_dir/reps.$name"
+        awk -v t="$(result_field "$line" tickets)" -v n="$count" 'BEGIN { printf "%.2f\n", t / n }' >"$work_dir/tickets.$name"
     else
         count="$(result_field "$line" messages)"
         awk -v a="$after" -v b="$before" -v n="$count" -v line="$line" \
@@ -245,6 +246,9 @@ run_phase() {
             fi
             for c in 1 2 3 4 5; do cols+=("$(awk -v c=$c '{ print $c }' "$reps" | median)"); done
             cols+=("$(awk '{ print $1 }' "$reps" | sort -g | head -n1)" "$(awk '{ print $1 }' "$reps" | sort -g | tail -n1)")
+            local cpu_col=5   # CPU per request (echo) or per handshake
+            [[ "$phase" == handshake ]] && cpu_col=2
+            cols+=("$(awk -v c=$cpu_col '{ print $c }' "$reps" | sort -g | head -n1)" "$(awk -v c=$cpu_col '{ print $c }' "$reps" | sort -g | tail -n1)")
             cols+=("${rss_start_of[$name]:-0}" "${rss_end:-0}")
             echo "${size:-0} $name ${cols[*]}" >>"$work_dir/results.$phase"
         else
@@ -258,11 +262,12 @@ if ((do_echo)); then
     for size in $sizes; do run_phase echo; done
 fi
 size=0
-((do_handshakes)) && run_phase handshake
+if ((do_handshakes)); then run_phase handshake; fi
 elapsed=$((SECONDS - started_at))
 
 nio_ssl_version="$(awk '/"identity" : "swift-nio-ssl"/ { f = 1 } f && /"version"/ { gsub(/[",]/, "", $3); print $3; exit }' "$bench_dir/Package.resolved" 2>/dev/null)"
-go_version="$([[ -n "$go_bin" ]] && "${GO:-go}" version 2>/dev/null | awk '{ print $3 }')"
+go_version=""
+if [[ -n "$go_bin" ]]; then go_version="$("${GO:-go}" version 2>/dev/null | awk '{ print $3 }')" || true; fi
 labels=""
 for name in "${servers[@]}"; do labels+="$name=$(label_of "$name");"; done
 
@@ -279,8 +284,8 @@ if ((do_echo)); then
     if [[ -n "$rate" ]]; then loop="open loop at $rate messages/s"; else loop="closed loop"; fi
     echo "Echo: $connections connections, pipeline $pipeline, $loop, $what per repetition"
     echo
-    echo "| size | server | req/s | MB/s | p50 µs | p99 µs | server CPU µs/request | req/s vs ours | CPU/request vs ours | req/s min–max |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| size | server | req/s | MB/s | p50 µs | p99 µs | server CPU µs/request | req/s vs ours | CPU/request vs ours | req/s min–max | CPU/request min–max |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     awk -v labels="$labels" '
         BEGIN {
             n = split(labels, pairs, ";")
@@ -296,9 +301,9 @@ if ((do_echo)); then
         END {
             for (i = 1; i <= NR; i++) {
                 split(rows[i], f, " ")
-                if (f[3] == "FAILED") { printf "| %s | %s | failed | | | | | | | |\n", size_label(f[1]), label[f[2]]; continue }
-                printf "| %s | %s | %.0f | %.1f | %.1f | %.1f | %.2f | %s | %s | %.0f–%.0f |\n", size_label(f[1]), label[f[2]],
-                    f[3], f[4], f[5], f[6], f[7], ratio(f[3], o_req[f[1]]), ratio(f[7], o_cpu[f[1]]), f[8], f[9]
+                if (f[3] == "FAILED") { printf "| %s | %s | failed | | | | | | | | |\n", size_label(f[1]), label[f[2]]; continue }
+                printf "| %s | %s | %.0f | %.1f | %.1f | %.1f | %.2f | %s | %s | %.0f–%.0f | %.2f–%.2f |\n", size_label(f[1]), label[f[2]],
+                    f[3], f[4], f[5], f[6], f[7], ratio(f[3], o_req[f[1]]), ratio(f[7], o_cpu[f[1]]), f[8], f[9], f[10], f[11]
             }
         }
     ' "$results_echo"
@@ -307,8 +312,8 @@ if ((do_handshakes)); then
     echo
     echo "Handshakes: $hs_connections connection slots, each connect / full handshake / close_notify / server's close, ${hs_duration} s per repetition"
     echo
-    echo "| server | handshakes/s | server CPU µs/handshake | handshakes per server CPU second | handshakes/s vs ours | per CPU second vs ours | p50 ms | p99 ms | handshakes/s min–max | RSS KiB after warm-up → end |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| server | handshakes/s | server CPU µs/handshake | handshakes per server CPU second | handshakes/s vs ours | per CPU second vs ours | p50 ms | p99 ms | handshakes/s min–max | CPU/handshake min–max | RSS KiB after warm-up → end |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     awk -v labels="$labels" '
         BEGIN {
             n = split(labels, pairs, ";")
@@ -319,12 +324,18 @@ if ((do_handshakes)); then
         END {
             for (i = 1; i <= NR; i++) {
                 split(rows[i], f, " ")
-                if (f[3] == "FAILED") { printf "| %s | failed | | | | | | | | |\n", label[f[2]]; continue }
-                printf "| %s | %.0f | %.1f | %.0f | %s | %s | %.2f | %.2f | %.0f–%.0f | %d → %d |\n", label[f[2]],
-                    f[3], f[4], f[5], ratio(f[3], o_hs), ratio(f[5], o_per), f[6], f[7], f[8], f[9], f[10], f[11]
+                if (f[3] == "FAILED") { printf "| %s | failed | | | | | | | | | |\n", label[f[2]]; continue }
+                printf "| %s | %.0f | %.1f | %.0f | %s | %s | %.2f | %.2f | %.0f–%.0f | %.1f–%.1f | %d → %d |\n", label[f[2]],
+                    f[3], f[4], f[5], ratio(f[3], o_hs), ratio(f[5], o_per), f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[13]
             }
         }
     ' "$results_hs"
+    tickets_line=""
+    for name in "${servers[@]}"; do
+        [[ -s "$work_dir/tickets.$name" ]] && tickets_line+="${tickets_line:+, }$(label_of "$name") $(cat "$work_dir/tickets.$name")"
+    done
+    echo
+    echo "Session tickets a server sends per handshake (tls_loadgen counts and drops them): $tickets_line."
 fi
 echo
 echo "Medians of the repetitions, column by column. vs ours: the server's figure divided by"
@@ -332,6 +343,7 @@ echo "swift-asyncio's (req/s and handshakes per CPU second above 1: the other se
 echo "CPU/request above 1: it costs more than ours). Server CPU is user + system time of the"
 echo "whole server process (kernel TCP work in its syscalls included, softirq not). Handshakes/s"
 echo "is bounded by tls_loadgen, whose OpenSSL client costs more CPU per handshake than most"
-echo "servers: compare servers by CPU per handshake. min–max: the spread of the repetitions."
+echo "servers: compare servers by CPU per handshake. min–max: the spread of the repetitions;"
+echo "differences between rows smaller than it are noise."
 echo "Took ${elapsed} s."
 print_notes

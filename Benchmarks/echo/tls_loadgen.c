@@ -37,13 +37,14 @@
 // Handshake mode: N connection slots, each in a loop: connect, full handshake (no session is
 // ever offered for resumption: the client keeps none; the line counts resumed handshakes,
 // which must be 0), send close_notify, read until the server's close_notify or EOF (the
-// session tickets a TLS 1.3 server sends after the handshake are read and dropped), close,
+// session tickets a TLS 1.3 server sends after the handshake are read, counted in tickets=,
+// and dropped), close,
 // start again; until --count handshakes in all or --duration SEC. A handshake is timed from
 // connect() to the client's Finished; it counts when the server has closed afterwards, so
 // handshakes_per_s counts whole connections. One line on stdout:
 //
 //   mode=handshake connections=10 handshakes=12345 seconds=5.000 handshakes_per_s=2469.0
-//   p50_us=3000.1 p99_us=9000.2 max_us=12000.0 loadgen_cpu_us=4990000 resumed=0
+//   p50_us=3000.1 p99_us=9000.2 max_us=12000.0 loadgen_cpu_us=4990000 resumed=0 tickets=24690
 //   closed_clean=12345 closed_eof=0 closed_reset=0 protocol=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256
 //   group=x25519 errors=0
 //
@@ -191,6 +192,13 @@ static uint64_t deadline_ns, timeout_ns;
 static unsigned char *read_buffer;
 #define READ_BUFFER_SIZE (256 * 1024)
 static uint64_t handshakes_done, handshakes_started, resumed, closed_clean, closed_eof, closed_reset;
+static uint64_t tickets;   // session tickets received (counted, never kept)
+
+static int count_ticket(SSL *ssl, SSL_SESSION *session) {
+    (void)ssl, (void)session;
+    tickets++;
+    return 0;   // not kept: OpenSSL frees it
+}
 static char negotiated[256];
 
 static void set_events(Conn *c, uint32_t events) {
@@ -494,8 +502,11 @@ static void make_context(void) {
     if (!SSL_CTX_set_cipher_list(ctx, opt_cipher_list))
         fail("bad --cipher-list %s: %s", opt_cipher_list, ssl_reasons());
     if (!SSL_CTX_set1_groups_list(ctx, opt_groups)) fail("bad --groups %s: %s", opt_groups, ssl_reasons());
-    // No session is kept, so none is ever offered: every handshake is a full one.
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    // No session is kept, so none is ever offered: every handshake is a full one. The
+    // tickets the server sends are only counted (the new-session callback needs the client
+    // cache mode; nothing is stored).
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, count_ticket);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (opt_cafile) {
         if (!SSL_CTX_load_verify_locations(ctx, opt_cafile, NULL))
@@ -576,11 +587,11 @@ int main(int argc, char **argv) {
         }
         double seconds = (double)(now_ns() - start) / 1e9;
         printf("mode=handshake connections=%u handshakes=%llu seconds=%.3f handshakes_per_s=%.1f "
-               "p50_us=%.1f p99_us=%.1f max_us=%.1f loadgen_cpu_us=%.0f resumed=%llu "
+               "p50_us=%.1f p99_us=%.1f max_us=%.1f loadgen_cpu_us=%.0f resumed=%llu tickets=%llu "
                "closed_clean=%llu closed_eof=%llu closed_reset=%llu %s errors=0\n",
                opt_connections, (unsigned long long)handshakes_done, seconds, handshakes_done / seconds,
                percentile_us(0.50), percentile_us(0.99), latency_max_ns / 1000.0, cpu_us_self(),
-               (unsigned long long)resumed, (unsigned long long)closed_clean,
+               (unsigned long long)resumed, (unsigned long long)tickets, (unsigned long long)closed_clean,
                (unsigned long long)closed_eof, (unsigned long long)closed_reset, negotiated);
         fflush(stdout);
         return resumed ? (fprintf(stderr, "tls_loadgen: FAIL %llu handshakes were resumed\n",
