@@ -131,7 +131,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AsyncIOTests",
-            dependencies: ["AsyncIO", "CAsyncIOLinux"],
+            dependencies: ["AsyncIO", "CAsyncIOLinux", "CAsyncIOOpenSSL"],
             swiftSettings: strictSettings
         ),
         .testTarget(

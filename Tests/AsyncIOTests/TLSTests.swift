@@ -3,6 +3,7 @@
 // client/server and against OpenSSL's and Python's.
 //===----------------------------------------------------------------------===//
 
+import CAsyncIOOpenSSL
 import Testing
 
 @testable import AsyncIO
@@ -768,6 +769,42 @@ struct TLSTests {
             }
             #expect(python.returnCode == 0, "\(String(decoding: python.stderr, as: UTF8.self))")
             #expect((error as? TLSError)?.code == .shutdownTimeout, "\(String(describing: error))")
+        }
+    }
+
+    // Another OpenSSL user on the loop thread leaves an error in the thread's queue (here the
+    // server's own dataReceived): the close_notify right behind in the same chunk is still a
+    // TLS 1.3 half-close, not mistaken for a protocol error, and the echo flows back.
+    @Test func staleOpenSSLErrorsDoNotBreakHalfClose() throws {
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            let client = try TLSContext(clientConfiguration())
+            let (received, eof, serverError) = try loop.runUntilComplete {
+                () async throws -> ([UInt8], Bool, (any Error)?) in
+                let sink = Box<TLSCollector?>(nil)
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) {
+                    let collector = TLSCollector(loop: loop)
+                    collector.onData = { collector in
+                        collector.transport?.write(collector.received)
+                        collector.received = []
+                        // A failing OpenSSL call whose error nobody takes.
+                        _ = BIO_new_file("/nonexistent/asyncio-test", "r")
+                    }
+                    sink.value = collector
+                    return collector
+                }
+                defer { listener.close() }
+                let (transport, collector) = try await loop.createConnection(
+                    host: "127.0.0.1", port: listener.addresses[0].port ?? 0, tls: client) { TLSCollector(loop: loop) }
+                transport.write("echo me")
+                transport.writeEOF()   // close_notify in the same segment
+                try await collector.done.value
+                ERR_clear_error()
+                return (collector.received, collector.eof, sink.value?.lostError)
+            }
+            #expect(received == Array("echo me".utf8))
+            #expect(eof)
+            #expect(serverError == nil, "\(String(describing: serverError))")
         }
     }
 

@@ -214,7 +214,8 @@ extension EventLoop {
     /// Connects to the Unix stream socket at `path` (asyncio's `create_unix_connection`),
     /// with TLS if `tls` is given (see
     /// ``createConnection(host:port:tls:serverHostname:session:happyEyeballsDelay:_:)``;
-    /// `serverHostname` has no default here).
+    /// `serverHostname` has no default here, and a context that verifies the server's name
+    /// needs one: the name its certificate carries).
     /// - Throws: ``TransportError`` (`.connectionRefused` if nothing listens or the file does
     ///   not exist, `.invalidAddress` for a path too long), ``TLSError``.
     /// - Important: Call from a task running on this loop.

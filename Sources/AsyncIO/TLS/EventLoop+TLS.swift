@@ -19,7 +19,8 @@ extension EventLoop {
     /// ```
     /// - Parameters:
     ///   - context: A server or client ``TLSContext``: it decides which side we are.
-    ///   - serverHostname: Clients: the name for SNI and the certificate check.
+    ///   - serverHostname: Clients: the name for SNI and the certificate check (required
+    ///     unless the context's `verifyPeer` or `verifyHostname` is off).
     ///   - session: Clients: a session to resume.
     /// - Throws: ``TLSError`` if the handshake fails or times out (the connection is then
     ///   closed and the protocol gets `connectionLost` with the error),
@@ -35,15 +36,17 @@ extension EventLoop {
         preconditionInLoop()
         guard !transport.isClosing else { throw TransportError.closedTransport }
         let handshake = Future<Void>(loop: self)
+        let paused = (transport as? SocketTransport)?.isWritingPaused
+            ?? (transport as? TLSTransport)?.appWritePaused ?? false
         let layer = try TLSTransport(
             loop: self, context: context, app: transport.streamProtocol, serverHostname: serverHostname,
-            session: session, waiter: handshake, appAlreadyConnected: true)
+            session: session, waiter: handshake, appAlreadyConnected: true, appWritePaused: paused)
         transport.streamProtocol = layer
         layer.attach(to: transport, alreadyReceived: alreadyReceived)
         do {
             try await handshake.value
         } catch {
-            layer.abort()
+            layer.abort(reporting: error)   // e.g. cancelled: the protocol hears why
             throw error
         }
         return layer

@@ -184,6 +184,7 @@ public final class TLSContext: @unchecked Sendable {
         }
         self.alpnServerList = alpnServerList
         self.keyLog = keyLog
+        OpenSSLErrors.clear()   // loading can leave entries behind even when it succeeds
         casyncio_SSL_CTX_set_app_data(context, Unmanaged.passUnretained(self).toOpaque())
         if keyLog != nil {
             SSL_CTX_set_keylog_callback(context) { ssl, line in

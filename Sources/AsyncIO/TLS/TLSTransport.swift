@@ -79,9 +79,13 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     /// The socket transport asked to pause writing during an OpenSSL call.
     private var pausePending = false
     /// The application got `pauseWriting` and not yet `resumeWriting`.
-    private var appWritePaused = false
+    private(set) var appWritePaused = false
+    /// The socket transport's write buffer is over its high-water mark.
+    private var innerWritePaused = false
     /// The peer's close_notify or EOF was reported to the application.
     private var peerClosed = false
+    /// Application bytes waiting for OpenSSL to finish reading a post-handshake message.
+    private var heldWrites: [UInt8] = []
     /// The newest session the server gave us (clients).
     private var latestSession: TLSSession?
     private var serverHostname: String?
@@ -94,7 +98,8 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     init(
         loop: EventLoop, context: TLSContext, app: (any StreamProtocol)?,
         factory: (() -> any StreamProtocol)? = nil, serverHostname: String? = nil,
-        session: TLSSession? = nil, waiter: Future<Void>? = nil, appAlreadyConnected: Bool = false
+        session: TLSSession? = nil, waiter: Future<Void>? = nil, appAlreadyConnected: Bool = false,
+        appWritePaused: Bool = false
     ) throws(TLSError) {
         self.loop = loop
         self.context = context
@@ -102,6 +107,9 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         self.app = app
         self.bufferedApp = app as? any BufferedProtocol
         self.appConnected = appAlreadyConnected
+        // startTLS: the plain transport already told the application to pause.
+        self.appWritePaused = appWritePaused
+        self.innerWritePaused = appWritePaused
         self.appFactory = factory
         self.handshakeWaiter = waiter
         self.serverHostname = serverHostname
@@ -146,6 +154,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
                 SSL_set_session(ssl, session.session)
             }
         }
+        OpenSSLErrors.clear()   // nothing left behind for SSL_get_error to misread
     }
 
     deinit {
@@ -223,6 +232,12 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
                 return
             }
         }
+        // The socket's buffer went over its high-water mark during the handshake (or before
+        // startTLS): the application hears it now, and its resume later.
+        if innerWritePaused && !appWritePaused && state == .wrapped {
+            appWritePaused = true
+            app?.pauseWriting()
+        }
         if let waiter = handshakeWaiter {
             handshakeWaiter = nil
             waiter.complete(.success(()))
@@ -296,8 +311,9 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         input = bytes
         inputOffset = 0
         process()
-        // Keep what a pause left unread; bytes after the peer's close_notify are dropped.
-        if inputOffset < input.count, state == .wrapped && !peerClosed || state == .shuttingDown {
+        // Keep what a pause left unread (nothing else can leave bytes unread: OpenSSL takes
+        // all it is given); bytes after the peer's close_notify are dropped.
+        if inputOffset < input.count, appPaused, state == .wrapped && !peerClosed {
             savedInput.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[inputOffset...]))
         }
         input = UnsafeRawBufferPointer(start: nil, count: 0)
@@ -310,6 +326,11 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         }
         if state == .wrapped {
             readRecords()
+        }
+        if state == .wrapped && !heldWrites.isEmpty {
+            let held = heldWrites
+            heldWrites = []
+            held.withUnsafeBytes { write($0) }
         }
         if state == .shuttingDown {   // also when the application closed while reading
             drainUntilCloseNotify()
@@ -397,8 +418,15 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     /// which needs an empty error queue before the call (an `ERR_clear_error` per record, a
     /// third of our per-message cost with OpenSSL 3). The rest is rare and gets the full check.
     private func readFailed(_ ssl: OpaquePointer) {
-        if SSL_want(ssl) == SSL_READING {
-            return   // the BIO ran out of received bytes
+        // Outside a handshake message (a fatal error sets "in init" too), SSL_READING means
+        // the BIO ran out of received bytes, and a received shutdown is the peer's close_notify.
+        let inInit = SSL_in_init(ssl) != 0
+        if SSL_want(ssl) == SSL_READING && !inInit {
+            return
+        }
+        if SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN != 0 && !inInit {
+            peerSentCloseNotify()
+            return
         }
         let code = SSL_get_error(ssl, 0)
         switch code {
@@ -423,7 +451,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             while state == .shuttingDown {
                 var count = 0
                 if openSSL({ SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) }) == 1 { continue }
-                if SSL_want(ssl) == SSL_READING { return }
+                if SSL_want(ssl) == SSL_READING && SSL_in_init(ssl) == 0 { return }
                 OpenSSLErrors.clear()
                 finishClose()   // close_notify (SSL_ERROR_ZERO_RETURN) or an error: done either way
             }
@@ -510,6 +538,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     }
 
     func pauseWriting() {
+        innerWritePaused = true
         if openSSLDepth > 0 {
             pausePending = true   // told once OpenSSL returned: the app may call back into us
         } else if appConnected && state != .closed && !appWritePaused {
@@ -519,6 +548,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     }
 
     func resumeWriting() {
+        innerWritePaused = false
         pausePending = false
         guard appWritePaused else { return }
         appWritePaused = false
@@ -543,7 +573,11 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
 
     func write(_ bytes: UnsafeRawBufferPointer) {
         loop.assertInLoop()
-        guard state == .wrapped, !sentShutdown, let ssl, var base = bytes.baseAddress else { return }
+        guard state == .wrapped, !sentShutdown, let ssl, var base = bytes.baseAddress, bytes.count > 0 else { return }
+        if !heldWrites.isEmpty {   // keep the order behind what is held
+            heldWrites.append(contentsOf: bytes)
+            return
+        }
         var remaining = bytes.count
         while remaining > 0 && state == .wrapped {
             var written = 0
@@ -551,6 +585,13 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
                 base += written
                 remaining -= written
                 continue
+            }
+            if SSL_want(ssl) == SSL_READING && SSL_in_init(ssl) != 0 {
+                // The peer's post-handshake message (a KeyUpdate split over records) must be
+                // read first: hold the rest until the next bytes arrive.
+                OpenSSLErrors.clear()
+                heldWrites.append(contentsOf: UnsafeRawBufferPointer(start: base, count: remaining))
+                return
             }
             // Our BIO never refuses a write, so this is an error (or a closed transport).
             let reason = OpenSSLErrors.take()
@@ -564,7 +605,9 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         guard state == .wrapped, !sentShutdown, let ssl else { return }
         sentShutdown = true
         OpenSSLErrors.clear()
-        if openSSL({ SSL_shutdown(ssl) }) == 1 {   // the peer's close_notify came first: all done
+        let done = openSSL({ SSL_shutdown(ssl) }) == 1
+        OpenSSLErrors.clear()
+        if done {   // the peer's close_notify came first: all done
             finishClose()
         }
     }
@@ -639,6 +682,12 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         inner?.abort()   // not attached yet: attach aborts
     }
 
+    /// Aborts with `error` as the reason `connectionLost` gives (unless one is known already).
+    func abort(reporting error: any Error) {
+        failure = failure ?? error
+        abort()
+    }
+
     /// A TLS failure: remember it for `connectionLost` and drop the connection.
     private func abortWith(_ error: TLSError, log: Bool) {
         failure = error
@@ -695,7 +744,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
 
     var writeBufferLimits: (low: Int, high: Int) { inner?.writeBufferLimits ?? (16 * 1024, 64 * 1024) }
 
-    var writeBufferSize: Int { inner?.writeBufferSize ?? 0 }
+    var writeBufferSize: Int { (inner?.writeBufferSize ?? 0) + heldWrites.count }
 
     var peerAddress: SocketAddress? { inner?.peerAddress }
 

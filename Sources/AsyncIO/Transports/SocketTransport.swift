@@ -57,6 +57,8 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
     private var firstChunkOffset = 0
     @exclusivity(unchecked) private var queuedBytes = 0
     private var protocolPaused = false
+    /// Whether the protocol was told `pauseWriting` and not yet `resumeWriting` (startTLS).
+    var isWritingPaused: Bool { protocolPaused }
     private var highWater = 64 * 1024
     private var lowWater = 16 * 1024
     /// Keeps the transport alive while the connection is open.
