@@ -36,24 +36,26 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         case unwrapped, handshaking, wrapped, shuttingDown, closed
     }
 
+    // Loop-confined state, touched on every record: no dynamic exclusivity checks (the
+    // loop's thread is the only accessor; see EventLoop.assertInLoop).
     let loop: EventLoop
     /// The context in use (a server's SNI callback may switch it).
     private(set) var context: TLSContext
     private let isServer: Bool
-    private var ssl: OpaquePointer?
-    private var state = State.unwrapped
-    private var inner: (any StreamTransport)?
+    @exclusivity(unchecked) private var ssl: OpaquePointer?
+    @exclusivity(unchecked) private var state = State.unwrapped
+    @exclusivity(unchecked) private var inner: (any StreamTransport)?
     /// The application's protocol; a server makes it only once the handshake succeeded.
-    private var app: (any StreamProtocol)? {
+    @exclusivity(unchecked) private var app: (any StreamProtocol)? {
         didSet { bufferedApp = app as? any BufferedProtocol }
     }
     /// `app` if it reads into its own buffers (decrypted straight into them).
-    private var bufferedApp: (any BufferedProtocol)?
+    @exclusivity(unchecked) private var bufferedApp: (any BufferedProtocol)?
     private var appFactory: (() -> any StreamProtocol)?
     /// The application saw `connectionMade` (from us, or, after `startTLS`, from the plain
     /// transport): it gets `connectionLost` exactly once.
-    private var appConnected = false
-    private var appPaused = false
+    @exclusivity(unchecked) private var appConnected = false
+    @exclusivity(unchecked) private var appPaused = false
     /// Completed when the handshake is done (clients and startTLS wait for it).
     private var handshakeWaiter: Future<Void>?
     private var handshakeTimer: Handle?
@@ -63,29 +65,29 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     private var lostReported = false
 
     /// The chunk of received bytes OpenSSL is reading from (borrowed for one call).
-    private var input = UnsafeRawBufferPointer(start: nil, count: 0)
-    private var inputOffset = 0
+    @exclusivity(unchecked) private var input = UnsafeRawBufferPointer(start: nil, count: 0)
+    @exclusivity(unchecked) private var inputOffset = 0
     /// Received bytes left unread when the application paused reading.
     private var savedInput: [UInt8] = []
     /// The inner transport reported EOF.
     private var innerEOF = false
     /// Handshake records gathered during one handshake step, written as one.
     private var handshakeOutput: [UInt8] = []
-    private var gatheringHandshake = false
+    @exclusivity(unchecked) private var gatheringHandshake = false
     /// close_notify was sent (close or writeEOF).
-    private var sentShutdown = false
+    @exclusivity(unchecked) private var sentShutdown = false
     /// We are inside an OpenSSL call (see ``openSSL(_:)``).
-    private var openSSLDepth = 0
+    @exclusivity(unchecked) private var openSSLDepth = 0
     /// The socket transport asked to pause writing during an OpenSSL call.
-    private var pausePending = false
+    @exclusivity(unchecked) private var pausePending = false
     /// The application got `pauseWriting` and not yet `resumeWriting`.
     private(set) var appWritePaused = false
     /// The socket transport's write buffer is over its high-water mark.
-    private var innerWritePaused = false
+    @exclusivity(unchecked) private var innerWritePaused = false
     /// The peer's close_notify or EOF was reported to the application.
-    private var peerClosed = false
+    @exclusivity(unchecked) private var peerClosed = false
     /// Application bytes waiting for OpenSSL to finish reading a post-handshake message.
-    private var heldWrites: [UInt8] = []
+    @exclusivity(unchecked) private var heldWrites: [UInt8] = []
     /// The newest session the server gave us (clients).
     private var latestSession: TLSSession?
     private var serverHostname: String?
