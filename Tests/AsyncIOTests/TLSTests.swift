@@ -808,6 +808,61 @@ struct TLSTests {
         }
     }
 
+    // A peer sends close_notify and then keeps streaming bytes (4 MiB): the application,
+    // which keeps the connection half-open (streams do), holds nothing of them.
+    @Test func bytesAfterCloseNotifyAreNotBuffered() throws {
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            let (result, received, held) = try loop.runUntilComplete {
+                () async throws -> (ProcessResult, [UInt8], Int) in
+                let layer = Box<TLSTransport?>(nil)
+                let received = Box<[UInt8]>([])
+                let release = Future<Void>(loop: loop)
+                let listener = try await loop.startServer(host: "127.0.0.1", port: 0, tls: server) { reader, writer in
+                    layer.value = writer.transport as? TLSTransport
+                    received.value = try await reader.read()   // up to the close_notify
+                    try await release.value
+                }
+                defer { listener.close() }
+                let result = try await loop.runProcess("python3", ["-c", """
+                import socket, ssl, sys
+                context = ssl.create_default_context(cafile=sys.argv[2])
+                incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+                tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+                s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+                while True:
+                    try:
+                        tls.do_handshake(); break
+                    except ssl.SSLWantReadError:
+                        s.sendall(outgoing.read()); incoming.write(s.recv(65536))
+                s.sendall(outgoing.read())
+                tls.write(b"last words"); s.sendall(outgoing.read())
+                try:
+                    tls.unwrap()
+                except ssl.SSLWantReadError:
+                    pass
+                s.sendall(outgoing.read())                  # close_notify
+                s.sendall(b"\\x17\\x03\\x03" + bytes(4 << 20))  # then 4 MiB more
+                # Read what the server sent (its session ticket) so that closing sends a FIN,
+                # not a reset that would discard the bytes before the server reads them.
+                s.settimeout(1)
+                try:
+                    while s.recv(65536): pass
+                except socket.timeout:
+                    pass
+                print("sent")
+                """, "\(listener.addresses[0].port ?? 0)", "\(certificates)/ca.crt"])
+                try await sleep(for: .milliseconds(200))   // whatever is in flight arrives
+                let held = layer.value?.heldInputCount ?? -1
+                release.complete(.success(()))
+                return (result, received.value, held)
+            }
+            #expect(result.returnCode == 0, "\(String(decoding: result.stderr, as: UTF8.self))")
+            #expect(received == Array("last words".utf8))
+            #expect(held == 0)
+        }
+    }
+
     // Our client against `openssl s_server`: its -rev mode sends each line back reversed.
     @Test func clientAgainstOpenSSLServer() throws {
         try withLoop { loop in

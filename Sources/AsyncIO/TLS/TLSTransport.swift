@@ -69,6 +69,8 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     @exclusivity(unchecked) private var inputOffset = 0
     /// Received bytes left unread when the application paused reading.
     private var savedInput: [UInt8] = []
+    /// How many received bytes the layer holds for later (tests: memory stays bounded).
+    var heldInputCount: Int { savedInput.count }
     /// The inner transport reported EOF.
     private var innerEOF = false
     /// Handshake records gathered during one handshake step, written as one.
