@@ -247,25 +247,27 @@ struct TLSTests {
             var unverified = TLSConfiguration.client()
             unverified.verifyPeer = false
             let sniClient = try TLSContext(unverified)
-            let infos = try loop.runUntilComplete { () async throws -> [TLSConnectionInfo?] in
+            let (infos, canWriteEOF) = try loop.runUntilComplete { () async throws -> ([TLSConnectionInfo?], [Bool]) in
                 let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) { TLSEcho() }
                 defer { listener.close() }
                 let port = listener.addresses[0].port ?? 0
                 var infos: [TLSConnectionInfo?] = []
+                var canWriteEOF: [Bool] = []
                 for (context, name) in [(client, "localhost"), (old, "localhost"), (sniClient, "alt.test")] {
                     let (transport, _) = try await loop.createConnection(
                         host: "127.0.0.1", port: port, tls: context, serverHostname: name) { TLSCollector(loop: loop) }
                     infos.append(transport.tlsInfo)
+                    canWriteEOF.append(transport.canWriteEOF)
                     transport.close()
                 }
-                return infos
+                return (infos, canWriteEOF)
             }
             #expect(infos[0]?.alpnProtocol == "h2")
             #expect(infos[0]?.version == "TLSv1.3")
             #expect(infos[0]?.serverName == "localhost")
             #expect(infos[1]?.version == "TLSv1.2")
             #expect(infos[1]?.alpnProtocol == nil)   // nothing in common: no ALPN
-            #expect(infos[1]?.canWriteEOFIsTLS13 == false)
+            #expect(canWriteEOF == [true, false, true])   // TLS 1.2 cannot half-close
             #expect(infos[2]?.peerCertificate?.subject == "CN=swift-asyncio test client,O=swift-asyncio tests")
             #expect(infos[2]?.serverName == "alt.test")
         }
@@ -863,6 +865,65 @@ struct TLSTests {
         }
     }
 
+    // A server that closes during the handshake (here: a plain TCP one that hangs up at once)
+    // fails the connection attempt with closedDuringHandshake, not a hang.
+    @Test func peerClosingDuringHandshakeFailsTheConnection() throws {
+        try withLoop { loop in
+            let client = try TLSContext(clientConfiguration())
+            let error = try loop.runUntilComplete { () async throws -> (any Error)? in
+                final class HangUp: StreamProtocol {
+                    func connectionMade(_ transport: any StreamTransport) { transport.close() }
+                    func dataReceived(_ bytes: UnsafeRawBufferPointer) {}
+                }
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0) { HangUp() }
+                defer { listener.close() }
+                do {
+                    _ = try await loop.createConnection(
+                        host: "127.0.0.1", port: listener.addresses[0].port ?? 0, tls: client
+                    ) { TLSCollector(loop: loop) }
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            #expect((error as? TLSError)?.code == .closedDuringHandshake, "\(String(describing: error))")
+        }
+    }
+
+    // An encrypted private key: without its password it is a configuration error (OpenSSL
+    // never prompts), with it the context loads and serves.
+    @Test func encryptedPrivateKey() throws {
+        try withLoop { loop in
+            let path = "/tmp/asyncio-encrypted-\(getpid()).key"
+            defer { unlink(path) }
+            let made = try loop.runUntilComplete {
+                try await loop.runProcess("openssl", [
+                    "pkey", "-in", "\(certificates)/server.key", "-aes256", "-passout", "pass:s3cret", "-out", path,
+                ])
+            }
+            try #require(made.returnCode == 0, "\(String(decoding: made.stderr, as: UTF8.self))")
+            var withoutPassword = TLSConfiguration.server(certificateChain: "\(certificates)/server.crt", privateKey: path)
+            var failure: TLSError?
+            do { _ = try TLSContext(withoutPassword) } catch let error as TLSError { failure = error }
+            #expect(failure?.code == .configuration)
+            #expect(failure?.path == path, "\(String(describing: failure))")
+            withoutPassword.privateKeyPassword = "s3cret"
+            let server = try TLSContext(withoutPassword)
+            let client = try TLSContext(clientConfiguration())
+            let echoed = try loop.runUntilComplete { () async throws -> [UInt8] in
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) { TLSEcho() }
+                defer { listener.close() }
+                let (reader, writer) = try await loop.openConnection(
+                    host: "127.0.0.1", port: listener.addresses[0].port ?? 0, tls: client, serverHostname: "localhost")
+                writer.write("key ok\n")
+                let line = try await reader.readLine()
+                writer.close()
+                return line
+            }
+            #expect(echoed == Array("key ok\n".utf8))
+        }
+    }
+
     // Our client against `openssl s_server`: its -rev mode sends each line back reversed.
     @Test func clientAgainstOpenSSLServer() throws {
         try withLoop { loop in
@@ -902,11 +963,6 @@ struct TLSTests {
             #expect(reply == Array("lssnepo olleh\n".utf8))
         }
     }
-}
-
-extension TLSConnectionInfo {
-    /// TLS 1.2 connections cannot half-close (close_notify ends both directions).
-    var canWriteEOFIsTLS13: Bool { version == "TLSv1.3" }
 }
 
 /// Ignores a child's pipes.

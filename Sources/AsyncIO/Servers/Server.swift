@@ -25,7 +25,9 @@ public final class Server: @unchecked Sendable {
     var listenerList: [(fd: Int32, address: SocketAddress)] { listeners }
     private let factory: () -> any StreamProtocol
     private let backlog: Int32
-    private var clients: [ObjectIdentifier: SocketTransport] = [:]
+    /// Open connections, keyed by their socket transport; the value is the transport the
+    /// application sees (the TLS layer for TLS servers), which close and abort go through.
+    private var clients: [ObjectIdentifier: any StreamTransport] = [:]
     private var serving = false
     private var closed = false
     private var acceptRetry: Handle?
@@ -121,21 +123,21 @@ public final class Server: @unchecked Sendable {
             if Int32(storage.ss_family) != AF_UNIX {
                 Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             }
-            let proto: any StreamProtocol
+            var layer: TLSTransport?
             if let tls {
                 // The application's protocol is made once the handshake succeeded.
                 do {
-                    proto = try TLSTransport(loop: loop, context: tls, app: nil, factory: factory)
+                    layer = try TLSTransport(loop: loop, context: tls, app: nil, factory: factory)
                 } catch {
                     loop.logger.warning("cannot start TLS on an accepted connection", metadata: ["error": "\(error)"])
                     Glibc.close(fd)
                     continue
                 }
-            } else {
-                proto = factory()
             }
+            let proto: any StreamProtocol
+            if let layer { proto = layer } else { proto = factory() }
             let transport = SocketTransport(loop: loop, fd: fd, protocol: proto)
-            clients[ObjectIdentifier(transport)] = transport
+            clients[ObjectIdentifier(transport)] = layer ?? transport
             transport.onClosed = { [weak self] transport in self?.detach(transport) }
             transport.start()
         }
@@ -174,13 +176,7 @@ public final class Server: @unchecked Sendable {
     /// close_notify first; those still in their handshake are dropped).
     /// - Important: Loop-bound.
     public func closeClients() {
-        for client in Array(clients.values) {
-            if let tls = client.streamProtocol as? TLSTransport {
-                tls.close()
-            } else {
-                client.close()
-            }
-        }
+        for client in Array(clients.values) { client.close() }
     }
 
     /// Aborts every open connection.

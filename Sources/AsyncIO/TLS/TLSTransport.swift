@@ -92,7 +92,6 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     @exclusivity(unchecked) private var heldWrites: [UInt8] = []
     /// The newest session the server gave us (clients).
     private var latestSession: TLSSession?
-    private var serverHostname: String?
 
     /// A TLS layer for a new connection. Attach it to a transport as its protocol (or with
     /// ``attach(to:alreadyReceived:)``).
@@ -116,7 +115,6 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         self.innerWritePaused = appWritePaused
         self.appFactory = factory
         self.handshakeWaiter = waiter
-        self.serverHostname = serverHostname
         let configuration = context.configuration
         if !isServer && configuration.verifyPeer && configuration.verifyHostname
             && (serverHostname ?? "").isEmpty {
