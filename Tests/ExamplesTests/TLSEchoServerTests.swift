@@ -43,6 +43,38 @@ def client_context(cafile, minimum=None, maximum=None, alpn=None, cert=None, key
 def tls_connect(port, context, name="localhost", timeout=60):
     return context.wrap_socket(connect(port, timeout), server_hostname=name)
 
+def tls_stream_echo(s, data, chunk=1 << 16, timeout=120):
+    """Sends data while reading its echo, on this one thread: an SSL object must not be used
+    from two threads at once (a reader's SSL_get_error then sees the writer's state and a
+    spurious EOF comes out of recv)."""
+    import select
+    s.setblocking(False)
+    view, sent, echo = memoryview(data), 0, bytearray()
+    deadline = time.monotonic() + timeout
+    while len(echo) < len(data):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"echo stalled at {len(echo)} of {len(data)} bytes ({sent} sent)")
+        progress = False
+        if sent < len(data):
+            try:
+                sent += s.send(view[sent:sent + chunk])
+                progress = True
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                pass
+        try:
+            while len(echo) < len(data):
+                got = s.recv(1 << 20)
+                if not got:
+                    raise EOFError(f"EOF after {len(echo)} of {len(data)} bytes")
+                echo += got
+                progress = True
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+        if not progress:
+            select.select([s], [s] if sent < len(data) else [], [], 1)
+    s.settimeout(60)
+    return bytes(echo)
+
 def recv_all(s):
     data = bytearray()
     while True:
@@ -65,7 +97,7 @@ s = tls_connect(port, client_context(cafile))
 s.sendall(b"hello")
 print(s.version(), s.cipher()[0], recv_exact(s, 5).decode())
 data = os.urandom(16 << 20)
-echo = stream_echo(s, data)
+echo = tls_stream_echo(s, data)
 print("16MiB", hashlib.sha256(echo).hexdigest() == hashlib.sha256(data).hexdigest())
 s.unwrap()   # close_notify both ways
 print("unwrapped")
