@@ -573,6 +573,42 @@ struct TLSTests {
         }
     }
 
+    // StreamWriter.startTLS refused before TLS starts (a verifying client without a server
+    // name): the connection stays plain, keeps the bytes the reader held and reads on.
+    @Test func refusedStreamStartTLSLeavesTheConnectionPlain() throws {
+        try withLoop { loop in
+            let client = try TLSContext(clientConfiguration())
+            let (thrown, lines) = try loop.runUntilComplete { () async throws -> ((any Error)?, [String]) in
+                let listener = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
+                    writer.write("a\nb\n")   // one segment: "b" waits in the client's reader
+                    let line = try await reader.readLine()
+                    writer.write("got ")
+                    writer.write(line)
+                    try await writer.drain()
+                }
+                defer { listener.close() }
+                let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: listener.addresses[0].port ?? 0)
+                let first = String(decoding: try await reader.readLine(), as: UTF8.self)
+                var thrown: (any Error)?
+                do {
+                    try await writer.startTLS(client)   // no serverHostname: refused at once
+                } catch {
+                    thrown = error
+                }
+                let rest = try await waitFor(timeout: .seconds(10)) { () async throws -> [String] in
+                    let second = String(decoding: try await reader.readLine(), as: UTF8.self)
+                    writer.write("c\n")
+                    let third = String(decoding: try await reader.readLine(), as: UTF8.self)
+                    writer.close()
+                    return [second, third]
+                }
+                return (thrown, [first] + rest)
+            }
+            #expect((thrown as? TLSError)?.code == .configuration, "\(String(describing: thrown))")
+            #expect(lines == ["a\n", "b\n", "got c\n"])
+        }
+    }
+
     // Pausing reading in the middle of a received chunk keeps the rest (no loss, no
     // reordering) and delivers it on resume; over a Unix socket this time.
     @Test func pauseReadingMidChunkOverUnixSocket() throws {

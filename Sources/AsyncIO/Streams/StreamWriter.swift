@@ -169,8 +169,20 @@ public final class StreamWriter: @unchecked Sendable {
         // Until the TLS transport is in place the reader must not pause the plain one (its
         // later resume would go to the TLS transport and leave reading stopped).
         proto.reader.transport = nil
-        let secure = try await plain.loop.startTLS(
-            plain, context: context, serverHostname: serverHostname, session: session, alreadyReceived: pending)
+        let secure: any StreamTransport
+        do {
+            secure = try await plain.loop.startTLS(
+                plain, context: context, serverHostname: serverHostname, session: session, alreadyReceived: pending)
+        } catch {
+            // Refused before TLS took the connection over (a configuration error, a closing
+            // transport): it stays plain and readable as it was, with its unread bytes.
+            if plain.streamProtocol === proto {
+                proto.reader.transport = plain
+                plain.resumeReading()
+                proto.reader.feed(pending)   // pauses reading again if over the limit
+            }
+            throw error
+        }
         transport = secure
         proto.switchTransport(secure)
     }
