@@ -126,7 +126,8 @@ struct TLSTests {
                 try await waitUntil(loop) { serverSide.value?.lost == 1 }
                 return (collector.received, info, collector.lost)
             }
-            #expect(received == data)
+            #expect(received.count == data.count)
+            #expect(Bool(received == data))   // a Bool: no element-wise diff of 1 MiB on failure
             #expect(lost == 1)
             #expect(info?.version == "TLSv1.3")
             #expect(info?.cipher.hasPrefix("TLS_AES_") == true)
@@ -364,7 +365,8 @@ struct TLSTests {
                 return (received, reader.atEOF, canWriteEOF)
             }
             #expect(canWriteEOF)
-            #expect(received == data)
+            #expect(received.count == data.count)
+            #expect(Bool(received == data))
             #expect(eof)
         }
     }
@@ -807,6 +809,59 @@ struct TLSTests {
             }
             #expect(python.returnCode == 0, "\(String(decoding: python.stderr, as: UTF8.self))")
             #expect((error as? TLSError)?.code == .shutdownTimeout, "\(String(describing: error))")
+        }
+    }
+
+    // write(big); close() to a slow reader: the shutdown timeout (shorter than the reader
+    // needs) waits while the response is still being sent, so all of it and the
+    // close_notify arrive and the server sees a clean close.
+    @Test func slowReaderGetsAllWrittenBeforeClose() throws {
+        try withLoop { loop in
+            var config = serverConfiguration()
+            config.shutdownTimeout = .milliseconds(300)
+            let server = try TLSContext(config)
+            let response = payload(2 << 20)
+            let (error, python) = try loop.runUntilComplete { () async throws -> ((any Error)?, ProcessResult) in
+                let sink = Box<TLSCollector?>(nil)
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) {
+                    let collector = TLSCollector(loop: loop)
+                    collector.onData = { collector in
+                        guard let transport = collector.transport else { return }
+                        // Keep the kernel's share small: the rest waits in our write queue.
+                        var size: Int32 = 16 * 1024
+                        setsockopt(transport.fileDescriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+                        response.withUnsafeBytes { transport.write($0) }
+                        transport.close()
+                    }
+                    sink.value = collector
+                    return collector
+                }
+                defer { listener.close() }
+                // 16 KiB (one record) every 5 ms: 2 MiB take well over a second.
+                let python = try await loop.runProcess("python3", ["-c", """
+                import socket, ssl, sys, time
+                context = ssl.create_default_context(cafile=sys.argv[2])
+                raw = socket.socket()
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+                raw.settimeout(60)
+                raw.connect(("127.0.0.1", int(sys.argv[1])))
+                s = context.wrap_socket(raw, server_hostname="localhost")
+                s.sendall(b"x")
+                got = bytearray()
+                while True:
+                    chunk = s.recv(16384)
+                    if not chunk:
+                        break
+                    got += chunk
+                    time.sleep(0.005)
+                sys.stdout.buffer.write(got)
+                """, "\(listener.addresses[0].port ?? 0)", "\(certificates)/ca.crt"])
+                try await waitUntil(loop) { sink.value?.lost == 1 }
+                return (sink.value?.lostError, python)
+            }
+            #expect(python.stdout.count == response.count, "\(String(decoding: python.stderr, as: UTF8.self))")
+            #expect(Bool(python.stdout == response))   // a Bool: no element-wise diff of 2 MiB on failure
+            #expect(error == nil, "\(String(describing: error))")
         }
     }
 

@@ -179,8 +179,16 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         // connectionLost): a `weak` reference would give the object a side table and every
         // retain/release on the hot path the slow route (~750 instructions per message).
         handshakeTimer = loop.callLater(after: timeout) { [self] in
-            guard state == .handshaking else { return }
-            abortWith(TLSError(.handshakeTimeout, "TLS handshake did not finish within \(timeout)"), log: true)
+            switch state {
+            case .handshaking:
+                abortWith(TLSError(.handshakeTimeout, "TLS handshake did not finish within \(timeout)"), log: true)
+            case .closed:
+                // Failed or closed during the handshake, and the socket transport still
+                // flushes (an alert, our flight) to a peer that does not read: give up.
+                self.inner?.abort()
+            case .unwrapped, .wrapped, .shuttingDown:
+                return
+            }
         }
         if !alreadyReceived.isEmpty {
             alreadyReceived.withUnsafeBytes { receive($0) }
@@ -653,14 +661,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             finishClose()
             return
         }
-        let timeout = context.configuration.shutdownTimeout
-        shutdownTimer = loop.callLater(after: timeout) { [self] in
-            guard state == .shuttingDown else { return }
-            failure = TLSError(
-                .shutdownTimeout, "the peer did not answer close_notify within \(timeout); connection aborted")
-            state = .closed
-            inner?.abort()
-        }
+        armShutdownTimer(queued: inner?.writeBufferSize ?? 0)
         // Keep reading (even if the application paused) to see the peer's close_notify, and
         // first go through whatever arrived while paused.
         appPaused = false
@@ -668,6 +669,27 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             loop.schedule { [self] in resumeSavedInput() }
         } else {
             inner?.resumeReading()
+        }
+    }
+
+    /// The shutdown timeout counts from when the peer can see our close_notify: while the
+    /// socket transport is still sending what was written before it (a slow reader of a big
+    /// response) and makes progress, the wait goes on; a peer that stops reading, or that
+    /// does not answer within the timeout once all is sent, is aborted.
+    /// - Parameter queued: The socket transport's buffered bytes when armed.
+    private func armShutdownTimer(queued: Int) {
+        let timeout = context.configuration.shutdownTimeout
+        shutdownTimer = loop.callLater(after: timeout) { [self] in
+            guard state == .shuttingDown else { return }
+            let now = inner?.writeBufferSize ?? 0
+            if now < queued {   // sending on: wait again, from now
+                armShutdownTimer(queued: now)
+                return
+            }
+            failure = TLSError(
+                .shutdownTimeout, "the peer did not answer close_notify within \(timeout); connection aborted")
+            state = .closed
+            inner?.abort()
         }
     }
 
