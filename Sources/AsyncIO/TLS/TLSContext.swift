@@ -89,9 +89,13 @@ public struct TLSConfiguration: Sendable {
     /// instead of ~40, for a malloc/free pair per record OpenSSL makes while busy. Turn it off
     /// for a few very busy connections.
     public var releaseIdleBuffers: Bool
-    /// How long a handshake may take before the connection is aborted (default 60 s).
+    /// How long a handshake may take before the connection is aborted (default 60 s); also
+    /// how long a connection that failed or closed during its handshake may take to flush.
     public var handshakeTimeout: Duration
-    /// How long a closing connection waits for the peer's close_notify (default 30 s).
+    /// How long a closing connection waits for the peer's close_notify (default 30 s). It
+    /// counts from when everything written before `close()` has been sent: while a slow
+    /// peer still reads a response the wait goes on, but one that stops reading for this
+    /// long is aborted (`TLSError.Code.shutdownTimeout`).
     public var shutdownTimeout: Duration
     /// For servers: picks the context for the name a client asks for (SNI), or `nil` to keep
     /// this one. Called on the loop during the handshake.
