@@ -72,7 +72,9 @@ final class TLSCollector: StreamProtocol, @unchecked Sendable {
         eof = true
         return false
     }
+    var resumes = 0
     func pauseWriting() { pauses += 1 }
+    func resumeWriting() { resumes += 1 }
     func connectionLost(_ error: (any Error)?) {
         lost += 1
         lostError = error
@@ -865,6 +867,71 @@ struct TLSTests {
         }
     }
 
+    // The server's session ticket comes split over records (512-byte fragments, a client
+    // certificate inside) and its last part a second late: meanwhile OpenSSL cannot encrypt,
+    // so the client's writes are held. They count for flow control (pauseWriting, then
+    // resumeWriting), and a close() or writeEOF() while they are held sends them first, then
+    // close_notify.
+    // The peer is Python's ssl over memory BIOs, the TLS server on a TCP connection it opens
+    // to us (we startTLS as the client on the accepted socket).
+    @Test(arguments: [false, true])
+    func writesHeldBehindASplitTicketAreFlowControlledAndFlushedOnClose(halfClose: Bool) throws {
+        try withLoop { loop in
+            var config = clientConfiguration()
+            config.certificateChain = "\(certificates)/client.crt"
+            config.privateKey = "\(certificates)/client.key"
+            let client = try TLSContext(config)
+            SSL_CTX_set_tlsext_max_fragment_length(client.context, UInt8(TLSEXT_max_fragment_length_512))
+            // Chunk i is 1 KiB of the byte i % 251 (the peer checks order and completeness).
+            func chunk(_ i: Int) -> [UInt8] { [UInt8](repeating: UInt8(i % 251), count: 1024) }
+            let extra = 200   // written while held: 200 KiB, over the 64 KiB high-water mark
+            typealias Outcome = (ProcessResult, Int, Int, Int, Int, (any Error)?)
+            let (python, sent, held, pauses, resumes, lostError) = try loop.runUntilComplete {
+                () async throws -> Outcome in
+                let sink = Box<TLSCollector?>(nil)
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0) {
+                    let collector = TLSCollector(loop: loop)
+                    sink.value = collector
+                    return collector
+                }
+                defer { listener.close() }
+                let port = listener.addresses[0].port ?? 0
+                let peer = loop.createTask {
+                    try await loop.runProcess("python3", ["-c", pythonSplitTicketServer, "\(port)", certificates])
+                }
+                try await waitUntil(loop) { sink.value?.transport != nil }
+                guard let collector = sink.value, let plain = collector.transport else { throw TimeoutError() }
+                let secure = try await loop.startTLS(plain, context: client, serverHostname: "localhost")
+                collector.transport = secure
+                let layer = secure as? TLSTransport
+                // Write until the ticket's first fragment has left OpenSSL inside a message.
+                var sent = 0
+                try await waitUntil(loop) {
+                    chunk(sent).withUnsafeBytes { secure.write($0) }
+                    sent += 1
+                    return (layer?.heldWriteCount ?? 0) > 0
+                }
+                for _ in 0..<extra {
+                    chunk(sent).withUnsafeBytes { secure.write($0) }
+                    sent += 1
+                }
+                let held = layer?.heldWriteCount ?? 0
+                let pauses = collector.pauses
+                if halfClose { secure.writeEOF() } else { secure.close() }
+                let python = try await peer.value
+                try await collector.done.value
+                return (python, sent, held, pauses, collector.resumes, collector.lostError)
+            }
+            let stderr = String(decoding: python.stderr, as: UTF8.self)
+            #expect(python.returnCode == 0, "\(stderr)")
+            #expect(held > extra * 1024, "\(stderr)")
+            #expect(pauses == 1)
+            #expect(resumes == 1)
+            #expect(String(decoding: python.stdout, as: UTF8.self) == "\(sent * 1024) bytes intact close_notify\n", "\(stderr)")
+            #expect(lostError == nil, "\(String(describing: lostError))")
+        }
+    }
+
     // Another OpenSSL user on the loop thread leaves an error in the thread's queue (here the
     // server's own dataReceived): the close_notify right behind in the same chunk is still a
     // TLS 1.3 half-close, not mistaken for a protocol error, and the echo flows back.
@@ -1075,6 +1142,75 @@ func freePort() throws -> Int {
     }
     return Int(UInt16(bigEndian: address.sin_port))
 }
+
+/// A TLS 1.3 server over memory BIOs on a TCP connection it opens to argv[1]; requires a
+/// client certificate (so the session tickets are long). After the handshake it sends the
+/// first record of its tickets (fragments of at most 512 bytes, as the client asked), the rest
+/// a second later; then reads application data until close_notify and answers it. Prints
+/// "N bytes intact|damaged close_notify|EOF"; the record count to stderr.
+let pythonSplitTicketServer = #"""
+import socket, ssl, sys, time
+port, certs = int(sys.argv[1]), sys.argv[2]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.minimum_version = ssl.TLSVersion.TLSv1_3
+context.load_cert_chain(f"{certs}/server.crt", f"{certs}/server.key")
+context.load_verify_locations(f"{certs}/ca.crt")
+context.verify_mode = ssl.CERT_REQUIRED
+incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = context.wrap_bio(incoming, outgoing, server_side=True)
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+def flush():
+    data = outgoing.read()
+    if data:
+        s.sendall(data)
+while True:
+    try:
+        tls.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        flush()
+        chunk = s.recv(65536)
+        if not chunk:
+            sys.exit("closed during the handshake")
+        incoming.write(chunk)
+tickets, records = outgoing.read(), []
+while tickets:
+    n = 5 + int.from_bytes(tickets[3:5], "big")
+    records.append(tickets[:n])
+    tickets = tickets[n:]
+print("ticket records", len(records), [len(r) for r in records], file=sys.stderr)
+if len(records) < 2 or len(records[0]) > 512 + 5 + 256:
+    sys.exit("the tickets did not come in fragments")
+s.sendall(records[0])
+time.sleep(1)
+s.sendall(b"".join(records[1:]))
+got, closed = bytearray(), False
+while not closed:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    incoming.write(chunk)
+    while True:
+        try:
+            data = tls.read(65536)
+        except ssl.SSLWantReadError:
+            break
+        except ssl.SSLZeroReturnError:
+            data = b""
+        if not data:   # close_notify (read gives b"" while ours is not sent yet)
+            closed = True
+            break
+        got += data
+    flush()
+if closed:
+    try:
+        tls.unwrap()
+    except ssl.SSLError:
+        pass
+    flush()
+expected = b"".join(bytes([i % 251]) * 1024 for i in range(len(got) // 1024))
+print(len(got), "bytes", "intact" if bytes(got) == expected else "damaged", "close_notify" if closed else "EOF")
+"""#
 
 /// Sends a PROXY line and the ClientHello in one segment, finishes the handshake through a
 /// memory BIO, then talks TLS; prints what it got back.

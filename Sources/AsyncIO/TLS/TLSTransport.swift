@@ -15,7 +15,9 @@ import Glibc
 /// write side passes records straight to the socket transport's `write` (sent at once when
 /// the kernel takes them, no copy either). A handshake flight is gathered and written once.
 /// Nothing is buffered here except the rest of a received chunk when the application pauses
-/// reading in the middle of it; write buffering and flow control are the socket transport's.
+/// reading in the middle of it, and writes that OpenSSL cannot encrypt while it reads a
+/// post-handshake message split over records (they count for flow control); write buffering
+/// and flow control are otherwise the socket transport's.
 ///
 /// States and transitions (every other combination is impossible):
 ///
@@ -23,6 +25,9 @@ import Glibc
 ///     handshaking  ── SSL_do_handshake done                ──▶ wrapped (connectionMade)
 ///     handshaking  ── failure, timeout, EOF, reset, close  ──▶ closed
 ///     wrapped      ── close()                              ──▶ shuttingDown (close_notify sent)
+///     wrapped      ── close() with writes held             ──▶ wrapped, closing (reads and drops
+///                                                              data; once the held bytes are
+///                                                              sent ──▶ shuttingDown)
 ///     wrapped      ── peer's close_notify, app closes      ──▶ closed (answered, inner closed)
 ///     wrapped      ── protocol error, reset, abort()       ──▶ closed
 ///     shuttingDown ── peer's close_notify or EOF           ──▶ closed (inner closed)
@@ -71,6 +76,8 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     private var savedInput: [UInt8] = []
     /// How many received bytes the layer holds for later (tests: memory stays bounded).
     var heldInputCount: Int { savedInput.count }
+    /// How many written bytes wait for OpenSSL to finish reading a post-handshake message.
+    var heldWriteCount: Int { heldWrites.count }
     /// The inner transport reported EOF.
     private var innerEOF = false
     /// Handshake records gathered during one handshake step, written as one.
@@ -90,6 +97,9 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     @exclusivity(unchecked) private var peerClosed = false
     /// Application bytes waiting for OpenSSL to finish reading a post-handshake message.
     @exclusivity(unchecked) private var heldWrites: [UInt8] = []
+    /// `writeEOF` or `close` came while bytes were held: done once they are encrypted.
+    @exclusivity(unchecked) private var shutdownAfterHeld: HeldShutdown?
+    private enum HeldShutdown { case writeEOF, close }
     /// The newest session the server gave us (clients).
     private var latestSession: TLSSession?
 
@@ -338,9 +348,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             readRecords()
         }
         if state == .wrapped && !heldWrites.isEmpty {
-            let held = heldWrites
-            heldWrites = []
-            held.withUnsafeBytes { write($0) }
+            flushHeldWrites()
         }
         if state == .shuttingDown {   // also when the application closed while reading
             drainUntilCloseNotify()
@@ -376,7 +384,8 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             // No ERR_clear_error first (a third of our per-message cost with OpenSSL 3):
             // readFailed tells "needs more bytes" from errors without the error queue.
             if openSSL({ SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) }) == 1 {
-                guard let app else { continue }
+                // After close() (waiting for held writes) records are read and dropped.
+                guard let app, shutdownAfterHeld != .close else { continue }
                 do {
                     try app.dataReceived(UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
                 } catch {
@@ -560,7 +569,8 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     func resumeWriting() {
         innerWritePaused = false
         pausePending = false
-        guard appWritePaused else { return }
+        // Bytes held over the high-water mark keep the application paused until they go.
+        guard appWritePaused, heldWrites.count <= writeBufferLimits.high else { return }
         appWritePaused = false
         if appConnected && state != .closed { app?.resumeWriting() }
     }
@@ -583,9 +593,16 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
 
     func write(_ bytes: UnsafeRawBufferPointer) {
         loop.assertInLoop()
-        guard state == .wrapped, !sentShutdown, let ssl, var base = bytes.baseAddress, bytes.count > 0 else { return }
+        guard !sentShutdown, shutdownAfterHeld == nil else { return }
+        encrypt(bytes)
+    }
+
+    /// Encrypts and sends `bytes`, or holds them while OpenSSL is inside a post-handshake
+    /// message (in order behind what is held already).
+    private func encrypt(_ bytes: UnsafeRawBufferPointer) {
+        guard state == .wrapped, let ssl, var base = bytes.baseAddress, bytes.count > 0 else { return }
         if !heldWrites.isEmpty {   // keep the order behind what is held
-            heldWrites.append(contentsOf: bytes)
+            hold(bytes)
             return
         }
         var remaining = bytes.count
@@ -600,7 +617,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
                 // The peer's post-handshake message (a KeyUpdate split over records) must be
                 // read first: hold the rest until the next bytes arrive.
                 OpenSSLErrors.clear()
-                heldWrites.append(contentsOf: UnsafeRawBufferPointer(start: base, count: remaining))
+                hold(UnsafeRawBufferPointer(start: base, count: remaining))
                 return
             }
             // Our BIO never refuses a write, so this is an error (or a closed transport).
@@ -610,9 +627,42 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         }
     }
 
+    /// Keeps written bytes until OpenSSL can encrypt them; over the high-water mark the
+    /// application is asked to pause (held bytes are part of ``writeBufferSize``).
+    private func hold(_ bytes: UnsafeRawBufferPointer) {
+        heldWrites.append(contentsOf: bytes)
+        if heldWrites.count > writeBufferLimits.high && appConnected && !appWritePaused {
+            appWritePaused = true
+            app?.pauseWriting()
+        }
+    }
+
+    /// OpenSSL may be done with the post-handshake message: encrypts what was held, then
+    /// carries out a `writeEOF` or `close` that waited for it.
+    private func flushHeldWrites() {
+        let held = heldWrites
+        heldWrites = []
+        held.withUnsafeBytes { encrypt($0) }
+        guard heldWrites.isEmpty, state == .wrapped else { return }
+        if appWritePaused && !innerWritePaused && !pausePending {
+            appWritePaused = false
+            app?.resumeWriting()
+        }
+        guard let pending = shutdownAfterHeld else { return }
+        shutdownAfterHeld = nil
+        switch pending {
+        case .writeEOF: writeEOF()
+        case .close: close()
+        }
+    }
+
     func writeEOF() {
         loop.assertInLoop()
-        guard state == .wrapped, !sentShutdown, let ssl else { return }
+        guard state == .wrapped, !sentShutdown, shutdownAfterHeld == nil, let ssl else { return }
+        if !heldWrites.isEmpty {   // close_notify must follow them (and OpenSSL cannot yet)
+            shutdownAfterHeld = .writeEOF
+            return
+        }
         sentShutdown = true
         OpenSSLErrors.clear()
         let done = openSSL({ SSL_shutdown(ssl) }) == 1
@@ -637,6 +687,13 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             state = .closed
             failure = failure ?? TLSError(.closedDuringHandshake, "closed during the TLS handshake")
             inner?.close()
+        case .wrapped where !heldWrites.isEmpty:
+            // Held bytes go first; meanwhile read on (dropping data) so OpenSSL can finish
+            // the message it is in, for at most the shutdown timeout.
+            guard shutdownAfterHeld != .close else { return }
+            shutdownAfterHeld = .close
+            armShutdownTimer(queued: 0)
+            keepReadingWhileClosing()
         case .wrapped:
             startShutdown()
         case .shuttingDown, .closed:
@@ -662,8 +719,12 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             return
         }
         armShutdownTimer(queued: inner?.writeBufferSize ?? 0)
-        // Keep reading (even if the application paused) to see the peer's close_notify, and
-        // first go through whatever arrived while paused.
+        // Keep reading to see the peer's close_notify.
+        keepReadingWhileClosing()
+    }
+
+    /// Reads on even if the application paused, first through whatever arrived meanwhile.
+    private func keepReadingWhileClosing() {
         appPaused = false
         if !savedInput.isEmpty {
             loop.schedule { [self] in resumeSavedInput() }
@@ -679,8 +740,9 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     /// - Parameter queued: The socket transport's buffered bytes when armed.
     private func armShutdownTimer(queued: Int) {
         let timeout = context.configuration.shutdownTimeout
+        shutdownTimer?.cancel()
         shutdownTimer = loop.callLater(after: timeout) { [self] in
-            guard state == .shuttingDown else { return }
+            guard state == .shuttingDown || state == .wrapped && shutdownAfterHeld == .close else { return }
             let now = inner?.writeBufferSize ?? 0
             if now < queued {   // sending on: wait again, from now
                 armShutdownTimer(queued: now)
@@ -729,7 +791,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         inner?.abort()
     }
 
-    var isClosing: Bool { state != .wrapped }
+    var isClosing: Bool { state != .wrapped || shutdownAfterHeld == .close }
 
     func pauseReading() {
         loop.assertInLoop()
