@@ -73,8 +73,16 @@ final class TLSCollector: StreamProtocol, @unchecked Sendable {
         return false
     }
     var resumes = 0
-    func pauseWriting() { pauses += 1 }
-    func resumeWriting() { resumes += 1 }
+    /// Stop reading while writing is paused (what the echo servers do).
+    var pausesReadingWithWriting = false
+    func pauseWriting() {
+        pauses += 1
+        if pausesReadingWithWriting { transport?.pauseReading() }
+    }
+    func resumeWriting() {
+        resumes += 1
+        if pausesReadingWithWriting { transport?.resumeReading() }
+    }
     func connectionLost(_ error: (any Error)?) {
         lost += 1
         lostError = error
@@ -820,7 +828,7 @@ struct TLSTests {
     @Test func slowReaderGetsAllWrittenBeforeClose() throws {
         try withLoop { loop in
             var config = serverConfiguration()
-            config.shutdownTimeout = .milliseconds(300)
+            config.shutdownTimeout = .seconds(1)
             let server = try TLSContext(config)
             let response = payload(2 << 20)
             let (error, python) = try loop.runUntilComplete { () async throws -> ((any Error)?, ProcessResult) in
@@ -839,7 +847,7 @@ struct TLSTests {
                     return collector
                 }
                 defer { listener.close() }
-                // 16 KiB (one record) every 5 ms: 2 MiB take well over a second.
+                // 16 KiB (one record) every 20 ms: 2 MiB take about 2.6 s.
                 let python = try await loop.runProcess("python3", ["-c", """
                 import socket, ssl, sys, time
                 context = ssl.create_default_context(cafile=sys.argv[2])
@@ -855,7 +863,7 @@ struct TLSTests {
                     if not chunk:
                         break
                     got += chunk
-                    time.sleep(0.005)
+                    time.sleep(0.02)
                 sys.stdout.buffer.write(got)
                 """, "\(listener.addresses[0].port ?? 0)", "\(certificates)/ca.crt"])
                 try await waitUntil(loop) { sink.value?.lost == 1 }
@@ -870,12 +878,12 @@ struct TLSTests {
     // The server's session ticket comes split over records (512-byte fragments, a client
     // certificate inside) and its last part a second late: meanwhile OpenSSL cannot encrypt,
     // so the client's writes are held. They count for flow control (pauseWriting, then
-    // resumeWriting), and a close() or writeEOF() while they are held sends them first, then
-    // close_notify.
+    // resumeWriting), also for an application that stops reading while it cannot write, and
+    // a close() or writeEOF() while they are held sends them first, then close_notify.
     // The peer is Python's ssl over memory BIOs, the TLS server on a TCP connection it opens
     // to us (we startTLS as the client on the accepted socket).
-    @Test(arguments: [false, true])
-    func writesHeldBehindASplitTicketAreFlowControlledAndFlushedOnClose(halfClose: Bool) throws {
+    @Test(arguments: [false, true], [false, true])
+    func writesHeldBehindASplitTicketAreFlowControlledAndFlushedOnClose(halfClose: Bool, pauseReading: Bool) throws {
         try withLoop { loop in
             var config = clientConfiguration()
             config.certificateChain = "\(certificates)/client.crt"
@@ -891,13 +899,14 @@ struct TLSTests {
                 let sink = Box<TLSCollector?>(nil)
                 let listener = try await loop.createServer(host: "127.0.0.1", port: 0) {
                     let collector = TLSCollector(loop: loop)
+                    collector.pausesReadingWithWriting = pauseReading
                     sink.value = collector
                     return collector
                 }
                 defer { listener.close() }
                 let port = listener.addresses[0].port ?? 0
                 let peer = loop.createTask {
-                    try await loop.runProcess("python3", ["-c", pythonSplitTicketServer, "\(port)", certificates])
+                    try await loop.runProcess("python3", ["-c", pythonSplitTicketServer, "\(port)", certificates, "rest"])
                 }
                 try await waitUntil(loop) { sink.value?.transport != nil }
                 guard let collector = sink.value, let plain = collector.transport else { throw TimeoutError() }
@@ -929,6 +938,49 @@ struct TLSTests {
             #expect(resumes == 1)
             #expect(String(decoding: python.stdout, as: UTF8.self) == "\(sent * 1024) bytes intact close_notify\n", "\(stderr)")
             #expect(lostError == nil, "\(String(describing: lostError))")
+        }
+    }
+
+    // The peer closes inside its split ticket while our writes are held and we have closed:
+    // they can never be sent, and connectionLost says so at once (not at the 30 s shutdown
+    // timeout).
+    @Test func peerClosingInsideASplitTicketFailsHeldWrites() throws {
+        try withLoop { loop in
+            var config = clientConfiguration()
+            config.certificateChain = "\(certificates)/client.crt"
+            config.privateKey = "\(certificates)/client.key"
+            let client = try TLSContext(config)
+            SSL_CTX_set_tlsext_max_fragment_length(client.context, UInt8(TLSEXT_max_fragment_length_512))
+            let (python, lostError) = try loop.runUntilComplete { () async throws -> (ProcessResult, (any Error)?) in
+                let sink = Box<TLSCollector?>(nil)
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0) {
+                    let collector = TLSCollector(loop: loop)
+                    sink.value = collector
+                    return collector
+                }
+                defer { listener.close() }
+                let port = listener.addresses[0].port ?? 0
+                let peer = loop.createTask {
+                    try await loop.runProcess("python3", ["-c", pythonSplitTicketServer, "\(port)", certificates, "eof"])
+                }
+                try await waitUntil(loop) { sink.value?.transport != nil }
+                guard let collector = sink.value, let plain = collector.transport else { throw TimeoutError() }
+                let secure = try await loop.startTLS(plain, context: client, serverHostname: "localhost")
+                collector.transport = secure
+                let layer = secure as? TLSTransport
+                try await waitUntil(loop) {
+                    secure.write("held?")
+                    return (layer?.heldWriteCount ?? 0) > 0
+                }
+                secure.close()
+                let python = try await peer.value
+                try await waitFor(collector.done, timeout: .seconds(15))
+                return (python, collector.lostError)
+            }
+            #expect(python.returnCode == 0, "\(String(decoding: python.stderr, as: UTF8.self))")
+            let error = lostError as? TLSError
+            #expect(error?.code == .protocolError, "\(String(describing: lostError))")
+            #expect(error?.message.contains("inside a TLS post-handshake message") == true, "\(String(describing: lostError))")
         }
     }
 
@@ -1146,11 +1198,12 @@ func freePort() throws -> Int {
 /// A TLS 1.3 server over memory BIOs on a TCP connection it opens to argv[1]; requires a
 /// client certificate (so the session tickets are long). After the handshake it sends the
 /// first record of its tickets (fragments of at most 512 bytes, as the client asked), the rest
-/// a second later; then reads application data until close_notify and answers it. Prints
-/// "N bytes intact|damaged close_notify|EOF"; the record count to stderr.
+/// two seconds later (argv[3] "rest") or never, closing the connection instead ("eof"); then
+/// reads application data until close_notify and answers it. Prints "N bytes intact|damaged
+/// close_notify|EOF"; the record count to stderr.
 let pythonSplitTicketServer = #"""
 import socket, ssl, sys, time
-port, certs = int(sys.argv[1]), sys.argv[2]
+port, certs, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.minimum_version = ssl.TLSVersion.TLSv1_3
 context.load_cert_chain(f"{certs}/server.crt", f"{certs}/server.key")
@@ -1182,7 +1235,13 @@ print("ticket records", len(records), [len(r) for r in records], file=sys.stderr
 if len(records) < 2 or len(records[0]) > 512 + 5 + 256:
     sys.exit("the tickets did not come in fragments")
 s.sendall(records[0])
-time.sleep(1)
+time.sleep(2)
+if mode == "eof":   # never the rest: a FIN inside the message (all received read first, no reset)
+    s.shutdown(socket.SHUT_WR)
+    while s.recv(65536):
+        pass
+    s.close()
+    sys.exit(0)
 s.sendall(b"".join(records[1:]))
 got, closed = bytearray(), False
 while not closed:

@@ -164,6 +164,8 @@ public final class StreamWriter: @unchecked Sendable {
     /// - Important: Call from a task running on the connection's loop.
     public func startTLS(_ context: TLSContext, serverHostname: String? = nil, session: TLSSession? = nil) async throws {
         let plain = transport
+        // Refused before the reader's bytes are taken: a lost connection keeps them readable.
+        guard !plain.isClosing else { throw TransportError.closedTransport }
         plain.pauseReading()
         let pending = proto.reader.takeBuffered()
         // Until the TLS transport is in place the reader must not pause the plain one (its

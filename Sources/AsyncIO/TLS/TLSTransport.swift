@@ -348,7 +348,10 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             readRecords()
         }
         if state == .wrapped && !heldWrites.isEmpty {
+            if appPaused { finishPostHandshakeMessage() }
             flushHeldWrites()
+            // The application may have resumed reading meanwhile: the rest of the input is its.
+            if state == .wrapped && !appPaused { readRecords() }
         }
         if state == .shuttingDown {   // also when the application closed while reading
             drainUntilCloseNotify()
@@ -378,7 +381,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     private func readRecords(_ ssl: OpaquePointer, into buffer: UnsafeMutableRawBufferPointer) {
         while state == .wrapped && !appPaused && !peerClosed {
             var count = 0
-            if let bufferedApp {
+            if let bufferedApp, shutdownAfterHeld != .close {
                 if readIntoProtocolBuffer(bufferedApp, ssl) { continue } else { return }
             }
             // No ERR_clear_error first (a third of our per-message cost with OpenSSL 3):
@@ -429,6 +432,17 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             return false
         }
         return true
+    }
+
+    /// Writes are held and the application paused reading (say, because held writes made it
+    /// pause writing): OpenSSL still reads the rest of the post-handshake message it is in,
+    /// leaving application data for later, so the held writes can go.
+    private func finishPostHandshakeMessage() {
+        guard let ssl, SSL_in_init(ssl) != 0 else { return }
+        OpenSSLErrors.clear()
+        if openSSL({ SSL_do_handshake(ssl) }) != 1 {
+            readFailed(ssl)   // needs more bytes, or a fatal error
+        }
     }
 
     /// SSL_read said no: more bytes needed, the peer's close_notify, or an error.
@@ -501,6 +515,16 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             if isServer, let failure { logHandshakeFailure(failure) }
             state = .closed
             return false
+        case .wrapped where !heldWrites.isEmpty:
+            // Inside a post-handshake message OpenSSL can never finish: what is held is lost.
+            failure = TLSError(
+                .protocolError,
+                "the peer closed inside a TLS post-handshake message; \(heldWrites.count) written bytes were not sent")
+            heldWrites = []
+            shutdownAfterHeld = nil
+            state = .closed
+            inner?.close()
+            return false
         case .wrapped:
             if peerClosed { return true }   // after close_notify: already reported
             peerClosed = true
@@ -544,6 +568,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         }
         savedInput = []
         handshakeOutput = []
+        heldWrites = []
         if let ssl {
             SSL_free(ssl)
             self.ssl = nil
@@ -581,12 +606,17 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     private func openSSL<T>(_ call: () -> T) -> T {
         openSSLDepth += 1
         let result = call()
+        openSSLReturned()
+        return result
+    }
+
+    @inline(__always)
+    private func openSSLReturned() {
         openSSLDepth -= 1
         if pausePending && openSSLDepth == 0 {
             pausePending = false
             pauseWriting()
         }
-        return result
     }
 
     // MARK: - The application's transport
@@ -605,10 +635,14 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             hold(bytes)
             return
         }
+        // One OpenSSL call as far as pauses go: a pauseWriting (and whatever the application
+        // does in it, say close) comes after every record of `bytes` is written.
+        openSSLDepth += 1
+        defer { openSSLReturned() }
         var remaining = bytes.count
         while remaining > 0 && state == .wrapped {
             var written = 0
-            if openSSL({ SSL_write_ex(ssl, base, remaining, &written) }) == 1 {
+            if SSL_write_ex(ssl, base, remaining, &written) == 1 {
                 base += written
                 remaining -= written
                 continue
@@ -630,7 +664,11 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     /// Keeps written bytes until OpenSSL can encrypt them; over the high-water mark the
     /// application is asked to pause (held bytes are part of ``writeBufferSize``).
     private func hold(_ bytes: UnsafeRawBufferPointer) {
+        let first = heldWrites.isEmpty
         heldWrites.append(contentsOf: bytes)
+        if first && appPaused {
+            inner?.resumeReading()   // OpenSSL needs the rest of its message (see pauseReading)
+        }
         if heldWrites.count > writeBufferLimits.high && appConnected && !appWritePaused {
             appWritePaused = true
             app?.pauseWriting()
@@ -647,6 +685,9 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         if appWritePaused && !innerWritePaused && !pausePending {
             appWritePaused = false
             app?.resumeWriting()
+        }
+        if appPaused && state == .wrapped {
+            inner?.pauseReading()   // the application's pause holds again
         }
         guard let pending = shutdownAfterHeld else { return }
         shutdownAfterHeld = nil
@@ -797,7 +838,8 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         loop.assertInLoop()
         guard state == .wrapped, !appPaused else { return }
         appPaused = true
-        inner?.pauseReading()
+        // While writes are held the socket reads on: OpenSSL needs the rest of its message.
+        if heldWrites.isEmpty { inner?.pauseReading() }
     }
 
     func resumeReading() {
