@@ -75,9 +75,11 @@ final class TLSCollector: StreamProtocol, @unchecked Sendable {
     var resumes = 0
     /// Stop reading while writing is paused (what the echo servers do).
     var pausesReadingWithWriting = false
+    var onPauseWriting: ((TLSCollector) -> Void)?
     func pauseWriting() {
         pauses += 1
         if pausesReadingWithWriting { transport?.pauseReading() }
+        onPauseWriting?(self)
     }
     func resumeWriting() {
         resumes += 1
@@ -981,6 +983,47 @@ struct TLSTests {
             let error = lostError as? TLSError
             #expect(error?.code == .protocolError, "\(String(describing: lostError))")
             #expect(error?.message.contains("inside a TLS post-handshake message") == true, "\(String(describing: lostError))")
+        }
+    }
+
+    // An application that closes as soon as it is asked to pause writing, in the middle of
+    // one big write: the whole write still goes out, then close_notify.
+    @Test func closeInPauseWritingKeepsTheWholeWrite() throws {
+        try withLoop { loop in
+            let server = try TLSContext(serverConfiguration())
+            let response = payload(1 << 20)
+            let (python, pauses, error) = try loop.runUntilComplete { () async throws -> (ProcessResult, Int, (any Error)?) in
+                let sink = Box<TLSCollector?>(nil)
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) {
+                    let collector = TLSCollector(loop: loop)
+                    collector.onData = { collector in
+                        guard let transport = collector.transport else { return }
+                        var size: Int32 = 16 * 1024
+                        setsockopt(transport.fileDescriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+                        collector.onPauseWriting = { $0.transport?.close() }
+                        response.withUnsafeBytes { transport.write($0) }   // 64 records
+                    }
+                    sink.value = collector
+                    return collector
+                }
+                defer { listener.close() }
+                let python = try await loop.runProcess("python3", ["-c", """
+                import socket, ssl, sys
+                context = ssl.create_default_context(cafile=sys.argv[2])
+                s = context.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30), server_hostname="localhost")
+                s.sendall(b"go")
+                got = bytearray()
+                while chunk := s.recv(65536):
+                    got += chunk
+                sys.stdout.buffer.write(got)
+                """, "\(listener.addresses[0].port ?? 0)", "\(certificates)/ca.crt"])
+                try await waitUntil(loop) { sink.value?.lost == 1 }
+                return (python, sink.value?.pauses ?? 0, sink.value?.lostError)
+            }
+            #expect(pauses == 1)
+            #expect(python.stdout.count == response.count, "\(String(decoding: python.stderr, as: UTF8.self))")
+            #expect(Bool(python.stdout == response))
+            #expect(error == nil, "\(String(describing: error))")
         }
     }
 
