@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,6 +29,8 @@ void casyncio_set_thread_name(const char *name) {
 }
 
 int casyncio_gettid(void) { return (int)syscall(SYS_gettid); }
+
+int casyncio_malloc_trim(void) { return malloc_trim(0); }
 
 // One write end per signal number. The handler only reads this table and calls write(2),
 // both async-signal-safe.

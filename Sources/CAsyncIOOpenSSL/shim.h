@@ -21,6 +21,12 @@ static inline long casyncio_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int vers
 static inline long casyncio_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) {
     return SSL_CTX_set_mode(ctx, mode);
 }
+static inline long casyncio_SSL_set_mode(SSL *ssl, long mode) {
+    return SSL_set_mode(ssl, mode);
+}
+static inline long casyncio_SSL_clear_mode(SSL *ssl, long mode) {
+    return SSL_clear_mode(ssl, mode);
+}
 static inline long casyncio_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) {
     return SSL_CTX_set_session_cache_mode(ctx, mode);
 }

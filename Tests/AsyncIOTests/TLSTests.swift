@@ -1027,6 +1027,45 @@ struct TLSTests {
         }
     }
 
+    // Record buffers: a connection busy for more than a second keeps them (no malloc/free per
+    // record); one idle for a second gives them back; with releaseIdleBuffers off, always kept.
+    @Test(arguments: [true, false])
+    func busyConnectionsKeepRecordBuffersIdleOnesFreeThem(releaseIdleBuffers: Bool) throws {
+        try withLoop { loop in
+            var config = serverConfiguration()
+            config.releaseIdleBuffers = releaseIdleBuffers
+            let server = try TLSContext(config)
+            let client = try TLSContext(clientConfiguration())
+            let states = try loop.runUntilComplete { () async throws -> [Bool] in
+                let sink = Box<TLSEcho?>(nil)
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) {
+                    let echo = TLSEcho()
+                    sink.value = echo
+                    return echo
+                }
+                defer { listener.close() }
+                let (transport, collector) = try await loop.createConnection(
+                    host: "127.0.0.1", port: listener.addresses[0].port ?? 0, tls: client) { TLSCollector(loop: loop) }
+                try await waitUntil(loop) { sink.value?.transport != nil }
+                guard let layer = sink.value?.transport as? TLSTransport else { throw TimeoutError() }
+                var states = [layer.keepsBuffers]
+                // Busy: a message every 20 ms for 2.5 s (active in two sweep intervals and more).
+                for i in 0..<125 {
+                    transport.write("ping")
+                    try await waitUntil(loop) { collector.received.count == 4 * (i + 1) }
+                    try await sleep(for: .milliseconds(20))
+                }
+                states.append(layer.keepsBuffers)
+                try await sleep(for: .milliseconds(2500))   // idle for two intervals
+                states.append(layer.keepsBuffers)
+                transport.close()
+                try await collector.done.value
+                return states
+            }
+            #expect(states == (releaseIdleBuffers ? [false, true, false] : [false, false, false]))
+        }
+    }
+
     // Another OpenSSL user on the loop thread leaves an error in the thread's queue (here the
     // server's own dataReceived): the close_notify right behind in the same chunk is still a
     // TLS 1.3 half-close, not mistaken for a protocol error, and the echo flows back.

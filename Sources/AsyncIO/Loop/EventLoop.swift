@@ -144,6 +144,8 @@ public final class EventLoop: @unchecked Sendable {
     static let tlsReadBufferSize = 16 * 1024
     /// A TLS connection is delivering from ``tlsReadBuffer`` (TLS over TLS takes its own).
     var tlsReadBufferInUse = false
+    /// See ``tlsIdleBuffers`` (TLS/TLSIdleBuffers.swift).
+    var tlsIdleBuffersStorage: TLSIdleBuffers?
     var defaultExecutorStorage: ThreadPoolExecutor?
     var defaultExecutorShutDown = false
     /// Debug mode: slow callbacks are logged and loop-bound calls from foreign threads trap.

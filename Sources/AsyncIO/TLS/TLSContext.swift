@@ -84,10 +84,12 @@ public struct TLSConfiguration: Sendable {
     /// A file to append the session keys to, in the SSLKEYLOGFILE format Wireshark reads.
     /// For debugging only: anyone with the file can decrypt the traffic.
     public var keyLogFile: String?
-    /// Whether OpenSSL frees a connection's record buffers (about 34 KiB) whenever they are
-    /// empty (`SSL_MODE_RELEASE_BUFFERS`, default true): idle connections then cost a few KiB
-    /// instead of ~40, for a malloc/free pair per record OpenSSL makes while busy. Turn it off
-    /// for a few very busy connections.
+    /// Whether idle connections give OpenSSL's record buffers (about 34 KiB) back (default
+    /// true): an idle connection then costs a few KiB instead of ~40. A connection frees them
+    /// whenever they are empty (`SSL_MODE_RELEASE_BUFFERS`) until it has been busy for more
+    /// than a second; from then on it keeps them (no malloc/free per record) until a second
+    /// passes with no traffic, when they are freed and the mode comes back. Turn it off to
+    /// keep every connection's buffers for its lifetime.
     public var releaseIdleBuffers: Bool
     /// How long a handshake may take before the connection is aborted (default 60 s); also
     /// how long a connection that failed or closed during its handshake may take to flush.
@@ -232,6 +234,7 @@ public final class TLSContext: @unchecked Sendable {
             return Int32(length)
         }
         var mode = casyncio_SSL_MODE_ENABLE_PARTIAL_WRITE() | casyncio_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER()
+        // Connections busy for more than a second leave this mode (see TLSIdleBuffers).
         if configuration.releaseIdleBuffers { mode |= casyncio_SSL_MODE_RELEASE_BUFFERS() }
         casyncio_SSL_CTX_set_mode(context, mode)
         var options = casyncio_SSL_OP_NO_RENEGOTIATION() | casyncio_SSL_OP_NO_COMPRESSION()

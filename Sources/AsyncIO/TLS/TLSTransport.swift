@@ -102,6 +102,14 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     private enum HeldShutdown { case writeEOF, close }
     /// The newest session the server gave us (clients).
     private var latestSession: TLSSession?
+    /// Received or wrote since the last idle sweep (``TLSIdleBuffers``).
+    @exclusivity(unchecked) private var recentlyActive = true
+    /// Sweeps in a row that found the connection active.
+    private var activeSweeps = 0
+    /// Out of `SSL_MODE_RELEASE_BUFFERS`: busy, OpenSSL keeps its buffers.
+    private(set) var keepsBuffers = false
+    /// In the idle sweep's list.
+    private var sweepsBuffers = false
 
     /// A TLS layer for a new connection. Attach it to a transport as its protocol (or with
     /// ``attach(to:alreadyReceived:)``).
@@ -184,6 +192,10 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
             return
         }
         state = .handshaking
+        if context.configuration.releaseIdleBuffers {
+            sweepsBuffers = true
+            loop.tlsIdleBuffers.add(self)
+        }
         let timeout = context.configuration.handshakeTimeout
         // Strong captures here and below, cancelled on every path out (handshakeDone,
         // connectionLost): a `weak` reference would give the object a side table and every
@@ -328,6 +340,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
 
     /// Runs OpenSSL over `bytes`; keeps what is left if the application paused reading.
     private func receive(_ bytes: UnsafeRawBufferPointer) {
+        recentlyActive = true
         input = bytes
         inputOffset = 0
         process()
@@ -569,6 +582,10 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         savedInput = []
         handshakeOutput = []
         heldWrites = []
+        if sweepsBuffers {
+            sweepsBuffers = false
+            loop.tlsIdleBuffers.remove(self)
+        }
         if let ssl {
             SSL_free(ssl)
             self.ssl = nil
@@ -631,6 +648,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     /// message (in order behind what is held already).
     private func encrypt(_ bytes: UnsafeRawBufferPointer) {
         guard state == .wrapped, let ssl, var base = bytes.baseAddress, bytes.count > 0 else { return }
+        recentlyActive = true
         if !heldWrites.isEmpty {   // keep the order behind what is held
             hold(bytes)
             return
@@ -892,6 +910,28 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     var tlsInfo: TLSConnectionInfo? {
         guard let ssl, state != .unwrapped else { return nil }
         return TLSConnectionInfo(ssl: ssl, session: latestSession)
+    }
+
+    /// The idle sweep (``TLSIdleBuffers``): a connection active in two intervals in a row
+    /// keeps OpenSSL's record buffers; one idle for an interval frees them (if they hold no
+    /// data) and releases them whenever empty again.
+    /// - Returns: whether buffers were freed.
+    func sweepBuffers() -> Bool {
+        guard let ssl else { return false }
+        if recentlyActive {
+            recentlyActive = false
+            activeSweeps += 1
+            if activeSweeps >= 2 && !keepsBuffers {
+                keepsBuffers = true
+                casyncio_SSL_clear_mode(ssl, casyncio_SSL_MODE_RELEASE_BUFFERS())
+            }
+            return false
+        }
+        activeSweeps = 0
+        guard keepsBuffers, SSL_free_buffers(ssl) == 1 else { return false }
+        keepsBuffers = false
+        casyncio_SSL_set_mode(ssl, casyncio_SSL_MODE_RELEASE_BUFFERS())
+        return true
     }
 
     // MARK: - The BIO's side

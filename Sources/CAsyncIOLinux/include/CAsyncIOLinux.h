@@ -26,6 +26,10 @@ void casyncio_set_thread_name(const char *name);
 /// The kernel thread id of the calling thread.
 int casyncio_gettid(void);
 
+/// glibc's malloc_trim(0): gives free heap pages back to the kernel (not only the top of the
+/// heap). Returns 1 if memory was released.
+int casyncio_malloc_trim(void);
+
 /// Installs a handler for `signo` that writes the signal number as one byte to `fd`
 /// (non-blocking, async-signal-safe; errno is preserved). Returns 0 or -1 with errno set.
 int casyncio_signal_install(int signo, int fd);
