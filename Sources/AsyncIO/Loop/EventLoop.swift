@@ -761,6 +761,7 @@ public final class EventLoop: @unchecked Sendable {
         }
         ready.removeAll()
         timers = Heap()
+        tlsIdleBuffersStorage = nil   // it holds TLS connections: no cycle through the loop
         registrations = []
         registrationCount = 0
         liveTasks = LiveTaskTable()
