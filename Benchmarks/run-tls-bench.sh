@@ -265,7 +265,7 @@ size=0
 if ((do_handshakes)); then run_phase handshake; fi
 elapsed=$((SECONDS - started_at))
 
-nio_ssl_version="$(awk '/"identity" : "swift-nio-ssl"/ { f = 1 } f && /"version"/ { gsub(/[",]/, "", $3); print $3; exit }' "$bench_dir/Package.resolved" 2>/dev/null)"
+nio_ssl_version="$(awk '/"identity" : "swift-nio-ssl"/ { f = 1 } f && /"version"/ { gsub(/[",]/, "", $3); print $3; exit }' "$bench_dir/Package.resolved" 2>/dev/null || true)"   # no Package.resolved when NIO was not built
 go_version=""
 if [[ -n "$go_bin" ]]; then go_version="$("${GO:-go}" version 2>/dev/null | awk '{ print $3 }')" || true; fi
 labels=""
