@@ -92,6 +92,40 @@ final class TLSCollector: StreamProtocol, @unchecked Sendable {
     }
 }
 
+/// A client context with our client certificate (long session tickets) that asks for records
+/// of at most 512 bytes, so ``pythonSplitTicketServer``'s tickets span several.
+func splitTicketClientContext() throws -> TLSContext {
+    var config = clientConfiguration()
+    config.certificateChain = "\(certificates)/client.crt"
+    config.privateKey = "\(certificates)/client.key"
+    let client = try TLSContext(config)
+    SSL_CTX_set_tlsext_max_fragment_length(client.context, UInt8(TLSEXT_max_fragment_length_512))
+    return client
+}
+
+/// Starts ``pythonSplitTicketServer`` in `mode`, accepts its TCP connection and starts TLS on it
+/// as the client; the caller closes the listener and awaits the peer.
+func connectToSplitTicketServer(
+    _ loop: EventLoop, _ client: TLSContext, mode: String, pauseReading: Bool = false
+) async throws -> (Server, LoopTask<ProcessResult>, TLSCollector, any StreamTransport) {
+    let sink = Box<TLSCollector?>(nil)
+    let listener = try await loop.createServer(host: "127.0.0.1", port: 0) {
+        let collector = TLSCollector(loop: loop)
+        collector.pausesReadingWithWriting = pauseReading
+        sink.value = collector
+        return collector
+    }
+    let port = listener.addresses[0].port ?? 0
+    let peer = loop.createTask {
+        try await loop.runProcess("python3", ["-c", pythonSplitTicketServer, "\(port)", certificates, mode])
+    }
+    try await waitUntil(loop) { sink.value?.transport != nil }
+    guard let collector = sink.value, let plain = collector.transport else { throw TimeoutError() }
+    let secure = try await loop.startTLS(plain, context: client, serverHostname: "localhost")
+    collector.transport = secure
+    return (listener, peer, collector, secure)
+}
+
 /// Waits until `condition` holds, polling the loop (at most `seconds`).
 func waitUntil(_ loop: EventLoop, seconds: Double = 20, _ condition: () -> Bool) async throws {
     let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
@@ -887,33 +921,16 @@ struct TLSTests {
     @Test(arguments: [false, true], [false, true])
     func writesHeldBehindASplitTicketAreFlowControlledAndFlushedOnClose(halfClose: Bool, pauseReading: Bool) throws {
         try withLoop { loop in
-            var config = clientConfiguration()
-            config.certificateChain = "\(certificates)/client.crt"
-            config.privateKey = "\(certificates)/client.key"
-            let client = try TLSContext(config)
-            SSL_CTX_set_tlsext_max_fragment_length(client.context, UInt8(TLSEXT_max_fragment_length_512))
+            let client = try splitTicketClientContext()
             // Chunk i is 1 KiB of the byte i % 251 (the peer checks order and completeness).
             func chunk(_ i: Int) -> [UInt8] { [UInt8](repeating: UInt8(i % 251), count: 1024) }
             let extra = 200   // written while held: 200 KiB, over the 64 KiB high-water mark
             typealias Outcome = (ProcessResult, Int, Int, Int, Int, (any Error)?)
             let (python, sent, held, pauses, resumes, lostError) = try loop.runUntilComplete {
                 () async throws -> Outcome in
-                let sink = Box<TLSCollector?>(nil)
-                let listener = try await loop.createServer(host: "127.0.0.1", port: 0) {
-                    let collector = TLSCollector(loop: loop)
-                    collector.pausesReadingWithWriting = pauseReading
-                    sink.value = collector
-                    return collector
-                }
+                let (listener, peer, collector, secure) = try await connectToSplitTicketServer(
+                    loop, client, mode: "rest", pauseReading: pauseReading)
                 defer { listener.close() }
-                let port = listener.addresses[0].port ?? 0
-                let peer = loop.createTask {
-                    try await loop.runProcess("python3", ["-c", pythonSplitTicketServer, "\(port)", certificates, "rest"])
-                }
-                try await waitUntil(loop) { sink.value?.transport != nil }
-                guard let collector = sink.value, let plain = collector.transport else { throw TimeoutError() }
-                let secure = try await loop.startTLS(plain, context: client, serverHostname: "localhost")
-                collector.transport = secure
                 let layer = secure as? TLSTransport
                 // Write until the ticket's first fragment has left OpenSSL inside a message.
                 var sent = 0
@@ -948,27 +965,10 @@ struct TLSTests {
     // timeout).
     @Test func peerClosingInsideASplitTicketFailsHeldWrites() throws {
         try withLoop { loop in
-            var config = clientConfiguration()
-            config.certificateChain = "\(certificates)/client.crt"
-            config.privateKey = "\(certificates)/client.key"
-            let client = try TLSContext(config)
-            SSL_CTX_set_tlsext_max_fragment_length(client.context, UInt8(TLSEXT_max_fragment_length_512))
+            let client = try splitTicketClientContext()
             let (python, lostError) = try loop.runUntilComplete { () async throws -> (ProcessResult, (any Error)?) in
-                let sink = Box<TLSCollector?>(nil)
-                let listener = try await loop.createServer(host: "127.0.0.1", port: 0) {
-                    let collector = TLSCollector(loop: loop)
-                    sink.value = collector
-                    return collector
-                }
+                let (listener, peer, collector, secure) = try await connectToSplitTicketServer(loop, client, mode: "eof")
                 defer { listener.close() }
-                let port = listener.addresses[0].port ?? 0
-                let peer = loop.createTask {
-                    try await loop.runProcess("python3", ["-c", pythonSplitTicketServer, "\(port)", certificates, "eof"])
-                }
-                try await waitUntil(loop) { sink.value?.transport != nil }
-                guard let collector = sink.value, let plain = collector.transport else { throw TimeoutError() }
-                let secure = try await loop.startTLS(plain, context: client, serverHostname: "localhost")
-                collector.transport = secure
                 let layer = secure as? TLSTransport
                 try await waitUntil(loop) {
                     secure.write("held?")
