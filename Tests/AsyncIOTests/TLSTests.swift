@@ -874,8 +874,7 @@ struct TLSTests {
                     collector.onData = { collector in
                         guard let transport = collector.transport else { return }
                         // Keep the kernel's share small: the rest waits in our write queue.
-                        var size: Int32 = 16 * 1024
-                        setsockopt(transport.fileDescriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+                        Socket.setOption(transport.fileDescriptor, SOL_SOCKET, SO_SNDBUF, 16 * 1024)
                         response.withUnsafeBytes { transport.write($0) }
                         transport.close()
                     }
@@ -998,8 +997,7 @@ struct TLSTests {
                     let collector = TLSCollector(loop: loop)
                     collector.onData = { collector in
                         guard let transport = collector.transport else { return }
-                        var size: Int32 = 16 * 1024
-                        setsockopt(transport.fileDescriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+                        Socket.setOption(transport.fileDescriptor, SOL_SOCKET, SO_SNDBUF, 16 * 1024)
                         collector.onPauseWriting = { $0.transport?.close() }
                         response.withUnsafeBytes { transport.write($0) }   // 64 records
                     }
