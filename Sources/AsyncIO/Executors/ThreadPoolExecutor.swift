@@ -38,6 +38,9 @@ final class WorkItem: Sendable {
 /// are named `<prefix>-<n>`. Jobs run in submission order (FIFO). Hand work to it from a loop
 /// with ``EventLoop/runInExecutor(_:_:)``, which resolves a ``Future`` on the loop.
 ///
+/// Threads are detached: each one's resources go back to the system when it ends, whether or
+/// not anyone waits for it, so `shutdown(wait: false)` leaks nothing.
+///
 /// - Note: Thread-safe.
 public final class ThreadPoolExecutor: @unchecked Sendable {
     /// The most threads the pool starts.
@@ -48,7 +51,9 @@ public final class ThreadPoolExecutor: @unchecked Sendable {
     // MARK: Guarded by `lock`
     private let lock = ConditionLock()
     private var queue = Deque<WorkItem>()
-    private var threads: [OSThread] = []
+    /// The workers that have not ended (each removes itself as it ends).
+    private var workers: [OSThread] = []
+    private var startedThreads = 0
     private var idleWorkers = 0
     private var isShutdown = false
 
@@ -87,9 +92,11 @@ public final class ThreadPoolExecutor: @unchecked Sendable {
             return false
         }
         queue.append(item)
-        if queue.count > idleWorkers && threads.count < maxWorkers {
-            let name = "\(threadNamePrefix)-\(threads.count)"
-            threads.append(OSThread.spawn(name: name) { [self] in workerLoop() })
+        if queue.count > idleWorkers && startedThreads < maxWorkers {
+            let name = "\(threadNamePrefix)-\(startedThreads)"
+            startedThreads += 1
+            // Under the lock: the new worker cannot end (and remove itself) before it is listed.
+            workers.append(OSThread.spawn(name: name, detached: true) { [self] in workerLoop() })
         }
         lock.signal()
         lock.unlock()
@@ -105,7 +112,10 @@ public final class ThreadPoolExecutor: @unchecked Sendable {
                 idleWorkers -= 1
             }
             guard let item = queue.popFirst() else {
-                // Shut down and drained.
+                // Shut down and drained: leave the list, and wake shutdown(wait: true) callers
+                // once the last worker is gone.
+                workers.removeAll { $0.isCurrent }
+                if workers.isEmpty { lock.broadcast() }
                 lock.unlock()
                 return
             }
@@ -125,40 +135,63 @@ public final class ThreadPoolExecutor: @unchecked Sendable {
     ///   - cancelPendingJobs: Drop the jobs that have not started.
     public func shutdown(wait: Bool = true, cancelPendingJobs: Bool = false) {
         var dropped: [WorkItem] = []
-        let toJoin: [OSThread] = lock.withLock {
+        let onWorker: Bool = lock.withLock {
             isShutdown = true
             if cancelPendingJobs {
                 dropped = Array(queue)
                 queue.removeAll()
             }
             lock.broadcast()
-            return threads
+            return workers.contains { $0.isCurrent }
         }
         for item in dropped where item.tryCancel() {
             item.onDrop?()
         }
-        guard wait, !toJoin.contains(where: { $0.isCurrent }) else { return }
-        for thread in toJoin {
-            thread.join()
+        guard wait, !onWorker else { return }
+        lock.withLock {
+            // Workers wake on the same condition; after shutdown nothing else signals it.
+            while !workers.isEmpty { lock.wait() }
         }
     }
 
     /// How many threads the pool has started.
-    public var threadCount: Int { lock.withLock { threads.count } }
+    public var threadCount: Int { lock.withLock { startedThreads } }
 }
 
 // MARK: - The loop's side
 
+/// A loop's default executor (loop-local state): made on first use, shut down without
+/// waiting when the loop closes.
+final class DefaultExecutorSlot: LoopLocal {
+    static let key = LoopLocalKey<DefaultExecutorSlot>()
+    var executor: ThreadPoolExecutor?
+    /// ``EventLoop/shutdownDefaultExecutor()`` was called: a new default executor starts shut.
+    var shutDown = false
+
+    func loopWillClose() {
+        executor?.shutdown(wait: false)
+        executor = nil
+    }
+}
+
+@available(*, unavailable)
+extension DefaultExecutorSlot: Sendable {}
+
 extension EventLoop {
+    var defaultExecutorSlot: DefaultExecutorSlot {
+        local(DefaultExecutorSlot.key) { DefaultExecutorSlot() }
+    }
+
     /// The loop's default executor, created on first use with
     /// ``ThreadPoolExecutor/defaultMaxWorkers`` threads.
     /// - Important: Loop-bound.
     public var defaultExecutor: ThreadPoolExecutor {
         assertInLoop()
-        if let executor = defaultExecutorStorage { return executor }
+        let slot = defaultExecutorSlot
+        if let executor = slot.executor { return executor }
         let executor = ThreadPoolExecutor(threadNamePrefix: "asyncio-\(name)")
-        if defaultExecutorShutDown { executor.shutdown(wait: false) }
-        defaultExecutorStorage = executor
+        if slot.shutDown { executor.shutdown(wait: false) }
+        slot.executor = executor
         return executor
     }
 
@@ -166,8 +199,17 @@ extension EventLoop {
     /// - Important: Loop-bound.
     public func setDefaultExecutor(_ executor: ThreadPoolExecutor) {
         assertInLoop()
-        defaultExecutorStorage = executor
-        defaultExecutorShutDown = false
+        let slot = defaultExecutorSlot
+        slot.executor = executor
+        slot.shutDown = false
+    }
+
+    /// Shuts the default executor down (if one was made) and blocks until its threads are
+    /// done: for `EventLoop.run` and the group's shutdown, with the loop stopped.
+    func shutdownDefaultExecutorBlocking() {
+        guard let slot = existingLocal(DefaultExecutorSlot.key) else { return }
+        slot.executor?.shutdown(wait: true)
+        slot.executor = nil
     }
 
     /// Runs the blocking `body` on `executor` (the default executor if `nil`) and returns a
@@ -193,7 +235,7 @@ extension EventLoop {
         }) { [self] in
             let result = Result { try body() }
             // The loop may be closed meanwhile; then nobody can observe the result.
-            _ = enqueueRemote(.closure { future.completeIfPending(result) })
+            _ = enqueueRemote { future.completeIfPending(result) }
         }
         future._whenDone {
             if future.isCancelled { _ = item.tryCancel() }
@@ -211,12 +253,13 @@ extension EventLoop {
     /// - Important: Call from a task running on this loop.
     public func shutdownDefaultExecutor() async {
         preconditionInLoop()
-        defaultExecutorShutDown = true
-        guard let executor = defaultExecutorStorage else { return }
+        let slot = defaultExecutorSlot
+        slot.shutDown = true
+        guard let executor = slot.executor else { return }
         let done = Future<Void>(loop: self)
         let joiner = OSThread.spawn(name: "asyncio-join") { [self] in
             executor.shutdown(wait: true)
-            _ = enqueueRemote(.closure { done.complete(.success(())) })
+            _ = enqueueRemote { done.complete(.success(())) }
         }
         await done.waitDone()
         joiner.join()

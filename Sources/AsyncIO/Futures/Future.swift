@@ -41,6 +41,11 @@ public protocol AnyFuture: AnyObject, Sendable {
 ///   (or while the loop is not running). ``value`` may be awaited from any task; off the loop
 ///   it hops to the loop to register.
 public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
+    // @unchecked Sendable: a future is handed between threads (awaited from any task), but
+    // its state is read and written on its loop's thread only. Every public inspector and
+    // mutator checks that in debug builds (assertInLoop); `value` hops to the loop, and
+    // `description` reads the state only where that is allowed.
+
     @usableFromInline
     enum State {
         case pending
@@ -85,21 +90,27 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
     // MARK: - Inspecting
 
     /// Whether the future has a result, an error, or was cancelled.
+    /// - Important: Loop-bound (checked in debug builds).
     @inlinable
     public final var isDone: Bool {
+        loop.assertInLoop()
         if case .pending = state { return false }
         return true
     }
 
     /// Whether the future was cancelled.
+    /// - Important: Loop-bound (checked in debug builds).
     public final var isCancelled: Bool {
+        loop.assertInLoop()
         if case .cancelled = state { return true }
         return false
     }
 
     /// The error of a failed future, `CancellationError` for a cancelled one, `nil` if it
     /// succeeded or is pending (asyncio's `exception()`, except that pending is not an error).
+    /// - Important: Loop-bound (checked in debug builds).
     public final var error: (any Error)? {
+        loop.assertInLoop()
         switch state {
         case .failure(let error):
             errorRetrieved = true
@@ -113,8 +124,10 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
     ///
     /// - Throws: the future's error; `CancellationError` if it was cancelled;
     ///   ``InvalidStateError`` if it is still pending.
+    /// - Important: Loop-bound (checked in debug builds).
     @inlinable
     public final func result() throws -> Value {
+        loop.assertInLoop()
         switch state {
         case .success(let value): return value
         case .failure(let error):
@@ -263,6 +276,7 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
     }
 
     public final func _whenDone(_ callback: @escaping () -> Void) {
+        loop.assertInLoop()
         if isDone {
             callback()
         } else {
@@ -324,7 +338,11 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
 }
 
 extension Future: CustomStringConvertible {
+    /// The future's type and state (`pending`, `finished`, `failed: …`, `cancelled`).
+    /// Thread-safe: off the loop's thread (while it runs) the state cannot be read safely, and
+    /// the description says `state unknown off the loop` instead.
     public var description: String {
+        guard loop.mayTouchLoopState else { return "\(Self.self)(state unknown off the loop)" }
         let status: String
         switch state {
         case .pending: status = "pending"

@@ -142,8 +142,17 @@ extension EventLoop {
     ///   ``EventLoopError`` if the loop cannot run or was stopped before the future completed.
     public func runUntilComplete<T>(_ future: Future<T>) throws -> T {
         precondition(future.loop === self, "runUntilComplete: the future belongs to another loop")
-        // As asyncio: even for a done future the loop runs one pass.
-        future._whenDone { [unowned self] in self.stop() }
+        // Refuse before touching the future: a stop callback left on it would later stop
+        // whoever runs the loop then.
+        try checkCanRun()
+        // As asyncio: even for a done future the loop runs one pass. The stop is disarmed when
+        // this call returns, so a loop stopped for another reason first is not stopped again
+        // later, in another run, when the future completes.
+        let stopper = StopOnDone()
+        future._whenDone { [unowned self] in
+            if stopper.armed { self.stop() }
+        }
+        defer { stopper.armed = false }
         try runForever()
         guard future.isDone else {
             throw EventLoopError(.stoppedBeforeCompletion, "the event loop stopped before the future completed")
@@ -153,9 +162,10 @@ extension EventLoop {
 
     /// Runs `body` as a task and the loop until the task is done; returns its result.
     ///
-    /// - Throws: as ``runUntilComplete(_:)-(Future<T>)``.
+    /// - Throws: as ``runUntilComplete(_:)-(Future<T>)``; if the loop cannot run, before the
+    ///   task is created (the body never starts).
     public func runUntilComplete<T: Sendable>(_ body: sending @escaping () async throws -> T) throws -> T {
-        if isClosed { throw EventLoopError.closedError }
+        try checkCanRun()
         let task = createTask(body)
         return try runUntilComplete(task)
     }
@@ -204,10 +214,14 @@ extension EventLoop {
         let loop = try EventLoop(name: name, debug: debug)
         defer {
             try? loop.cancelAllTasks()
-            loop.defaultExecutorStorage?.shutdown(wait: true)
-            loop.defaultExecutorStorage = nil
+            loop.shutdownDefaultExecutorBlocking()
             try? loop.close()
         }
         return try loop.runUntilComplete { try await body(loop) }
     }
+}
+
+/// The stop request `runUntilComplete` leaves on its future, disarmed when it returns.
+private final class StopOnDone {
+    var armed = true
 }

@@ -14,7 +14,7 @@ public struct EventLoopError: Error, Hashable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Base: Hashable, Sendable {
             case closed, alreadyRunning, anotherLoopRunning, noRunningLoop, executorShutdown
-            case signalInUse, invalidSignal, stoppedBeforeCompletion
+            case signalInUse, invalidSignal, stoppedBeforeCompletion, wrongThread
         }
         fileprivate let base: Base
 
@@ -34,6 +34,9 @@ public struct EventLoopError: Error, Hashable, CustomStringConvertible {
         public static let invalidSignal = Code(base: .invalidSignal)
         /// `runUntilComplete` returned because the loop was stopped before its future was done.
         public static let stoppedBeforeCompletion = Code(base: .stoppedBeforeCompletion)
+        /// The loop is bound to another thread (each loop of an ``EventLoopGroup`` runs on its
+        /// own thread only).
+        public static let wrongThread = Code(base: .wrongThread)
 
         public var description: String {
             switch base {
@@ -45,6 +48,7 @@ public struct EventLoopError: Error, Hashable, CustomStringConvertible {
             case .signalInUse: "signalInUse"
             case .invalidSignal: "invalidSignal"
             case .stoppedBeforeCompletion: "stoppedBeforeCompletion"
+            case .wrongThread: "wrongThread"
             }
         }
     }

@@ -2,6 +2,11 @@
 // swift-asyncio — The loop as a SerialExecutor and TaskExecutor for Swift concurrency.
 //===----------------------------------------------------------------------===//
 
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension EventLoop: SerialExecutor, TaskExecutor {
     /// Takes a Swift job (a step of a task whose executor is this loop) and runs it on the
     /// loop: in this pass's successors if enqueued on the loop's thread, otherwise after the
@@ -9,18 +14,11 @@ extension EventLoop: SerialExecutor, TaskExecutor {
     ///
     /// A job enqueued on a closed loop cannot run; it is dropped and logged.
     public func enqueue(_ job: consuming ExecutorJob) {
-        enqueueJob(.job(UnownedJob(job)))
-    }
-
-    /// Queues a job item from any thread.
-    @inline(__always)
-    func enqueueJob(_ item: ReadyItem) {
+        let job = UnownedJob(job)
         if inLoopThread {
-            ready.append(item)
-        } else if !enqueueRemote(item) {
-            logger.error(
-                "a task step was enqueued on a closed event loop and will never run",
-                metadata: ["loop": "\(name)"])
+            ready.append(.job(job))
+        } else if !inbox.enqueue(.job(job)) {
+            LoopTaskExecutor.refused(job, loopName: name, logger: logger)
         }
     }
 
@@ -50,17 +48,52 @@ extension EventLoop: SerialExecutor, TaskExecutor {
 /// that way leaves the isolated context at every call into a nonisolated async function and
 /// is queued back for another pass (measured: 10 passes per task create+await instead of 2).
 /// Jobs that come through this object are known to be task steps and run without isolation.
+///
+/// Lifetime: every task created with this executor as its preference retains it, so it may
+/// outlive its loop. It holds the loop's ``LoopInbox`` strongly and the loop itself not at
+/// all: a job for a loop that was closed (or closed and freed) is refused — logged at error
+/// level and never run, so its task stays suspended — instead of touching freed memory.
 public final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
-    /// Set once by the loop's initialiser; the loop owns this object and outlives it.
+    // @unchecked Sendable: `loop` is written once, by the loop's initialiser, before the
+    // executor is published; it is read only on the thread running that loop (see enqueue).
+
+    /// The loop, dereferenced only on the thread running it: the running loop is alive (its
+    /// `runForever` holds it), and while it runs no other thread can free it.
     unowned(unsafe) var loop: EventLoop?
+    private let inbox: LoopInbox
+    private let logger: Logger
+    /// The loop as a weak reference, for ``eventLoop``.
+    private weak var weakLoop: EventLoop?
 
-    /// The loop this executor runs jobs on.
-    public var eventLoop: EventLoop { loop.unsafelyUnwrapped }
+    init(inbox: LoopInbox, logger: Logger) {
+        self.inbox = inbox
+        self.logger = logger
+    }
 
-    init() {}
+    /// Called once by the loop's initialiser.
+    func attach(_ loop: EventLoop) {
+        self.loop = loop
+        weakLoop = loop
+    }
+
+    /// The loop this executor runs jobs on, or `nil` once that loop was freed.
+    public var eventLoop: EventLoop? { weakLoop }
 
     /// Queues a task step on the loop. Thread-safe.
     public func enqueue(_ job: consuming ExecutorJob) {
-        loop.unsafelyUnwrapped.enqueueJob(.taskJob(UnownedJob(job)))
+        let job = UnownedJob(job)
+        if inbox.inLoopThread {
+            loop.unsafelyUnwrapped.ready.append(.taskJob(job))
+        } else if !inbox.enqueue(.taskJob(job)) {
+            Self.refused(job, loopName: inbox.name, logger: logger)
+        }
+    }
+
+    /// Reports a job that reached a closed loop. It is not run: running it on another thread
+    /// would break the promise that every step of a loop's task runs on the loop's thread.
+    static func refused(_ job: UnownedJob, loopName: String, logger: Logger) {
+        logger.error(
+            "a task step was enqueued on a closed event loop and will never run",
+            metadata: ["loop": "\(loopName)"])
     }
 }

@@ -23,6 +23,8 @@ public final class EventLoopGroup: Sendable {
     private let threads: [OSThread]
     private let counter = Atomic<Int>(0)
     private let isShutDown = Atomic<Bool>(false)
+    /// Set when the group is released on one of its own loops: the threads close their loops.
+    private let closeOnExit = SharedFlag()
 
     /// Starts `loops` event loops, each on its own thread.
     /// - Parameters:
@@ -42,6 +44,7 @@ public final class EventLoopGroup: Sendable {
             throw error
         }
         self.loops = made
+        let closeOnExit = self.closeOnExit
         self.threads = made.map { loop in
             OSThread.spawn(name: loop.name) {
                 do {
@@ -49,16 +52,30 @@ public final class EventLoopGroup: Sendable {
                 } catch {
                     loop.logger.error("event loop thread could not run: \(error)")
                 }
+                // Released by its own loop (see deinit): nobody else is left to close it.
+                if closeOnExit.isSet {
+                    try? loop.close()
+                }
+                loop.bind(toThread: 0)
             }
+        }
+        // Bound before anyone else can see the group: loop-bound calls from any other thread
+        // are wrong from the start, whether or not the loop's thread has started running it.
+        for (loop, thread) in zip(made, threads) {
+            loop.bind(toThread: thread.id)
         }
     }
 
     deinit {
         guard !isShutDown.load(ordering: .relaxed) else { return }
         if loops.contains(where: { $0.inLoopThread }) {
-            // Released last on one of its own loops: it cannot wait for itself. Stop the
-            // loops; their threads end on their own.
+            // Released last on one of its own loops: it cannot wait for itself. Each loop's
+            // thread closes its loop once it stopped, and ends on its own (detached).
             isShutDown.store(true, ordering: .relaxed)
+            closeOnExit.set()
+            for thread in threads {
+                thread.detach()
+            }
             for loop in loops {
                 loop.execute { loop.stopAfterCancellingTasks(timeout: .seconds(5)) }
             }
@@ -93,8 +110,7 @@ public final class EventLoopGroup: Sendable {
             thread.join()
         }
         for loop in loops {
-            loop.defaultExecutorStorage?.shutdown(wait: true)
-            loop.defaultExecutorStorage = nil
+            loop.shutdownDefaultExecutorBlocking()
             try? loop.close()
         }
     }

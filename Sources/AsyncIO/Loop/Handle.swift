@@ -2,6 +2,8 @@
 // swift-asyncio — Handle: a scheduled callback that can be cancelled.
 //===----------------------------------------------------------------------===//
 
+import Synchronization
+
 /// A callback scheduled on an ``EventLoop`` by `callSoon`, `callLater`, `callAt`,
 /// `callSoonThreadSafe`, `addReader`/`addWriter` or `addSignalHandler`
 /// (asyncio's `Handle` and `TimerHandle`).
@@ -10,35 +12,71 @@
 /// stays in the loop's timer heap until it is due or until cancelled timers make up more than
 /// half of the heap, when the heap is compacted (lazy cancellation, as asyncio does).
 ///
-/// - Important: Loop-bound: ``cancel()`` must be called on the loop's thread (or while the
-///   loop is not running). Use `loop.callSoonThreadSafe { handle.cancel() }` elsewhere.
+/// A handle does not keep its loop alive: a loop that is released without being closed still
+/// cleans up, whatever timers or watchers it had.
+///
+/// - Important: Handles from ``EventLoop/callSoonThreadSafe(_:)`` may be cancelled from any
+///   thread. Every other handle is loop-bound: call ``cancel()`` on the loop's thread (or while
+///   the loop is not running), e.g. through `loop.callSoonThreadSafe { handle.cancel() }`.
 public final class Handle: @unchecked Sendable {
-    /// The callback; released once it has run or been cancelled.
+    // @unchecked Sendable: a loop-bound handle is only touched on its loop (checked in debug
+    // builds); a thread-safe handle's cancellation goes through the atomic `claim`.
+
+    /// The callback; released once it has run or been cancelled (on the loop).
     @exclusivity(unchecked) var callback: (() throws -> Void)?
     /// Monotonic deadline in nanoseconds for timers, 0 for everything else.
     let deadline: UInt64
-    /// The loop, for timers (which must tell it when they are cancelled) and repeating
-    /// handles; `nil` for one-shot callbacks, which saves a retain/release per callSoon.
-    let loop: EventLoop?
-    /// Whether the handle was cancelled.
+    /// The loop, for the thread check and for timers (which tell it when they are cancelled);
+    /// `nil` for one-shot callbacks, which saves the reference per callSoon. Weak: a handle in
+    /// the loop's timer heap or fd table must not keep the loop alive.
+    weak var loop: EventLoop?
+    /// Whether the handle was cancelled (loop-bound handles).
     @exclusivity(unchecked) var cancelled = false
     /// Whether a timer is still in the loop's heap (for the cancelled-timer count).
     var inTimerHeap = false
     /// Whether the callback is kept after running (reader, writer and signal callbacks run
     /// many times).
     let repeats: Bool
+    /// Whether any thread may cancel the handle (made by `callSoonThreadSafe`).
+    let threadSafe: Bool
+    /// For thread-safe handles: who got there first, the loop starting the callback or a
+    /// thread cancelling it.
+    let claim = Atomic<UInt8>(0)
+
+    private static let unclaimed: UInt8 = 0
+    private static let started: UInt8 = 1
+    private static let cancelledByThread: UInt8 = 2
 
     init(loop: EventLoop?, deadline: UInt64 = 0, repeats: Bool = false, _ callback: @escaping () throws -> Void) {
         self.loop = loop
         self.deadline = deadline
         self.repeats = repeats
         self.callback = callback
+        self.threadSafe = false
     }
 
-    /// Cancels the callback: if it has not run yet, it never will. Cancelling twice is harmless.
+    /// A handle that any thread may cancel (for ``EventLoop/callSoonThreadSafe(_:)``).
+    init(threadSafe callback: @escaping @Sendable () throws -> Void) {
+        self.loop = nil
+        self.deadline = 0
+        self.repeats = false
+        self.callback = callback
+        self.threadSafe = true
+    }
+
+    /// Cancels the callback: if it has not started yet, it never will. Cancelling twice is
+    /// harmless.
     ///
-    /// - Note: Must be called on the loop's thread.
+    /// - Note: Loop-bound, except for handles returned by ``EventLoop/callSoonThreadSafe(_:)``,
+    ///   which any thread may cancel: once `cancel()` returns, the callback either ran or
+    ///   started already, or never runs.
     public func cancel() {
+        if threadSafe {
+            // The loop releases the callback when it meets the cancelled handle.
+            _ = claim.compareExchange(
+                expected: Self.unclaimed, desired: Self.cancelledByThread, ordering: .acquiringAndReleasing)
+            return
+        }
         loop?.assertInLoop()
         if cancelled { return }
         cancelled = true
@@ -48,8 +86,27 @@ public final class Handle: @unchecked Sendable {
         }
     }
 
-    /// Whether ``cancel()`` was called.
-    public var isCancelled: Bool { cancelled }
+    /// Called by the loop before it runs the callback: whether it may (not cancelled).
+    /// Loop thread only.
+    @inline(__always)
+    func start() -> Bool {
+        if cancelled { return false }
+        guard threadSafe else { return true }
+        let (won, _) = claim.compareExchange(
+            expected: Self.unclaimed, desired: Self.started, ordering: .acquiringAndReleasing)
+        if !won {
+            cancelled = true
+            callback = nil
+        }
+        return won
+    }
+
+    /// Whether ``cancel()`` was called (and, for a thread-safe handle, won over the start).
+    /// Thread-safe for handles from `callSoonThreadSafe`; loop-bound for the others.
+    public var isCancelled: Bool {
+        if threadSafe { return claim.load(ordering: .acquiring) == Self.cancelledByThread }
+        return cancelled
+    }
 
     /// For a timer, the loop time (see ``EventLoop/time()``) at which it is due; `nil` for a
     /// callback scheduled with `callSoon`.

@@ -3,6 +3,7 @@
 //===----------------------------------------------------------------------===//
 
 import CAsyncIOLinux
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -57,8 +58,9 @@ struct OSThread: @unchecked Sendable {
         }
     }
 
-    /// Starts a thread named `name` running `body`.
-    static func spawn(name: String, _ body: @escaping @Sendable () -> Void) -> OSThread {
+    /// Starts a thread named `name` running `body`. A detached thread gives its resources
+    /// back when it ends and must not be joined.
+    static func spawn(name: String, detached: Bool = false, _ body: @escaping @Sendable () -> Void) -> OSThread {
         let box = Unmanaged.passRetained(Box(name: name, body: body))
         var handle = pthread_t()
         let rc = pthread_create(&handle, nil, { raw in
@@ -71,7 +73,13 @@ struct OSThread: @unchecked Sendable {
         // pthread_create fails only on resource exhaustion (EAGAIN); there is no sane way
         // to run an event loop or a pool without the thread it was asked for.
         precondition(rc == 0, "pthread_create failed: errno \(rc)")
+        if detached { pthread_detach(handle) }
         return OSThread(handle: handle)
+    }
+
+    /// Lets the thread give its resources back when it ends; it must not be joined after.
+    func detach() {
+        pthread_detach(handle)
     }
 
     /// Waits for the thread to finish.
@@ -79,8 +87,19 @@ struct OSThread: @unchecked Sendable {
         pthread_join(handle, nil)
     }
 
+    /// The thread's id, as `pthread_self()` returns it on that thread.
+    var id: UInt { UInt(handle) }
+
     /// Whether the calling thread is this thread.
     var isCurrent: Bool { pthread_equal(handle, pthread_self()) != 0 }
+}
+
+/// A flag that one thread sets and others read (a reference, so closures can share it).
+final class SharedFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }
 
 /// The number of CPUs this process may run on.

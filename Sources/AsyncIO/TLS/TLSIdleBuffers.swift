@@ -46,6 +46,13 @@ final class TLSIdleBuffers {
         }
     }
 
+    /// Forgets every connection and the timer (the loop is closing).
+    func dropAll() {
+        connections = [:]
+        timer?.cancel()
+        timer = nil
+    }
+
     private func arm() {
         timer = loop.callLater(after: Self.interval) { [self] in
             timer = nil
@@ -62,12 +69,38 @@ final class TLSIdleBuffers {
 @available(*, unavailable)
 extension TLSIdleBuffers: Sendable {}
 
+/// What TLS keeps per loop (loop-local state): the buffer connections decrypt into (one
+/// record's plaintext at most) and the idle-buffer sweep.
+final class TLSLoopState: LoopLocal {
+    static let key = LoopLocalKey<TLSLoopState>()
+    static let readBufferSize = 16 * 1024
+
+    let readBuffer: UnsafeMutableRawBufferPointer
+    /// A connection is delivering from ``readBuffer`` (TLS over TLS takes its own).
+    var readBufferInUse = false
+    let idleBuffers: TLSIdleBuffers
+
+    init(loop: EventLoop) {
+        readBuffer = .allocate(byteCount: Self.readBufferSize, alignment: 16)
+        idleBuffers = TLSIdleBuffers(loop: loop)
+    }
+
+    deinit {
+        readBuffer.deallocate()
+    }
+
+    /// The sweep holds connections, which hold the loop: let them go.
+    func loopWillClose() {
+        idleBuffers.dropAll()
+    }
+}
+
+@available(*, unavailable)
+extension TLSLoopState: Sendable {}
+
 extension EventLoop {
-    /// The loop's sweep of idle TLS connections' buffers (created on first use; loop-bound).
-    var tlsIdleBuffers: TLSIdleBuffers {
-        if let sweep = tlsIdleBuffersStorage { return sweep }
-        let sweep = TLSIdleBuffers(loop: self)
-        tlsIdleBuffersStorage = sweep
-        return sweep
+    /// The loop's TLS state (created on first use; loop-bound).
+    var tls: TLSLoopState {
+        local(TLSLoopState.key) { TLSLoopState(loop: self) }
     }
 }

@@ -194,7 +194,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         state = .handshaking
         if context.configuration.releaseIdleBuffers {
             sweepsBuffers = true
-            loop.tlsIdleBuffers.add(self)
+            loop.tls.idleBuffers.add(self)
         }
         let timeout = context.configuration.handshakeTimeout
         // Strong captures here and below, cancelled on every path out (handshakeDone,
@@ -380,14 +380,15 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     /// Runs `body` with the loop's plaintext buffer, or a buffer of its own if the loop's is
     /// in use (TLS over TLS: the outer layer's input is the inner layer's plaintext).
     private func withPlaintextBuffer(_ body: (UnsafeMutableRawBufferPointer) -> Void) {
-        if loop.tlsReadBufferInUse {
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: EventLoop.tlsReadBufferSize, alignment: 16)
+        let shared = loop.tls
+        if shared.readBufferInUse {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TLSLoopState.readBufferSize, alignment: 16)
             defer { buffer.deallocate() }
             body(buffer)
         } else {
-            loop.tlsReadBufferInUse = true
-            defer { loop.tlsReadBufferInUse = false }
-            body(loop.tlsReadBuffer)
+            shared.readBufferInUse = true
+            defer { shared.readBufferInUse = false }
+            body(shared.readBuffer)
         }
     }
 
@@ -424,7 +425,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     private func readIntoProtocolBuffer(_ buffered: any BufferedProtocol, _ ssl: OpaquePointer) -> Bool {
         let buffer: UnsafeMutableRawBufferPointer
         do {
-            buffer = try buffered.getBuffer(sizeHint: EventLoop.tlsReadBufferSize)
+            buffer = try buffered.getBuffer(sizeHint: TLSLoopState.readBufferSize)
         } catch {
             protocolCallbackFailed(error, "getBuffer")
             return false
@@ -584,7 +585,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         heldWrites = []
         if sweepsBuffers {
             sweepsBuffers = false
-            loop.tlsIdleBuffers.remove(self)
+            loop.tls.idleBuffers.remove(self)
         }
         if let ssl {
             SSL_free(ssl)

@@ -422,7 +422,8 @@ extension EventLoop {
 
 /// Receive slots for recvmmsg, owned by a loop and reused by all its datagram endpoints: each
 /// slot holds a whole datagram (up to 64 KiB) and its source address.
-final class DatagramBatch {
+final class DatagramBatch: LoopLocal {
+    static let key = LoopLocalKey<DatagramBatch>()
     static let slots = 8
     static let slotSize = 64 * 1024
 
@@ -447,6 +448,8 @@ final class DatagramBatch {
         iovecs.deallocate()
         storage.deallocate()
     }
+
+    func loopWillClose() {}
 
     func buffer(_ slot: Int) -> UnsafeMutableRawPointer {
         storage + slot * Self.slotSize
@@ -491,5 +494,12 @@ final class DatagramBatch {
             messages[i].msg_hdr.msg_flags = 0
             messages[i].msg_len = 0
         }
+    }
+}
+
+extension EventLoop {
+    /// The loop's datagram batch (recvmmsg/sendmmsg slots), allocated on first use.
+    var datagramBatch: DatagramBatch {
+        local(DatagramBatch.key) { DatagramBatch() }
     }
 }

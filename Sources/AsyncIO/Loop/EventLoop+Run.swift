@@ -1,0 +1,203 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — Running the loop: runForever, stop, and one pass (the only place where
+// callbacks, timers and Swift jobs are run).
+//===----------------------------------------------------------------------===//
+
+import CAsyncIOLinux
+import HeapModule
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension EventLoop {
+    /// Runs the loop until ``stop()`` is called (asyncio's `run_forever`).
+    ///
+    /// - Throws: ``EventLoopError`` if the loop is closed, already running, bound to another
+    ///   thread, or another loop runs on this thread.
+    public func runForever() throws(EventLoopError) {
+        try checkCanRun()
+        enterRunning()
+        defer { leaveRunning() }
+        while true {
+            runOnce()
+            if stopping { break }
+        }
+    }
+
+    /// Stops the loop after the current pass (asyncio's `stop`). If called before
+    /// ``runForever()``, the next run polls once, runs what is ready, and returns.
+    /// - Important: Loop-bound; from another thread use `callSoonThreadSafe { loop.stop() }`.
+    public func stop() {
+        assertInLoop()
+        stopping = true
+    }
+
+    /// Throws unless ``runForever()`` could start the loop on this thread now.
+    func checkCanRun() throws(EventLoopError) {
+        if isClosed { throw .closedError }
+        let bound = inbox.boundThread.load(ordering: .acquiring)
+        if bound != 0 && bound != UInt(pthread_self()) {
+            throw EventLoopError(.wrongThread, "the event loop '\(name)' runs on its group's thread only")
+        }
+        if inbox.runningThread.load(ordering: .relaxed) != 0 {
+            throw EventLoopError(.alreadyRunning, "the event loop '\(name)' is already running")
+        }
+        if casyncio_current_loop() != nil {
+            throw EventLoopError(.anotherLoopRunning, "another event loop is already running on this thread")
+        }
+    }
+
+    private func enterRunning() {
+        inbox.runningThread.store(UInt(pthread_self()), ordering: .sequentiallyConsistent)
+        casyncio_set_current_loop(Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    private func leaveRunning() {
+        stopping = false
+        casyncio_set_current_loop(nil)
+        inbox.runningThread.store(0, ordering: .sequentiallyConsistent)
+    }
+
+    /// One pass: poll, collect due timers, run what was ready at the start of the pass.
+    private func runOnce() {
+        if cancelledTimers > 100 && cancelledTimers * 2 > timers.count {
+            compactTimers()
+        }
+
+        var timeout: Int32
+        if !ready.isEmpty || stopping {
+            timeout = 0
+        } else if let first = timers.min {
+            let now = monotonicNanoseconds()
+            if first.deadline <= now {
+                timeout = 0
+            } else {
+                // Round up: waking early would only spin; epoll_wait counts milliseconds.
+                let millis = (first.deadline - now + 999_999) / 1_000_000
+                timeout = Int32(min(millis, 3_600_000))
+            }
+        } else {
+            timeout = -1
+        }
+
+        // Polling epoll with a zero timeout on every pass dominates a busy loop of task
+        // switches; with ready work and no fds to watch there is nothing to poll for
+        // (remote work is announced through `remotePending`).
+        let mustPoll = timeout != 0 || ready.isEmpty
+            || (registrationCount > 0 && ticksWithoutPoll >= Self.maxTicksWithoutPoll)
+        if mustPoll {
+            ticksWithoutPoll = 0
+            if timeout != 0 {
+                inbox.sleeping.store(true, ordering: .sequentiallyConsistent)
+                if inbox.pending.load(ordering: .sequentiallyConsistent) {
+                    timeout = 0
+                }
+            }
+            _ = selector.wait(timeoutMillis: timeout) { token, events in
+                self.dispatch(token: token, events: events)
+            }
+            inbox.sleeping.store(false, ordering: .relaxed)
+        } else {
+            ticksWithoutPoll += 1
+        }
+
+        if inbox.pending.load(ordering: .acquiring) {
+            drainRemote()
+        }
+
+        if !timers.isEmpty {
+            let now = monotonicNanoseconds()
+            while let first = timers.min, first.deadline <= now {
+                timers.removeMin()
+                let handle = first.handle
+                handle.inTimerHeap = false
+                if handle.cancelled {
+                    cancelledTimers -= 1
+                    continue
+                }
+                ready.append(.handle(handle))
+            }
+        }
+
+        var count = ready.count
+        while count > 0 {
+            count -= 1
+            let item = ready.removeFirst()
+            if debug {
+                runTimed(item)
+            } else {
+                run(item)
+            }
+        }
+    }
+
+    @inline(__always)
+    private func dispatch(token: UInt64, events: UInt32) {
+        if token == Selector.wakeUpToken { return }
+        let fd = Int(UInt32(truncatingIfNeeded: token))
+        let generation = UInt32(truncatingIfNeeded: token >> 32)
+        // A stale event for an fd that was unregistered (and maybe reused) in this pass.
+        guard fd < registrations.count, registrations[fd].generation == generation else { return }
+        // As Python's selectors: anything but EPOLLOUT (HUP, ERR) wakes the reader, anything
+        // but EPOLLIN wakes the writer, so both see errors and hang-ups. (The fields are read
+        // one by one: copying the whole registration would retain both handles per event.)
+        if events & ~IOInterest.write.rawValue != 0, let reader = registrations[fd].reader {
+            ready.append(.handle(reader))
+        }
+        if events & ~IOInterest.read.rawValue != 0, let writer = registrations[fd].writer {
+            ready.append(.handle(writer))
+        }
+    }
+
+    @inline(__always)
+    private func run(_ item: ReadyItem) {
+        switch item {
+        case .taskJob(let job):
+            job.runSynchronously(on: taskExecutor.asUnownedTaskExecutor())
+        case .job(let job):
+            job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+        case .closure(let body):
+            body()
+        case .handle(let handle):
+            guard handle.start(), let callback = handle.callback else { return }
+            if !handle.repeats {
+                handle.callback = nil
+            }
+            do {
+                try callback()
+            } catch {
+                callExceptionHandler(
+                    ExceptionContext(message: "Exception in callback", error: error, source: "\(handle)"))
+            }
+        }
+    }
+
+    private func runTimed(_ item: ReadyItem) {
+        let start = monotonicNanoseconds()
+        run(item)
+        let elapsed = monotonicNanoseconds() &- start
+        let threshold = slowCallbackDuration.clampedNanoseconds
+        if elapsed >= threshold {
+            let what: String
+            switch item {
+            case .job, .taskJob: what = "a task step"
+            case .closure: what = "an internal callback"
+            case .handle(let handle): what = "callback \(ObjectIdentifier(handle))"
+            }
+            logger.warning(
+                "Executing \(what) took \(Double(elapsed) / 1e9) seconds",
+                metadata: ["loop": "\(name)"])
+        }
+    }
+
+    private func compactTimers() {
+        timers = Heap(timers.unordered.filter { !$0.handle.cancelled })
+        cancelledTimers = 0
+    }
+
+    /// How many timers are in the heap, cancelled ones included (for tests and diagnostics).
+    var scheduledTimerCount: Int { timers.count }
+
+    /// How many timers are scheduled and not cancelled.
+    var liveTimerCount: Int { timers.count - cancelledTimers }
+}

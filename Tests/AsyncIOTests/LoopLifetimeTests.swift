@@ -1,0 +1,251 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — Loop lifetime and confinement: closed and freed loops, thread-safe
+// handles, group loops bound to their threads, runUntilComplete misuse.
+//===----------------------------------------------------------------------===//
+
+import Synchronization
+import Testing
+
+@testable import AsyncIO
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Something the test thread can block on until a loop callback or another thread signals it.
+private final class Signal: Sendable {
+    private let fired = Atomic<Bool>(false)
+
+    func fire() { fired.store(true, ordering: .releasing) }
+
+    /// Waits up to `seconds`; returns whether it fired.
+    func wait(seconds: Double = 10) -> Bool {
+        let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
+        while !fired.load(ordering: .acquiring) {
+            if monotonicNanoseconds() > deadline { return false }
+            blockThread(seconds: 0.001)
+        }
+        return true
+    }
+}
+
+@Suite(.timeLimit(.minutes(1)))
+struct LoopLifetimeTests {
+    // A task that prefers a loop's task executor and resumes after that loop was closed and
+    // freed is refused: its step never runs, and nothing touches the freed loop (before the
+    // fix the executor's unowned(unsafe) reference read freed memory; run under
+    // --sanitize=address to see it).
+    @Test func taskResumedAfterItsLoopWasFreedIsRefused() throws {
+        let parked = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        let ranAfterResume = Counter()
+        weak var weakLoop: EventLoop?
+        let executor: LoopTaskExecutor
+        do {
+            let loop = try EventLoop(name: "short-lived")
+            weakLoop = loop
+            executor = loop.taskExecutor
+            // The task must not capture the loop, or it would keep it alive.
+            Task(executorPreference: executor) {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    parked.withLock { $0 = continuation }
+                    EventLoop.current?.stop()
+                }
+                ranAfterResume.increment()
+            }
+            let watchdog = loop.callLater(after: .seconds(10)) { loop.stop() }
+            try loop.runForever()
+            watchdog.cancel()
+            try loop.close()
+        }
+        #expect(weakLoop == nil, "nothing else holds the loop")
+        #expect(executor.eventLoop == nil)
+        let continuation = parked.withLock { $0.take() }
+        #expect(continuation != nil, "the task parked on the loop")
+        continuation?.resume()   // its next step goes to the executor of the freed loop
+        blockThread(seconds: 0.2)   // time for a wrongly run step to show (it must not run)
+        #expect(ranAfterResume.value == 0)
+    }
+
+    // A loop that is released without close() still cleans up, although a timer and an fd
+    // watcher were registered: handles do not hold their loop (they kept it alive before).
+    @Test func loopReleasedWithTimerAndWatcherIsFreed() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
+        weak var weakLoop: EventLoop?
+        do {
+            let loop = try EventLoop(name: "unclosed")
+            weakLoop = loop
+            loop.callLater(after: .seconds(3600)) {}
+            try loop.addReader(fds[0]) {}
+            loop.callSoon { loop.stop() }
+            try loop.runForever()
+        }
+        #expect(weakLoop == nil)
+    }
+
+    // A handle from callSoonThreadSafe may be cancelled from the calling thread: once
+    // cancel() returns, the callback either started already (isCancelled false) or never runs
+    // (isCancelled true). Before the fix a cancel after the run still said "cancelled".
+    @Test func threadSafeHandleCancelFromAnotherThreadNeverBothRunsAndCancels() throws {
+        let group = try EventLoopGroup(loops: 1, name: "handles")
+        defer { group.shutdown() }
+        let loop = group.loops[0]
+
+        // Cancelled after it ran: not cancelled.
+        let ran = Signal()
+        let late = try loop.callSoonThreadSafe { ran.fire() }
+        #expect(ran.wait())
+        late.cancel()
+        #expect(!late.isCancelled)
+
+        // Cancelled before the loop can run it (the loop is busy): never runs.
+        let release = Signal()
+        let busy = Signal()
+        try loop.callSoonThreadSafe {
+            busy.fire()
+            _ = release.wait()
+        }
+        #expect(busy.wait())
+        let neverRuns = Counter()
+        let early = try loop.callSoonThreadSafe { neverRuns.increment() }
+        early.cancel()
+        #expect(early.isCancelled)
+        release.fire()
+
+        // Racing: each callback ran xor its handle reports cancelled.
+        let count = 2_000
+        let runs = Mutex<[Bool]>(Array(repeating: false, count: count))
+        var handles: [Handle] = []
+        for i in 0..<count {
+            let handle = try loop.callSoonThreadSafe { runs.withLock { $0[i] = true } }
+            handles.append(handle)
+            if i % 3 != 0 { handle.cancel() }
+        }
+        let drained = Signal()
+        try loop.callSoonThreadSafe { drained.fire() }
+        #expect(drained.wait())
+        let ranFlags = runs.withLock { $0 }
+        var violations = 0
+        for i in 0..<count where ranFlags[i] == handles[i].isCancelled {
+            violations += 1
+        }
+        #expect(violations == 0)
+        #expect(neverRuns.value == 0)
+    }
+
+    // A group's loops are bound to their threads from creation: loop-bound calls from another
+    // thread are refused at once, not only once the loop thread happens to run (before the
+    // fix the answer depended on whether the thread had started yet).
+    @Test func groupLoopsAreBoundToTheirThreadsFromCreation() throws {
+        for _ in 0..<20 {
+            let group = try EventLoopGroup(loops: 2, name: "bound")
+            for loop in group.loops {
+                #expect(!loop.mayTouchLoopState)
+                #expect(throws: EventLoopError(.wrongThread, "")) { try loop.runForever() }
+            }
+            group.shutdown()
+            // The threads ended: whoever joined them may tear the loops down.
+            for loop in group.loops {
+                #expect(loop.mayTouchLoopState)
+            }
+        }
+    }
+
+    // A loop-bound call on a group's loop from a foreign thread traps in debug builds, even
+    // before the loop thread started running it.
+    @Test func foreignThreadFutureInspectionTraps() async {
+        await #expect(processExitsWith: .failure) {
+            guard let group = try? EventLoopGroup(loops: 1, name: "trap") else { exit(0) }
+            let future = Future<Int>(loop: group.loops[0])
+            _ = future.isDone   // off the loop's thread: traps in debug builds
+            exit(_isDebugAssertConfiguration() ? 0 : 1)
+        }
+    }
+
+    // Future's description is safe off the loop: it does not read the state there.
+    @Test func futureDescriptionOffTheLoopDoesNotReadState() throws {
+        let group = try EventLoopGroup(loops: 1, name: "describe")
+        defer { group.shutdown() }
+        let future = Future<Int>(loop: group.loops[0])
+        #expect(future.description == "Future<Int>(state unknown off the loop)")
+    }
+
+    // runUntilComplete on a running loop throws before it leaves anything behind: completing
+    // that future later does not stop the loop (before the fix a stop callback stayed on it).
+    @Test func refusedRunUntilCompleteLeavesNoStopBehind() throws {
+        try withLoop { loop in
+            let other = Future<Int>(loop: loop)
+            let bodyRan = Box(false)
+            let value = try loop.runUntilComplete { () async throws -> Int in
+                #expect(throws: EventLoopError(.alreadyRunning, "")) { try loop.runUntilComplete(other) }
+                #expect(throws: EventLoopError(.alreadyRunning, "")) {
+                    try loop.runUntilComplete { bodyRan.value = true }
+                }
+                try other.setResult(1)
+                // A left-over stop would end runUntilComplete during this sleep.
+                try await sleep(for: .milliseconds(50))
+                return 7
+            }
+            #expect(value == 7)
+            #expect(!bodyRan.value, "the refused call's body must never start")
+        }
+    }
+
+    // A loop stopped before runUntilComplete's future completes is not stopped again, in a
+    // later run, when that future completes.
+    @Test func runUntilCompleteStoppedEarlyDoesNotStopALaterRun() throws {
+        try withLoop { loop in
+            let first = Future<Int>(loop: loop)
+            loop.callSoon { loop.stop() }
+            #expect(throws: EventLoopError(.stoppedBeforeCompletion, "")) { try loop.runUntilComplete(first) }
+            let passes = Box(0)
+            let value = try loop.runUntilComplete { () async throws -> Int in
+                try first.setResult(1)
+                for _ in 0..<5 {
+                    try await sleep(for: .milliseconds(1))
+                    passes.value += 1
+                }
+                return 2
+            }
+            #expect(value == 2)
+            #expect(passes.value == 5)
+        }
+    }
+
+    // ThreadPoolExecutor.shutdown(wait: false) leaves no joinable thread behind, and a later
+    // shutdown(wait: true) still waits for the running job.
+    @Test func executorShutdownWithoutWaitThenWithWait() throws {
+        let pool = ThreadPoolExecutor(maxWorkers: 2, threadNamePrefix: "pool-test")
+        let finished = Counter()
+        try pool.submit {
+            blockThread(seconds: 0.2)
+            finished.increment()
+        }
+        pool.shutdown(wait: false)
+        #expect(finished.value == 0)
+        pool.shutdown(wait: true)
+        #expect(finished.value == 1)
+        pool.shutdown(wait: true)   // twice: harmless (joining twice was undefined behaviour)
+    }
+
+    // A group released on one of its own loops closes its loops once their threads stop.
+    @Test func groupReleasedOnItsOwnLoopClosesItsLoops() throws {
+        var group: EventLoopGroup? = try EventLoopGroup(loops: 2, name: "self-release")
+        let loops = group?.loops ?? []
+        let handOff = Mutex<EventLoopGroup?>(group)
+        group = nil
+        // The last reference goes away inside a callback on loop 0.
+        try loops[0].callSoonThreadSafe {
+            handOff.withLock { $0 = nil }
+        }
+        let deadline = monotonicNanoseconds() + 10_000_000_000
+        while !loops.allSatisfy({ $0.isClosed }) && monotonicNanoseconds() < deadline {
+            blockThread(seconds: 0.01)
+        }
+        #expect(loops.allSatisfy { $0.isClosed })
+    }
+}
