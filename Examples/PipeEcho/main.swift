@@ -74,7 +74,7 @@ struct PipeEcho: ParsableCommand {
                 let (output, outputProtocol) = try await loop.connectWritePipe(stdoutFD) { Output(loop: loop) }
                 // Pause stdin as soon as stdout cannot take a chunk whole: at most one chunk's
                 // remainder is ever copied into the write queue, as `cat` would block instead.
-                output.setWriteBufferLimits(high: 0, low: 0)
+                try output.setWriteBufferLimits(high: 0, low: 0)
                 let (input, _) = try await loop.connectReadPipe(stdinFD) { Forward(output: output) }
                 outputProtocol.input = input
                 try await outputProtocol.finished.value

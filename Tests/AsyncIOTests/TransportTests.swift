@@ -133,7 +133,7 @@ struct TransportTests {
                 let serverSide = try #require(accepted.value.first)
                 let transport = try #require(serverSide.transport)
                 Socket.setOption(transport.fileDescriptor, SOL_SOCKET, SO_SNDBUF, 4096)
-                transport.setWriteBufferLimits(high: 64 * 1024, low: 16 * 1024)
+                try transport.setWriteBufferLimits(high: 64 * 1024, low: 16 * 1024)
                 let chunk = [UInt8](repeating: 7, count: 16 * 1024)
                 var written = 0
                 while written < 8 * 1024 * 1024 && !serverSide.events.contains("pause") {

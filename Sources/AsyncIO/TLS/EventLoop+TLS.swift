@@ -36,8 +36,7 @@ extension EventLoop {
         preconditionInLoop()
         guard !transport.isClosing else { throw TransportError.closedTransport }
         let handshake = Future<Void>(loop: self)
-        let paused = (transport as? SocketTransport)?.isWritingPaused
-            ?? (transport as? TLSTransport)?.appWritePaused ?? false
+        let paused = (transport as? any WritePauseReporting)?.isWritingPaused ?? false
         let layer = try TLSTransport(
             loop: self, context: context, app: transport.streamProtocol, serverHostname: serverHostname,
             session: session, waiter: handshake, appAlreadyConnected: true, appWritePaused: paused)

@@ -114,3 +114,14 @@ public struct TLSCertificate: Sendable, Hashable {
         return String(decoding: text[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
+
+extension StreamTransport {
+    /// What TLS negotiated (version, cipher, ALPN, peer certificate, session); `nil` if the
+    /// transport is not TLS or its handshake has not started.
+    ///
+    /// Defined by the TLS layer: the transport protocol itself knows nothing of TLS.
+    /// - Important: Loop-bound.
+    public var tlsInfo: TLSConnectionInfo? {
+        (self as? TLSTransport)?.connectionInfo
+    }
+}

@@ -36,7 +36,7 @@ import Glibc
 ///
 /// There is no separate "flushing" state: the application's writes are encrypted at once
 /// and queued by the socket transport, whose `close` flushes them behind the close_notify.
-final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
+final class TLSTransport: StreamProtocol, StreamTransport, WritePauseReporting, @unchecked Sendable {
     private enum State {
         case unwrapped, handshaking, wrapped, shuttingDown, closed
     }
@@ -91,6 +91,8 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
     @exclusivity(unchecked) private var pausePending = false
     /// The application got `pauseWriting` and not yet `resumeWriting`.
     private(set) var appWritePaused = false
+    /// ``WritePauseReporting``: the application's writing is paused.
+    var isWritingPaused: Bool { appWritePaused }
     /// The socket transport's write buffer is over its high-water mark.
     @exclusivity(unchecked) private var innerWritePaused = false
     /// The peer's close_notify or EOF was reported to the application.
@@ -885,8 +887,8 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
 
     var isReading: Bool { state == .wrapped && !appPaused && inner?.isReading == true }
 
-    func setWriteBufferLimits(high: Int?, low: Int?) {
-        inner?.setWriteBufferLimits(high: high, low: low)
+    func setWriteBufferLimits(high: Int?, low: Int?) throws(TransportError) {
+        try inner?.setWriteBufferLimits(high: high, low: low)
     }
 
     var writeBufferLimits: (low: Int, high: Int) { inner?.writeBufferLimits ?? (16 * 1024, 64 * 1024) }
@@ -908,7 +910,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, @unchecked Sendable {
         }
     }
 
-    var tlsInfo: TLSConnectionInfo? {
+    var connectionInfo: TLSConnectionInfo? {
         guard let ssl, state != .unwrapped else { return nil }
         return TLSConnectionInfo(ssl: ssl, session: latestSession)
     }

@@ -54,8 +54,10 @@ public protocol DatagramTransport: AnyObject {
     var isClosing: Bool { get }
     /// Bytes of queued, unsent datagrams.
     var writeBufferSize: Int { get }
-    /// Sets the queue's water marks (defaults 64 KiB / 16 KiB).
-    func setWriteBufferLimits(high: Int?, low: Int?)
+    /// Sets the queue's water marks (defaults 64 KiB / 16 KiB; the same rules as
+    /// ``StreamTransport/setWriteBufferLimits(high:low:)``).
+    /// - Throws: ``TransportError`` `.invalidArgument` unless `high >= low >= 0`.
+    func setWriteBufferLimits(high: Int?, low: Int?) throws(TransportError)
     /// The bound local address.
     var localAddress: SocketAddress? { get }
     /// The peer of a connected endpoint.
@@ -95,9 +97,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     private var queue = Deque<(bytes: UnsafeMutableRawBufferPointer, address: SocketAddress?)>()
     private var queuedBytes = 0
     private var writerRegistered = false
-    private var protocolPaused = false
-    private var highWater = 64 * 1024
-    private var lowWater = 16 * 1024
+    private var flow = FlowControl()
     private var selfReference: DatagramSocketTransport?
     /// Datagrams read per readiness event at most, so one busy socket cannot starve the loop.
     private static let maxDatagramsPerWakeUp = 64
@@ -194,8 +194,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
                 return
             }
         }
-        if !protocolPaused && queuedBytes > highWater {
-            protocolPaused = true
+        if flow.needsPause(bufferSize: queuedBytes) {
             proto.pauseWriting()
         }
     }
@@ -258,8 +257,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             writerRegistered = false
             loop.removeWriter(fileDescriptor)
         }
-        if protocolPaused && queuedBytes <= lowWater {
-            protocolPaused = false
+        if flow.needsResume(bufferSize: queuedBytes) {
             proto.resumeWriting()
         }
         if state == .closing { forceClose(nil) }
@@ -276,10 +274,14 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     var isClosing: Bool { state != .open }
     var writeBufferSize: Int { queuedBytes }
 
-    func setWriteBufferLimits(high: Int?, low: Int?) {
-        let high = max(0, high ?? (low.map { 4 * $0 } ?? 64 * 1024))
-        highWater = high
-        lowWater = max(0, min(low ?? high / 4, high))
+    func setWriteBufferLimits(high: Int?, low: Int?) throws(TransportError) {
+        loop.assertInLoop()
+        try flow.setLimits(high: high, low: low)
+        if flow.needsPause(bufferSize: queuedBytes) {
+            proto.pauseWriting()
+        } else if flow.needsResume(bufferSize: queuedBytes) && state != .closed {
+            proto.resumeWriting()
+        }
     }
 
     var localAddress: SocketAddress? { fileDescriptor >= 0 ? Socket.localAddress(fileDescriptor) : nil }

@@ -92,8 +92,10 @@ public protocol StreamTransport: AnyObject {
     /// Whether the transport is reading (not paused, not closing).
     var isReading: Bool { get }
     /// Sets the write buffer's water marks. `nil` high: 64 KiB, or 4 × low if low is given;
-    /// `nil` low: high / 4 (asyncio's defaults).
-    func setWriteBufferLimits(high: Int?, low: Int?)
+    /// `nil` low: high / 4 (asyncio's defaults). Crossing a new mark pauses or resumes the
+    /// protocol at once.
+    /// - Throws: ``TransportError`` `.invalidArgument` unless `high >= low >= 0`.
+    func setWriteBufferLimits(high: Int?, low: Int?) throws(TransportError)
     /// The water marks (low, high).
     var writeBufferLimits: (low: Int, high: Int) { get }
     /// Bytes buffered and not yet sent.
@@ -107,14 +109,16 @@ public protocol StreamTransport: AnyObject {
     /// The protocol receiving the callbacks; assigning one switches protocols (asyncio's
     /// `set_protocol`).
     var streamProtocol: any StreamProtocol { get set }
-    /// What TLS negotiated (version, cipher, ALPN, peer certificate, session), `nil` if the
-    /// transport is not TLS or its handshake has not started.
-    var tlsInfo: TLSConnectionInfo? { get }
+}
+
+/// What a transport that can pause its protocol's writing tells a layer put over it (TLS
+/// through `startTLS`), so the layer starts in the same state. Internal.
+protocol WritePauseReporting {
+    /// Whether the protocol was told `pauseWriting` and not yet `resumeWriting`.
+    var isWritingPaused: Bool { get }
 }
 
 extension StreamTransport {
-    /// Plain transports: `nil`.
-    public var tlsInfo: TLSConnectionInfo? { nil }
 
     /// Writes `bytes`.
     public func write(_ bytes: [UInt8]) {

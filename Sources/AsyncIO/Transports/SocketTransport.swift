@@ -17,14 +17,38 @@ import Glibc
 /// did not take; the queue drains with gathered sends (`sendmsg`, like writev with MSG_NOSIGNAL). No allocation per message in steady state.
 ///
 /// An open transport keeps itself alive (the connection owns it) until `connectionLost` ran.
-final class SocketTransport: StreamTransport, @unchecked Sendable {
-    private enum State {
+final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Sendable {
+    // @unchecked Sendable: loop-bound; every entry point asserts the loop thread in debug
+    // builds (the protocol API is loop-bound, see StreamTransport).
+
+    /// The transport's lifecycle. It changes only in ``move(_:)``, whose exhaustive switch
+    /// lists every legal transition; an illegal one is a bug and traps.
+    ///
+    /// ```
+    /// open ─writeEOF→ eofPending ─queue empty→ eofWritten
+    ///   └──────────────┴─────close()──────────────┴→ closing ─queue empty→ closed
+    /// any state ─abort / error / peer gone→ closed
+    /// ```
+    enum Lifecycle: Equatable {
         /// Reading and writing.
         case open
-        /// `close()` was called: flushing the write buffer, then closing.
+        /// `writeEOF()` was called: the sending side shuts once the queue is empty.
+        case eofPending
+        /// The sending side is shut (SHUT_WR); reading goes on.
+        case eofWritten
+        /// `close()` was called: flushing the queue, then closing; no more reading.
         case closing
         /// The fd is being or was closed; `connectionLost` is scheduled or done.
         case closed
+    }
+
+    enum LifecycleEvent {
+        case writeEOF, eofWritten, close, closeNow
+    }
+
+    /// The reading side, apart from the lifecycle: paused by the user, or done after EOF.
+    enum ReadSide {
+        case active, paused, finished
     }
 
     /// What the fd is: a connected socket, or one end of a pipe (FIFO, character device).
@@ -41,26 +65,15 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
     private(set) var fileDescriptor: Int32
     @exclusivity(unchecked) private var proto: any StreamProtocol
     private var buffered: (any BufferedProtocol)?
-    @exclusivity(unchecked) private var state = State.open
-    /// The user paused reading.
-    private var readingPaused = false
-    /// EOF was read: reading stopped for good.
-    private var eofSeen = false
-    private var readerRegistered = false
-    private var writerRegistered = false
-    /// `writeEOF` was called; shut down the sending side once the buffer is empty.
-    private var eofRequested = false
-    private var eofWritten = false
-    /// Unsent bytes, each chunk a heap copy owned by the queue (stable addresses for writev).
-    @exclusivity(unchecked) private var writeQueue = Deque<UnsafeMutableRawBufferPointer>()
-    /// Bytes of the first queued chunk already sent.
-    private var firstChunkOffset = 0
-    @exclusivity(unchecked) private var queuedBytes = 0
-    private var protocolPaused = false
+    @exclusivity(unchecked) private(set) var lifecycle = Lifecycle.open
+    private var readSide = ReadSide.active
+    /// What is registered with the loop for this fd (mirrors the loop's registration).
+    private var registered: IOInterest = []
+    /// Unsent bytes (heap copies with stable addresses for gathered sends).
+    @exclusivity(unchecked) private var writeQueue = WriteQueue()
+    @exclusivity(unchecked) private var flow = FlowControl()
     /// Whether the protocol was told `pauseWriting` and not yet `resumeWriting` (startTLS).
-    var isWritingPaused: Bool { protocolPaused }
-    private var highWater = 64 * 1024
-    private var lowWater = 16 * 1024
+    var isWritingPaused: Bool { flow.isPaused }
     /// Keeps the transport alive while the connection is open.
     private var selfReference: SocketTransport?
     /// Called once when the transport is gone (the server's client set).
@@ -77,6 +90,39 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
         self.buffered = `protocol` as? any BufferedProtocol
     }
 
+    /// Moves the lifecycle for `event`; returns false for a call that changes nothing
+    /// (closing twice, writeEOF after close). Traps on a transition that cannot happen.
+    @discardableResult
+    private func move(_ event: LifecycleEvent) -> Bool {
+        switch (lifecycle, event) {
+        case (.open, .writeEOF):
+            lifecycle = .eofPending
+        case (.eofPending, .eofWritten):
+            lifecycle = .eofWritten
+        case (.open, .close), (.eofPending, .close), (.eofWritten, .close):
+            lifecycle = .closing
+        case (.open, .closeNow), (.eofPending, .closeNow), (.eofWritten, .closeNow), (.closing, .closeNow):
+            lifecycle = .closed
+        case (.eofPending, .writeEOF), (.eofWritten, .writeEOF), (.closing, .writeEOF), (.closed, .writeEOF),
+            (.closing, .close), (.closed, .close), (.closed, .closeNow):
+            return false
+        case (.open, .eofWritten), (.eofWritten, .eofWritten), (.closing, .eofWritten), (.closed, .eofWritten):
+            preconditionFailure("SocketTransport: \(event) in state \(lifecycle)")
+        }
+        return true
+    }
+
+    /// Whether the protocol may still write (open, no writeEOF yet).
+    private var acceptsWrites: Bool { lifecycle == .open }
+
+    /// Whether the connection is open in the asyncio sense (not closing or closed).
+    private var isOpen: Bool {
+        switch lifecycle {
+        case .open, .eofPending, .eofWritten: true
+        case .closing, .closed: false
+        }
+    }
+
     /// Schedules `connectionMade`, then starts reading (asyncio's order: the protocol sees the
     /// transport before any data).
     func start(whenMade: (() -> Void)? = nil) {
@@ -84,45 +130,44 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
         selfReference = self
         loop.schedule { [self] in
             defer { whenMade?() }
-            guard state != .closed else { return }
+            guard lifecycle != .closed else { return }
             do {
                 try proto.connectionMade(self)
             } catch {
                 fail(error, reportingFrom: "connectionMade")
                 return
             }
-            if state == .open && !readingPaused {
-                registerReader()
-            }
+            registerReader()
         }
     }
 
     // MARK: - Reading
 
+    /// Registers the reader if the transport should read now (open, not paused, no EOF yet).
     private func registerReader() {
-        guard !readerRegistered, !eofSeen, state == .open else { return }
+        guard !registered.contains(.read), readSide == .active, isOpen else { return }
         do {
             if kind == .writePipe {
                 try loop.addReader(fileDescriptor) { [unowned self] in self.readerSideClosed() }
             } else {
                 try loop.addReader(fileDescriptor) { [unowned self] in self.readReady() }
             }
-            readerRegistered = true
+            registered.insert(.read)
         } catch {
             fail(error, reportingFrom: nil)
         }
     }
 
     private func unregisterReader() {
-        guard readerRegistered else { return }
-        readerRegistered = false
+        guard registered.contains(.read) else { return }
+        registered.remove(.read)
         loop.removeReader(fileDescriptor)
     }
 
     /// A write pipe's fd reported EPOLLERR/EPOLLHUP: the reading side is gone (asyncio: an
     /// error if data was pending, a plain close otherwise).
     private func readerSideClosed() {
-        guard state != .closed else { return }
+        guard lifecycle != .closed else { return }
         if writeQueue.isEmpty {
             forceClose(nil)
         } else {
@@ -131,23 +176,25 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
     }
 
     private func readReady() {
-        guard state != .closed else { return }
+        guard lifecycle != .closed else { return }
         if let buffered {
             readIntoProtocolBuffer(buffered)
             return
         }
         let buffer = loop.readBuffer
-        let n = Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)
-        if n > 0 {
+        switch nonBlockingResult(Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)) {
+        case .done(let n) where n > 0:
             do {
                 try proto.dataReceived(UnsafeRawBufferPointer(start: buffer.baseAddress, count: n))
             } catch {
                 fail(error, reportingFrom: "dataReceived")
             }
-        } else if n == 0 {
+        case .done:
             eofReceived()
-        } else {
-            readFailed(errno)
+        case .wouldBlock, .interrupted:
+            return
+        case .failed(let code):
+            forceClose(TransportError(errno: code, syscall: "read", address: cachedPeer))
         }
     }
 
@@ -163,31 +210,24 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
             fail(TransportError(.other, "getBuffer returned an empty buffer"), reportingFrom: "getBuffer")
             return
         }
-        let n = Glibc.read(fileDescriptor, base, buffer.count)
-        if n > 0 {
+        switch nonBlockingResult(Glibc.read(fileDescriptor, base, buffer.count)) {
+        case .done(let n) where n > 0:
             do {
                 try buffered.bufferUpdated(n)
             } catch {
                 fail(error, reportingFrom: "bufferUpdated")
             }
-        } else if n == 0 {
+        case .done:
             eofReceived()
-        } else {
-            readFailed(errno)
-        }
-    }
-
-    private func readFailed(_ code: Int32) {
-        switch code {
-        case EAGAIN, EWOULDBLOCK, EINTR:
+        case .wouldBlock, .interrupted:
             return
-        default:
+        case .failed(let code):
             forceClose(TransportError(errno: code, syscall: "read", address: cachedPeer))
         }
     }
 
     private func eofReceived() {
-        eofSeen = true
+        readSide = .finished
         unregisterReader()
         let keepOpen: Bool
         do {
@@ -203,136 +243,115 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
 
     func pauseReading() {
         loop.assertInLoop()
-        guard kind != .writePipe, state == .open, !readingPaused else { return }
-        readingPaused = true
+        guard kind != .writePipe, isOpen, readSide == .active else { return }
+        readSide = .paused
         unregisterReader()
     }
 
     func resumeReading() {
         loop.assertInLoop()
-        guard kind != .writePipe, state == .open, readingPaused else { return }
-        readingPaused = false
+        guard kind != .writePipe, isOpen, readSide == .paused else { return }
+        readSide = .active
         registerReader()
     }
 
-    var isReading: Bool { kind != .writePipe && state == .open && !readingPaused && !eofSeen }
+    var isReading: Bool { kind != .writePipe && isOpen && readSide == .active }
 
     // MARK: - Writing
 
     func write(_ bytes: UnsafeRawBufferPointer) {
         loop.assertInLoop()
-        guard kind != .readPipe, state == .open, !eofRequested, let base = bytes.baseAddress, bytes.count > 0 else {
+        guard kind != .readPipe, acceptsWrites, let base = bytes.baseAddress, bytes.count > 0 else {
             return
         }
         var sent = 0
         if writeQueue.isEmpty {
             // Fast path: straight to the kernel, nothing copied if it takes everything.
-            while true {
+            sendLoop: while true {
                 let n = kind == .socket
                     ? send(fileDescriptor, base, bytes.count, casyncio_msg_nosignal())
                     : Glibc.write(fileDescriptor, base, bytes.count)
-                if n >= 0 {
-                    sent = n
-                    break
+                switch nonBlockingResult(n) {
+                case .done(let count):
+                    sent = count
+                    break sendLoop
+                case .interrupted:
+                    continue
+                case .wouldBlock:
+                    break sendLoop
+                case .failed(let code):
+                    forceClose(TransportError(errno: code, syscall: "send", address: cachedPeer))
+                    return
                 }
-                let code = errno
-                if code == EINTR { continue }
-                if code == EAGAIN || code == EWOULDBLOCK { break }
-                forceClose(TransportError(errno: code, syscall: "send", address: cachedPeer))
-                return
             }
             if sent == bytes.count { return }
         }
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count - sent, alignment: 1)
-        chunk.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[sent...]))
-        writeQueue.append(chunk)
-        queuedBytes += chunk.count
-        if !writerRegistered {
+        writeQueue.append(copying: UnsafeRawBufferPointer(rebasing: bytes[sent...]))
+        if !registered.contains(.write) {
             do {
                 try loop.addWriter(fileDescriptor) { [unowned self] in self.writeReady() }
-                writerRegistered = true
+                registered.insert(.write)
             } catch {
                 forceClose(error)
                 return
             }
         }
-        maybePauseProtocol()
+        if flow.needsPause(bufferSize: writeQueue.byteCount) {
+            proto.pauseWriting()
+        }
     }
 
     private func writeReady() {
-        guard state != .closed else { return }
+        guard lifecycle != .closed else { return }
         flushQueue()
     }
 
     /// Writes as much of the queue as the kernel takes, one gathered send (sendmsg) per batch.
     private func flushQueue() {
-        while !writeQueue.isEmpty {
-            let batch = min(writeQueue.count, 64)
-            let iovecs = loop.iovecs
-            for i in 0..<batch {
-                let chunk = writeQueue[i]
-                let offset = i == 0 ? firstChunkOffset : 0
-                // SAFETY: the queue owns each chunk's memory until `consume` frees it.
-                iovecs[i] = iovec(iov_base: chunk.baseAddress.map { $0 + offset }, iov_len: chunk.count - offset)
-            }
-            // sendmsg rather than writev: MSG_NOSIGNAL, so a peer that went away gives EPIPE
-            // instead of a SIGPIPE that would kill the process.
-            let n: Int
-            if kind == .socket {
+        let fd = fileDescriptor
+        let isSocket = kind == .socket
+        let result = writeQueue.drain(iovecs: loop.iovecs, capacity: SocketBuffers.iovecCount) { iovecs, count in
+            if isSocket {
+                // sendmsg rather than writev: MSG_NOSIGNAL, so a peer that went away gives
+                // EPIPE instead of a SIGPIPE that would kill the process.
                 var message = msghdr()
                 message.msg_iov = iovecs
-                message.msg_iovlen = batch
-                n = sendmsg(fileDescriptor, &message, casyncio_msg_nosignal())
-            } else {
-                // Pipes: SIGPIPE is ignored once a write pipe is connected (see
-                // connectWritePipe), so EPIPE comes back as an error here too.
-                n = writev(fileDescriptor, iovecs, Int32(batch))
+                message.msg_iovlen = count
+                return sendmsg(fd, &message, casyncio_msg_nosignal())
             }
-            if n < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                if code == EAGAIN || code == EWOULDBLOCK { return }
-                forceClose(TransportError(errno: code, syscall: "sendmsg", address: cachedPeer))
-                return
-            }
-            consume(n)
-            if n == 0 { return }
+            // Pipes: SIGPIPE is ignored once a write pipe is connected (see
+            // connectWritePipe), so EPIPE comes back as an error here too.
+            return writev(fd, iovecs, Int32(count))
         }
-        // The queue is empty.
-        if writerRegistered {
-            writerRegistered = false
+        switch result {
+        case .drained:
+            break
+        case .wouldBlock:
+            return
+        case .failed(let code):
+            forceClose(TransportError(errno: code, syscall: "sendmsg", address: cachedPeer))
+            return
+        }
+        if registered.contains(.write) {
+            registered.remove(.write)
             loop.removeWriter(fileDescriptor)
         }
-        maybeResumeProtocol()
-        if eofRequested && !eofWritten {
+        if flow.needsResume(bufferSize: 0) && lifecycle != .closed {
+            proto.resumeWriting()
+        }
+        switch lifecycle {
+        case .eofPending:
             writeEOFNow()
-        }
-        if state == .closing {
+        case .closing:
             forceClose(nil)
-        }
-    }
-
-    /// Drops `count` sent bytes from the front of the queue.
-    private func consume(_ count: Int) {
-        var remaining = count
-        queuedBytes -= count
-        while remaining > 0, let first = writeQueue.first {
-            let left = first.count - firstChunkOffset
-            if remaining >= left {
-                remaining -= left
-                writeQueue.removeFirst().deallocate()
-                firstChunkOffset = 0
-            } else {
-                firstChunkOffset += remaining
-                remaining = 0
-            }
+        case .open, .eofWritten, .closed:
+            break
         }
     }
 
     func writeEOF() {
         loop.assertInLoop()
-        guard kind != .readPipe, state == .open, !eofRequested else { return }
-        eofRequested = true
+        guard kind != .readPipe, move(.writeEOF) else { return }
         if writeQueue.isEmpty {
             writeEOFNow()
         }
@@ -340,7 +359,7 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
 
     /// A socket shuts down its sending side; a write pipe has nothing else to do and closes.
     private func writeEOFNow() {
-        eofWritten = true
+        move(.eofWritten)
         if kind == .socket {
             shutdown(fileDescriptor, Int32(SHUT_WR))
         } else {
@@ -350,42 +369,27 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
 
     var canWriteEOF: Bool { kind != .readPipe }
 
-    var writeBufferSize: Int { queuedBytes }
+    var writeBufferSize: Int { writeQueue.byteCount }
 
-    var writeBufferLimits: (low: Int, high: Int) { (lowWater, highWater) }
+    var writeBufferLimits: (low: Int, high: Int) { (flow.low, flow.high) }
 
-    func setWriteBufferLimits(high: Int?, low: Int?) {
+    func setWriteBufferLimits(high: Int?, low: Int?) throws(TransportError) {
         loop.assertInLoop()
-        let high = max(0, high ?? (low.map { 4 * $0 } ?? 64 * 1024))
-        let low = max(0, min(low ?? high / 4, high))
-        highWater = high
-        lowWater = low
-        maybePauseProtocol()
-        maybeResumeProtocol()
-    }
-
-    private func maybePauseProtocol() {
-        guard !protocolPaused, queuedBytes > highWater else { return }
-        protocolPaused = true
-        proto.pauseWriting()
-    }
-
-    private func maybeResumeProtocol() {
-        guard protocolPaused, queuedBytes <= lowWater else { return }
-        protocolPaused = false
-        if state != .closed {
+        try flow.setLimits(high: high, low: low)
+        if flow.needsPause(bufferSize: writeQueue.byteCount) {
+            proto.pauseWriting()
+        } else if flow.needsResume(bufferSize: writeQueue.byteCount) && lifecycle != .closed {
             proto.resumeWriting()
         }
     }
 
     // MARK: - Closing
 
-    var isClosing: Bool { state != .open }
+    var isClosing: Bool { !isOpen }
 
     func close() {
         loop.assertInLoop()
-        guard state == .open else { return }
-        state = .closing
+        guard move(.close) else { return }
         unregisterReader()
         if writeQueue.isEmpty {
             forceClose(nil)
@@ -407,27 +411,18 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
         forceClose(error)
     }
 
-    private func dropWriteQueue() {
-        for chunk in writeQueue { chunk.deallocate() }
-        writeQueue.removeAll()
-        queuedBytes = 0
-        firstChunkOffset = 0
-    }
-
-    deinit {
-        dropWriteQueue()
-    }
-
     /// Stops all I/O now and schedules `connectionLost(error)` and the close of the fd.
+    /// A loop ``IOError`` reaches the protocol as a ``TransportError``.
     private func forceClose(_ error: (any Error)?) {
-        guard state != .closed else { return }
-        state = .closed
+        guard move(.closeNow) else { return }
         unregisterReader()
-        if writerRegistered {
-            writerRegistered = false
+        if registered.contains(.write) {
+            registered.remove(.write)
             loop.removeWriter(fileDescriptor)
         }
-        dropWriteQueue()
+        writeQueue.removeAll()
+        flow.reset()
+        let error = error.map { TransportError.boundary($0, address: cachedPeer) }
         loop.schedule { [self] in callConnectionLost(error) }
     }
 
@@ -459,7 +454,7 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
         get { proto }
         set {
             loop.assertInLoop()
-            guard state != .closed else { return }
+            guard lifecycle != .closed else { return }
             proto = newValue
             buffered = newValue as? any BufferedProtocol
         }
@@ -468,6 +463,6 @@ final class SocketTransport: StreamTransport, @unchecked Sendable {
 
 extension SocketTransport: CustomStringConvertible {
     var description: String {
-        "SocketTransport(fd: \(fileDescriptor), peer: \(cachedPeer.map { "\($0)" } ?? "?"), state: \(state))"
+        "SocketTransport(fd: \(fileDescriptor), peer: \(cachedPeer.map { "\($0)" } ?? "?"), state: \(lifecycle))"
     }
 }

@@ -44,6 +44,8 @@ public struct TransportError: Error, Hashable, CustomStringConvertible {
         public static let closed = Code("closed")
         /// Any other system error: see ``TransportError/errno``.
         public static let other = Code("other")
+        /// An argument is out of range (e.g. write-buffer limits with high below low).
+        public static let invalidArgument = Code("invalidArgument")
     }
 
     /// The kind of failure.
@@ -83,6 +85,18 @@ public struct TransportError: Error, Hashable, CustomStringConvertible {
         let reason = strerror(errno).map { String(cString: $0) }?.lowercased() ?? "errno \(errno)"
         let text = address.map { "\(reason): \($0)" } ?? reason
         self.init(code, "\(text) (\(syscall), errno \(errno))", errno: errno)
+    }
+
+    /// The transport-level view of a loop ``IOError`` (e.g. an epoll registration that
+    /// failed): transports report every OS failure as a `TransportError`.
+    public init(_ error: IOError, address: SocketAddress? = nil) {
+        self.init(errno: error.errno, syscall: error.syscall, address: address)
+    }
+
+    /// `error` as a `TransportError`: an ``IOError`` is converted, anything else is kept.
+    static func boundary(_ error: any Error, address: SocketAddress? = nil) -> any Error {
+        if let ioError = error as? IOError { return TransportError(ioError, address: address) }
+        return error
     }
 
     public var description: String { message }
