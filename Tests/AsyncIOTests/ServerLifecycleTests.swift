@@ -80,4 +80,58 @@ struct ServerLifecycleTests {
             #expect(access(path, F_OK) != 0)
         }
     }
+
+    // When the server of a later loop cannot be made (here: no fd left for the duplicate of
+    // the listening socket), the servers already made are closed and the socket file is gone
+    // before the error is thrown. Runs in a child process: it lowers the fd limit.
+    @Test func unixGroupClosesEarlierServersWhenALaterOneFails() async {
+        await #expect(processExitsWith: .success) {
+            let path = "/tmp/asyncio-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+            let group: EventLoopGroup
+            do {
+                group = try EventLoopGroup(loops: 3, name: "grp-fail")
+            } catch {
+                exit(2)
+            }
+            defer { group.shutdown() }
+            // Leave exactly two free fds: the first loop's listening socket and the second
+            // loop's duplicate of it. The third loop's duplicate then fails with EMFILE.
+            var saved = rlimit()
+            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved)
+            let base = dup(0)
+            guard base >= 0 else { exit(2) }
+            var limit = saved
+            limit.rlim_cur = rlim_t(base + 64)
+            guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { exit(2) }
+            var fillers: [Int32] = []
+            while true {
+                let fd = dup(base)
+                if fd < 0 { break }
+                fillers.append(fd)
+            }
+            guard fillers.count >= 2 else { exit(2) }
+            close(fillers.removeLast())
+            close(fillers.removeLast())
+            var failed = false
+            do {
+                let servers = try await group.createUnixServer(path: path) { Deaf() }
+                await servers.close()
+            } catch {
+                failed = true
+            }
+            // The listeners made before the failure were closed: two fds are free again.
+            let again = [dup(base), dup(base)]
+            let fdsFreed = again.allSatisfy { $0 >= 0 }
+            for fd in again where fd >= 0 { close(fd) }
+            for fd in fillers { close(fd) }
+            close(base)
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved)
+            let fileRemoved = access(path, F_OK) != 0
+            unlink(path)
+            guard failed else { exit(3) }
+            guard fileRemoved else { exit(4) }
+            guard fdsFreed else { exit(5) }
+            exit(0)
+        }
+    }
 }
