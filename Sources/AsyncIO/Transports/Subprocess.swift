@@ -57,8 +57,15 @@ public final class SubprocessTransport: @unchecked Sendable {
     private var selfReference: SubprocessTransport?
 
     /// The exit code, or minus the signal that ended the process (asyncio's convention);
-    /// `nil` while it runs.
+    /// `nil` while it runs. ``unknownReturnCode`` (255) if the process was reaped by someone
+    /// else, so that its status is lost.
     public private(set) var returnCode: Int32?
+
+    /// The ``returnCode`` of a child whose status cannot be known: something else in the
+    /// process reaped it first (a `waitpid` of its own, or SIGCHLD set to `SIG_IGN`), so
+    /// `waitpid` fails with ECHILD. 255, as asyncio reports then; a warning is logged. Never 0:
+    /// an unknown outcome is not reported as success.
+    public static let unknownReturnCode: Int32 = 255
 
     init(loop: EventLoop, pid: Int32) {
         self.loop = loop
@@ -83,7 +90,8 @@ public final class SubprocessTransport: @unchecked Sendable {
     /// Sends SIGKILL.
     public func kill() { sendSignal(SIGKILL) }
 
-    /// Waits until the process exited and returns ``returnCode``.
+    /// Waits until the process exited and returns ``returnCode`` (``unknownReturnCode`` if
+    /// something else reaped it).
     /// - Important: Call from a task running on the loop.
     public func waitForExit() async throws -> Int32 {
         if let returnCode { return returnCode }
@@ -124,13 +132,22 @@ public final class SubprocessTransport: @unchecked Sendable {
     private func reap() {
         guard returnCode == nil else { return }
         var status: Int32 = 0
-        let rc = waitpid(pid, &status, WNOHANG)
-        guard rc == pid || (rc < 0 && errno == ECHILD) else { return }
-        var decoded: Int32 = 0
-        switch casyncio_wait_status(status, &decoded) {
-        case 1: returnCode = decoded
-        case 2: returnCode = -decoded
-        default: returnCode = rc < 0 ? -1 : 0
+        var rc: Int32
+        repeat { rc = waitpid(pid, &status, WNOHANG) } while rc < 0 && errno == EINTR
+        if rc < 0 && errno == ECHILD {
+            // Reaped by someone else: the status is gone (asyncio's _do_waitpid: 255 + warning).
+            loop.logger.warning(
+                "child process was reaped elsewhere; its return code is unknown",
+                metadata: ["pid": "\(pid)", "returnCode": "\(Self.unknownReturnCode)"])
+            returnCode = Self.unknownReturnCode
+        } else {
+            guard rc == pid else { return }
+            var decoded: Int32 = 0
+            switch casyncio_wait_status(status, &decoded) {
+            case 1: returnCode = decoded
+            case 2: returnCode = -decoded
+            default: returnCode = Self.unknownReturnCode   // neither exited nor killed: not asked for
+            }
         }
         if pidfd >= 0 {
             loop.removeReader(pidfd)
