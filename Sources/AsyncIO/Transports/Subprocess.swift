@@ -215,6 +215,30 @@ extension EventLoop {
         currentDirectory: String? = nil,
         _ factory: () -> P
     ) async throws -> (SubprocessTransport, P) {
+        try await subprocessExec(
+            program, arguments, stdin: stdin, stdout: stdout, stderr: stderr, environment: environment,
+            currentDirectory: currentDirectory, factory
+        ) { _, target, fd, adapter in
+            if target == 0 { return try await connectWritePipe(fd) { adapter }.0 }
+            return try await connectReadPipe(fd) { adapter }.0
+        }
+    }
+
+    /// ``subprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:_:)`` with the
+    /// step that connects each pipe's parent end (`connectPipe(pid, target fd, parent end,
+    /// protocol)`) given: tests inject failures there. If it throws, the parent end is still
+    /// the caller's.
+    func subprocessExec<P: SubprocessProtocol>(
+        _ program: String,
+        _ arguments: [String],
+        stdin: SubprocessIO,
+        stdout: SubprocessIO,
+        stderr: SubprocessIO,
+        environment: [String: String]?,
+        currentDirectory: String?,
+        _ factory: () -> P,
+        connectPipe: (Int32, Int32, Int32, SubprocessPipeProtocol) async throws -> any StreamTransport
+    ) async throws -> (SubprocessTransport, P) {
         // Pipes: [parent end, child end] per standard fd; the child's ends are dup2'ed in.
         var parentEnds: [Int32: Int32] = [:]
         var childFDs: [Int32] = [-1, -1, -1]
@@ -267,11 +291,7 @@ extension EventLoop {
         var pipes: [Int32: any StreamTransport] = [:]
         for (target, fd) in parentEnds.sorted(by: { $0.key < $1.key }) {
             let adapter = SubprocessPipeProtocol(fd: target, owner: proto)
-            if target == 0 {
-                pipes[0] = try await connectWritePipe(fd) { adapter }.0
-            } else {
-                pipes[target] = try await connectReadPipe(fd) { adapter }.0
-            }
+            pipes[target] = try await connectPipe(pid, target, fd, adapter)
         }
         do {
             try transport.start(proto, pipes: pipes)
