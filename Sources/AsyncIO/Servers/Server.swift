@@ -199,8 +199,10 @@ public final class Server: @unchecked Sendable {
     }
 
     /// Serves until the calling task is cancelled, then closes the server and its connections
-    /// (asyncio's `serve_forever`).
-    /// - Throws: `CancellationError` when cancelled.
+    /// (asyncio's `serve_forever`) and waits until every connection is gone, however long its
+    /// flush takes (a peer that never reads keeps it waiting: abort such connections with
+    /// ``abortClients()`` from elsewhere).
+    /// - Throws: `CancellationError` when cancelled, once the connections are gone.
     /// - Important: Call from a task running on the server's loop.
     public func serveForever() async throws {
         try startServing()
@@ -210,7 +212,13 @@ public final class Server: @unchecked Sendable {
         } catch {
             close()
             closeClients()
-            await waitClosed()
+            // The task is cancelled, so `waitClosed` would return at once: wait on a future
+            // that ignores the task's cancellation instead.
+            if !clients.isEmpty {
+                let waiter = Future<Void>(loop: loop)
+                waiters.append(waiter)
+                await waiter.waitDone()
+            }
             throw error
         }
     }

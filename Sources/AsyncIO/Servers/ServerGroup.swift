@@ -98,6 +98,9 @@ extension EventLoopGroup {
     /// Starts a Unix socket server on every loop of the group: the first loop creates the
     /// socket at `path` (see ``EventLoop/createUnixServer(path:tls:backlog:startServing:_:)``),
     /// the others accept from duplicates of it.
+    /// - Throws: as ``EventLoop/createUnixServer(path:tls:backlog:startServing:_:)``, or the
+    ///   error of a later loop's server (e.g. no fd left for its duplicate); the servers
+    ///   already made are then closed and the socket file is removed before the error is thrown.
     public func createUnixServer(
         path: String,
         tls: TLSContext? = nil,
@@ -108,16 +111,23 @@ extension EventLoopGroup {
             try await self.loops[0].createUnixServer(path: path, tls: tls, backlog: backlog, factory)
         }
         var servers = [first]
-        for loop in loops.dropFirst() {
-            let listener = try await first.loop.submit { try first.duplicateListener() }
-            let server = try await loop.submit {
-                let server = Server(
-                    loop: loop, listeners: [listener], backlog: Int32(clamping: backlog), unixPath: nil,
-                    tls: tls, factory: factory)
-                try server.startServing()
-                return server
+        do {
+            for loop in loops.dropFirst() {
+                let listener = try await first.loop.submit { try first.duplicateListener() }
+                let server = try await loop.submit {
+                    // The server owns the duplicate from here (its deinit closes it).
+                    let server = Server(
+                        loop: loop, listeners: [listener], backlog: Int32(clamping: backlog), unixPath: nil,
+                        tls: tls, factory: factory)
+                    try server.startServing()
+                    return server
+                }
+                servers.append(server)
             }
-            servers.append(server)
+        } catch {
+            // Closing the first server also removes the socket file it created.
+            await ServerGroup(servers: servers).close()
+            throw error
         }
         return ServerGroup(servers: servers)
     }

@@ -50,19 +50,45 @@ public final class SubprocessTransport: @unchecked Sendable {
     /// The child's process id.
     public let pid: Int32
     private var pipes: [Int32: any StreamTransport] = [:]
-    private var proto: (any SubprocessProtocol)?
+    private let proto: any SubprocessProtocol
+    private var protocolState: ProtocolState = .connecting([])
     private var pidfd: Int32 = -1
     private var exitWaiters: [Future<Int32>] = []
     private var pollTimer: Handle?
     private var selfReference: SubprocessTransport?
 
     /// The exit code, or minus the signal that ended the process (asyncio's convention);
-    /// `nil` while it runs.
+    /// `nil` while it runs. ``unknownReturnCode`` (255) if the process was reaped by someone
+    /// else, so that its status is lost.
     public private(set) var returnCode: Int32?
 
-    init(loop: EventLoop, pid: Int32) {
+    /// The ``returnCode`` of a child whose status cannot be known: something else in the
+    /// process reaped it first (a `waitpid` of its own, or SIGCHLD set to `SIG_IGN`), so
+    /// `waitpid` fails with ECHILD. 255, as asyncio reports then; a warning is logged. Never 0:
+    /// an unknown outcome is not reported as success.
+    public static let unknownReturnCode: Int32 = 255
+
+    /// What reaches the protocol: nothing before its `connectionMade` (the pipes' calls made
+    /// meanwhile wait here, in order: asyncio's `_pending_calls`), nothing once
+    /// ``EventLoop/subprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:_:)``
+    /// gave up.
+    private enum ProtocolState {
+        case connecting([PendingCall])
+        case connected
+        case abandoned
+    }
+
+    /// A protocol call held back until `connectionMade` ran.
+    private enum PendingCall {
+        case data(Int32, [UInt8])
+        case pipeLost(Int32, (any Error)?)
+        case exited
+    }
+
+    init(loop: EventLoop, pid: Int32, protocol proto: any SubprocessProtocol) {
         self.loop = loop
         self.pid = pid
+        self.proto = proto
     }
 
     /// The transport of the child's stdin (0, a write pipe), stdout (1) or stderr (2) if it is
@@ -83,7 +109,8 @@ public final class SubprocessTransport: @unchecked Sendable {
     /// Sends SIGKILL.
     public func kill() { sendSignal(SIGKILL) }
 
-    /// Waits until the process exited and returns ``returnCode``.
+    /// Waits until the process exited and returns ``returnCode`` (``unknownReturnCode`` if
+    /// something else reaped it).
     /// - Important: Call from a task running on the loop.
     public func waitForExit() async throws -> Int32 {
         if let returnCode { return returnCode }
@@ -100,8 +127,9 @@ public final class SubprocessTransport: @unchecked Sendable {
 
     // MARK: - Internals
 
-    func start(_ proto: any SubprocessProtocol, pipes: [Int32: any StreamTransport]) throws {
-        self.proto = proto
+    /// Watches the exit, calls `connectionMade`, then the calls held back meanwhile. If it
+    /// throws, call ``abandon()``.
+    func start(pipes: [Int32: any StreamTransport]) throws {
         self.pipes = pipes
         selfReference = self
         pidfd = casyncio_pidfd_open(pid)
@@ -112,6 +140,77 @@ public final class SubprocessTransport: @unchecked Sendable {
             pollTimer = loop.callLater(after: .milliseconds(20)) { [unowned self] in self.pollExit() }
         }
         try proto.connectionMade(self)
+        guard case .connecting(let pending) = protocolState else { return }
+        protocolState = .connected
+        var failedPipes: Set<Int32> = []
+        for call in pending {
+            switch call {
+            case .data(let fd, let bytes):
+                guard !failedPipes.contains(fd) else { continue }
+                do {
+                    try bytes.withUnsafeBytes { try proto.pipeDataReceived(fd, $0) }
+                } catch {
+                    // As the pipe's transport does when the call throws: report, abort the pipe.
+                    failedPipes.insert(fd)
+                    loop.callExceptionHandler(ExceptionContext(
+                        message: "error in protocol callback pipeDataReceived; the pipe is aborted",
+                        error: error, source: "\(self)"))
+                    pipes[fd]?.abort()
+                }
+            case .pipeLost(let fd, let error):
+                proto.pipeConnectionLost(fd, error)
+            case .exited:
+                proto.processExited()
+            }
+        }
+    }
+
+    /// subprocessExec failed before handing the transport out: stop watching the exit and
+    /// let nothing more reach the protocol (the caller kills and reaps the child).
+    func abandon() {
+        protocolState = .abandoned
+        if pidfd >= 0 {
+            loop.removeReader(pidfd)
+            Glibc.close(pidfd)
+            pidfd = -1
+        }
+        pollTimer?.cancel()
+        pollTimer = nil
+        selfReference = nil
+    }
+
+    /// From a pipe's adapter: bytes the child wrote (copied if held back).
+    func pipeDataReceived(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {
+        if case .connected = protocolState {
+            try proto.pipeDataReceived(fd, bytes)
+        } else {
+            hold(.data(fd, Array(bytes)))
+        }
+    }
+
+    /// From a pipe's adapter: the pipe closed.
+    func pipeConnectionLost(_ fd: Int32, _ error: (any Error)?) {
+        if case .connected = protocolState {
+            proto.pipeConnectionLost(fd, error)
+        } else {
+            hold(.pipeLost(fd, error))
+        }
+    }
+
+    private func notifyExited() {
+        if case .connected = protocolState {
+            proto.processExited()
+        } else {
+            hold(.exited)
+        }
+    }
+
+    /// Queues `call` until `connectionMade` ran; drops it once abandoned.
+    private func hold(_ call: PendingCall) {
+        guard case .connecting(var pending) = protocolState else { return }
+        protocolState = .abandoned   // lets the append below work on a unique array
+        pending.append(call)
+        protocolState = .connecting(pending)
     }
 
     private func pollExit() {
@@ -124,13 +223,22 @@ public final class SubprocessTransport: @unchecked Sendable {
     private func reap() {
         guard returnCode == nil else { return }
         var status: Int32 = 0
-        let rc = waitpid(pid, &status, WNOHANG)
-        guard rc == pid || (rc < 0 && errno == ECHILD) else { return }
-        var decoded: Int32 = 0
-        switch casyncio_wait_status(status, &decoded) {
-        case 1: returnCode = decoded
-        case 2: returnCode = -decoded
-        default: returnCode = rc < 0 ? -1 : 0
+        var rc: Int32
+        repeat { rc = waitpid(pid, &status, WNOHANG) } while rc < 0 && errno == EINTR
+        if rc < 0 && errno == ECHILD {
+            // Reaped by someone else: the status is gone (asyncio's _do_waitpid: 255 + warning).
+            loop.logger.warning(
+                "child process was reaped elsewhere; its return code is unknown",
+                metadata: ["pid": "\(pid)", "returnCode": "\(Self.unknownReturnCode)"])
+            returnCode = Self.unknownReturnCode
+        } else {
+            guard rc == pid else { return }
+            var decoded: Int32 = 0
+            switch casyncio_wait_status(status, &decoded) {
+            case 1: returnCode = decoded
+            case 2: returnCode = -decoded
+            default: returnCode = Self.unknownReturnCode   // neither exited nor killed: not asked for
+            }
         }
         if pidfd >= 0 {
             loop.removeReader(pidfd)
@@ -140,7 +248,7 @@ public final class SubprocessTransport: @unchecked Sendable {
         let code = returnCode ?? -1
         // As asyncio: the protocol hears of the exit on a later pass, after pending output.
         loop.schedule { [self] in
-            proto?.processExited()
+            notifyExited()
             let waiters = exitWaiters
             exitWaiters = []
             for waiter in waiters { waiter.complete(.success(code)) }
@@ -149,13 +257,15 @@ public final class SubprocessTransport: @unchecked Sendable {
     }
 }
 
-/// Feeds one pipe of a child into its SubprocessProtocol.
+/// Feeds one pipe of a child into its SubprocessTransport, which passes the calls on to the
+/// SubprocessProtocol (holding them back until its `connectionMade` ran).
 final class SubprocessPipeProtocol: StreamProtocol {
     let fd: Int32
-    let owner: (any SubprocessProtocol)?
+    /// Held until the pipe is lost (that ends the cycle through the pipe's transport).
+    private(set) var owner: SubprocessTransport?
     private var transport: (any StreamTransport)?
 
-    init(fd: Int32, owner: any SubprocessProtocol) {
+    init(fd: Int32, owner: SubprocessTransport) {
         self.fd = fd
         self.owner = owner
     }
@@ -169,6 +279,7 @@ final class SubprocessPipeProtocol: StreamProtocol {
     func connectionLost(_ error: (any Error)?) {
         transport = nil
         owner?.pipeConnectionLost(fd, error)
+        owner = nil
     }
 }
 
@@ -197,6 +308,30 @@ extension EventLoop {
         environment: [String: String]? = nil,
         currentDirectory: String? = nil,
         _ factory: () -> P
+    ) async throws -> (SubprocessTransport, P) {
+        try await subprocessExec(
+            program, arguments, stdin: stdin, stdout: stdout, stderr: stderr, environment: environment,
+            currentDirectory: currentDirectory, factory
+        ) { _, target, fd, adapter in
+            if target == 0 { return try await connectWritePipe(fd) { adapter }.0 }
+            return try await connectReadPipe(fd) { adapter }.0
+        }
+    }
+
+    /// ``subprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:_:)`` with the
+    /// step that connects each pipe's parent end (`connectPipe(pid, target fd, parent end,
+    /// protocol)`) given: tests inject failures there. If it throws, the parent end is still
+    /// the caller's.
+    func subprocessExec<P: SubprocessProtocol>(
+        _ program: String,
+        _ arguments: [String],
+        stdin: SubprocessIO,
+        stdout: SubprocessIO,
+        stderr: SubprocessIO,
+        environment: [String: String]?,
+        currentDirectory: String?,
+        _ factory: () -> P,
+        connectPipe: (Int32, Int32, Int32, SubprocessPipeProtocol) async throws -> any StreamTransport
     ) async throws -> (SubprocessTransport, P) {
         // Pipes: [parent end, child end] per standard fd; the child's ends are dup2'ed in.
         var parentEnds: [Int32: Int32] = [:]
@@ -246,24 +381,27 @@ extension EventLoop {
             throw TransportError(.other, "cannot run '\(program)': \(reason) (posix_spawnp, errno \(rc))", errno: rc)
         }
         let proto = factory()
-        let transport = SubprocessTransport(loop: self, pid: pid)
+        let transport = SubprocessTransport(loop: self, pid: pid, protocol: proto)
         var pipes: [Int32: any StreamTransport] = [:]
-        for (target, fd) in parentEnds.sorted(by: { $0.key < $1.key }) {
-            let adapter = SubprocessPipeProtocol(fd: target, owner: proto)
-            if target == 0 {
-                pipes[0] = try await connectWritePipe(fd) { adapter }.0
-            } else {
-                pipes[target] = try await connectReadPipe(fd) { adapter }.0
-            }
-        }
+        var unconnected = parentEnds
         do {
-            try transport.start(proto, pipes: pipes)
+            // The pipes run from here on; the transport holds their calls back until
+            // connectionMade ran (in start).
+            for (target, fd) in parentEnds.sorted(by: { $0.key < $1.key }) {
+                let adapter = SubprocessPipeProtocol(fd: target, owner: transport)
+                pipes[target] = try await connectPipe(pid, target, fd, adapter)
+                unconnected[target] = nil
+            }
+            try transport.start(pipes: pipes)
         } catch {
-            // Not watchable (or connectionMade threw): do not leave the child behind.
+            // A pipe could not be connected, the exit cannot be watched, or connectionMade
+            // threw: the protocol hears nothing more, and nothing is left behind.
+            transport.abandon()
             for pipe in pipes.values { pipe.abort() }
+            for fd in unconnected.values { Glibc.close(fd) }
             Glibc.kill(pid, SIGKILL)
             var status: Int32 = 0
-            _ = waitpid(pid, &status, 0)
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
             throw error
         }
         return (transport, proto)
