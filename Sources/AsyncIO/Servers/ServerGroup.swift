@@ -6,17 +6,6 @@
 import Glibc
 #endif
 
-extension EventLoop {
-    /// Runs `body` as a task on this loop from any thread or task and returns its result
-    /// (asyncio's `run_coroutine_threadsafe`, awaited). Cancelling the caller cancels the task.
-    ///
-    /// - Note: Thread-safe.
-    public func submit<T: Sendable>(_ body: sending @escaping () async throws -> T) async throws -> T {
-        let task = Task(executorPreference: taskExecutor) { try await body() }
-        return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
-    }
-}
-
 /// A server listening on every loop of an ``EventLoopGroup``: each loop has its own listening
 /// socket on the same port (`SO_REUSEPORT`; for a Unix path, a duplicate of one socket), and
 /// each connection is served wholly by the loop that accepted it.
