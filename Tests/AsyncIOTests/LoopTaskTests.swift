@@ -121,9 +121,12 @@ struct LoopTaskTests {
     @Test func gatherReturnsResultsInOrder() throws {
         try withLoop { loop in
             let result = try loop.runUntilComplete { () async throws -> [Int] in
-                let tasks = [30, 10, 20].map { ms in
-                    loop.createTask { try await sleep(for: .milliseconds(ms)); return ms }
-                }
+                // They finish in the order 10, 20, 30 (each waits for the one before, no
+                // timers), listed as 30, 10, 20: yielding in list order would give [30, 10, 20].
+                let ten = loop.createTask { () async throws -> Int in 10 }
+                let twenty = loop.createTask { () async throws -> Int in _ = try await ten.value; return 20 }
+                let thirty = loop.createTask { () async throws -> Int in _ = try await twenty.value; return 30 }
+                let tasks = [thirty, ten, twenty]
                 return try await gather(tasks)
             }
             #expect(result == [30, 10, 20])
@@ -134,22 +137,27 @@ struct LoopTaskTests {
     @Test func gatherPropagatesFirstErrorAndGatherResultsCollects() throws {
         try withLoop { loop in
             let (first, results) = try loop.runUntilComplete { () async throws -> (String, [String]) in
+                // The second task fails first; the first fails only once the second is done
+                // (a chain, not timers: no timing on a loaded machine can swap them). A gather
+                // that threw the first error in list order would throw 30.
                 func make() -> [LoopTask<Int>] {
-                    [
-                        loop.createTask { try await sleep(for: .milliseconds(30)); throw TestError(id: 30) },
-                        loop.createTask { try await sleep(for: .milliseconds(10)); throw TestError(id: 10) },
-                        loop.createTask { 5 },
-                    ]
+                    let early = loop.createTask { () async throws -> Int in throw TestError(id: 10) }
+                    let late = loop.createTask { () async throws -> Int in
+                        _ = try? await early.value
+                        throw TestError(id: 30)
+                    }
+                    return [late, early, loop.createTask { 5 }]
                 }
                 var first = ""
-                do { _ = try await gather(make()) } catch { first = "\(error)" }
+                let batch = make()
+                do { _ = try await gather(batch) } catch { first = "\(error)" }
                 let results = await gatherResults(make()).map { result -> String in
                     switch result {
                     case .success(let value): return "ok \(value)"
                     case .failure(let error): return "\(error)"
                     }
                 }
-                try await sleep(for: .milliseconds(40))   // let the first batch finish
+                _ = await gatherResults(batch)   // the first batch finished too
                 return (first, results)
             }
             #expect(first == "\(TestError(id: 10))")
@@ -272,9 +280,12 @@ struct LoopTaskTests {
     @Test func asCompletedYieldsInCompletionOrder() throws {
         try withLoop { loop in
             let (order, timedOut) = try loop.runUntilComplete { () async throws -> ([Int], Bool) in
-                let tasks = [30, 10, 20].map { ms in
-                    loop.createTask { try await sleep(for: .milliseconds(ms)); return ms }
-                }
+                // They finish in the order 10, 20, 30 (each waits for the one before, no
+                // timers), listed as 30, 10, 20: yielding in list order would give [30, 10, 20].
+                let ten = loop.createTask { () async throws -> Int in 10 }
+                let twenty = loop.createTask { () async throws -> Int in _ = try await ten.value; return 20 }
+                let thirty = loop.createTask { () async throws -> Int in _ = try await twenty.value; return 30 }
+                let tasks = [thirty, ten, twenty]
                 var order: [Int] = []
                 for try await future in asCompleted(tasks) {
                     order.append(try future.result())

@@ -9,6 +9,14 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
+import CAsyncIOLinux
+
+/// pipe(2) with both ends close-on-exec. The tests wait for EOF or EPIPE, which never come
+/// while a child process that another test spawns at the same moment (an exit test) holds an
+/// inherited copy of an end.
+private func makePipe(_ ends: inout [Int32]) -> Int32 {
+    casyncio_pipe2(&ends, O_CLOEXEC)
+}
 
 @Suite(.timeLimit(.minutes(1)))
 struct PipeTransportTests {
@@ -18,7 +26,7 @@ struct PipeTransportTests {
         try withLoop { loop in
             let (events, received, error) = try loop.runUntilComplete { () async throws -> ([String], [UInt8], (any Error)?) in
                 var ends: [Int32] = [0, 0]
-                #expect(pipe(&ends) == 0)
+                #expect(makePipe(&ends) == 0)
                 let (_, proto) = try await loop.connectReadPipe(ends[0]) { RecordingProtocol(loop: loop) }
                 var bytes: [UInt8] = Array("through a pipe".utf8)
                 #expect(write(ends[1], &bytes, bytes.count) == bytes.count)
@@ -37,7 +45,7 @@ struct PipeTransportTests {
         try withLoop { loop in
             let code = try loop.runUntilComplete { () async throws -> TransportError.Code? in
                 var ends: [Int32] = [0, 0]
-                #expect(pipe(&ends) == 0)
+                #expect(makePipe(&ends) == 0)
                 let (transport, proto) = try await loop.connectWritePipe(ends[1]) { RecordingProtocol(loop: loop) }
                 transport.write([UInt8](repeating: 1, count: 1 << 20))   // more than the pipe holds
                 #expect(transport.writeBufferSize > 0)
@@ -55,7 +63,7 @@ struct PipeTransportTests {
         try withLoop { loop in
             let (count, lostError) = try loop.runUntilComplete { () async throws -> (Int, (any Error)?) in
                 var ends: [Int32] = [0, 0]
-                #expect(pipe(&ends) == 0)
+                #expect(makePipe(&ends) == 0)
                 let (transport, writer) = try await loop.connectWritePipe(ends[1]) { RecordingProtocol(loop: loop) }
                 let (_, reader) = try await loop.connectReadPipe(ends[0]) { RecordingProtocol(loop: loop) }
                 transport.write([UInt8](repeating: 2, count: 3 << 20))
@@ -85,7 +93,7 @@ struct PipeTransportTests {
             }
             #expect(code == .notPollable)
             var ends: [Int32] = [0, 0]
-            #expect(pipe(&ends) == 0)
+            #expect(makePipe(&ends) == 0)
             #expect(EventLoop.canWatch(ends[0]) && EventLoop.canWatch(ends[1]))
             close(ends[0])
             close(ends[1])

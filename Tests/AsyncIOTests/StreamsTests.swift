@@ -65,8 +65,14 @@ struct StreamsTests {
         try withLoop { loop in
             let (cancelled, later) = try loop.runUntilComplete { () async throws -> (Bool, [UInt8]) in
                 let reader = StreamReader(loop: loop)
-                let blocked = loop.createTask { try await reader.read(max: 10) }
-                try await sleep(for: .milliseconds(5))
+                let reading = Future<Void>(loop: loop)
+                let blocked = loop.createTask { () async throws -> [UInt8] in
+                    // Our await of `reading` resumes on a later loop pass: by then this task is
+                    // suspended in the read below.
+                    reading.complete(.success(()))
+                    return try await reader.read(max: 10)
+                }
+                try await waitForEvent(reading, "the reading task starting")
                 blocked.cancel()
                 var cancelled = false
                 do { _ = try await blocked.value } catch is CancellationError { cancelled = true }
@@ -166,27 +172,29 @@ struct StreamsTests {
     // in the kernel, and nothing is lost once reading resumes.
     @Test func readerPausesTransportWhenBufferIsFull() throws {
         try withLoop { loop in
-            let (paused, total) = try loop.runUntilComplete { () async throws -> (Bool, Int) in
+            let total = try loop.runUntilComplete { () async throws -> Int in
                 let readers = Box<[StreamReader]>([])
                 let server = try await loop.startServer(host: "127.0.0.1", port: 0, limit: 1024) { reader, _ in
                     readers.value.append(reader)
-                    try await sleep(for: .seconds(30))
+                    try await sleep(for: .seconds(30))   // holds the connection, reads nothing
                 }
                 defer { server.close() }
                 let port = try #require(server.addresses.first?.port)
                 let (_, writer) = try await loop.openConnection(host: "127.0.0.1", port: port)
                 let payload = [UInt8](repeating: 3, count: 1 << 20)
                 writer.write(payload)
-                try await sleep(for: .milliseconds(100))
+                // No callback announces the pause: poll, bounded (a reader that never pauses
+                // its transport fails here).
+                try await waitUntil("the server's reader pausing its transport") {
+                    readers.value.first.map { !($0.transport?.isReading ?? true) } ?? false
+                }
                 let reader = try #require(readers.value.first)
-                let paused = !(reader.transport?.isReading ?? true)
                 var total = 0
                 while total < payload.count {
                     total += try await reader.read(max: 65536).count
                 }
-                return (paused, total)
+                return total
             }
-            #expect(paused)
             #expect(total == 1 << 20)
         }
     }
@@ -196,10 +204,10 @@ struct StreamsTests {
     @Test func concurrentDrainersAndDrainAfterReset() throws {
         try withLoop { loop in
             let (returned, errorCode) = try loop.runUntilComplete { () async throws -> (Int, TransportError.Code?) in
-                let writers = Box<[StreamWriter]>([])
+                let accepted = Future<StreamWriter>(loop: loop)
                 let server = try await loop.startServer(host: "127.0.0.1", port: 0) { _, writer in
-                    writers.value.append(writer)
-                    try await sleep(for: .seconds(30))
+                    accepted.complete(.success(writer))
+                    try await sleep(for: .seconds(30))   // holds the connection, reads nothing
                 }
                 defer { server.close() }
                 let port = try #require(server.addresses.first?.port)
@@ -207,14 +215,15 @@ struct StreamsTests {
                     RecordingProtocol(loop: loop)
                 }
                 clientTransport.pauseReading()
-                while writers.value.isEmpty { try await sleep(for: .milliseconds(1)) }
-                let writer = writers.value[0]
+                let writer = try await waitForEvent(accepted, "the server's connection handler starting")
                 Socket.setOption(writer.transport.fileDescriptor, SOL_SOCKET, SO_SNDBUF, 4096)
                 writer.write([UInt8](repeating: 5, count: 4 << 20))   // far over the high-water mark
                 let returned = Box(0)
                 let drainers = (0..<3).map { _ in
                     loop.createTask { try await writer.drain(); returned.value += 1 }
                 }
+                // Deliberately lets time pass: a drain that returned while the peer does not
+                // read would have done so by now.
                 try await sleep(for: .milliseconds(20))
                 #expect(returned.value == 0)   // all three are waiting
                 clientTransport.resumeReading()

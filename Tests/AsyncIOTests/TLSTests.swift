@@ -592,25 +592,41 @@ struct TLSTests {
     // connectionMade on the plain transport, gets connectionLost exactly once with the error.
     @Test func failedStartTLSReportsConnectionLostOnce() throws {
         try withLoop { loop in
-            let client = try TLSContext(clientConfiguration())
+            // Short layer timers, so the wait below outlasts any the failed layer could have
+            // left running (a timer that fired later could report a second connectionLost).
+            var configuration = clientConfiguration()
+            configuration.handshakeTimeout = .seconds(1)
+            configuration.shutdownTimeout = .seconds(1)
+            let client = try TLSContext(configuration)
             let (thrown, lost, lostError) = try loop.runUntilComplete {
                 () async throws -> ((any Error)?, Int, (any Error)?) in
-                // A plain server that answers anything with a line of text and closes.
+                // A plain server that answers anything with a line of text, then reads until
+                // the client's side is gone (EOF or reset).
+                let peerSawClose = Future<Void>(loop: loop)
                 let listener = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
                     _ = try await reader.read(max: 1)
                     writer.write("HTTP/1.0 400 Bad Request\r\n\r\n")
+                    do {
+                        while try await !reader.read(max: 4096).isEmpty {}
+                    } catch {}   // a reset says the same
+                    peerSawClose.complete(.success(()))
                 }
                 defer { listener.close() }
                 let (plain, collector) = try await loop.createConnection(
                     host: "127.0.0.1", port: listener.addresses[0].port ?? 0) { TLSCollector(loop: loop) }
+                let started = loop.time()
                 var thrown: (any Error)?
                 do {
                     _ = try await loop.startTLS(plain, context: client, serverHostname: "localhost")
                 } catch {
                     thrown = error
                 }
-                try await collector.done.value
-                try await sleep(for: .milliseconds(20))   // nothing more may arrive
+                try await waitFor(collector.done, timeout: .seconds(10))
+                // Nothing more may arrive: wait until the socket is really closed (the peer
+                // read its end), then past the layer's handshake and shutdown deadlines.
+                try await waitFor(peerSawClose, timeout: .seconds(10))
+                let quiet = started + 1.25 - loop.time()
+                if quiet > 0 { try await sleep(for: .nanoseconds(Int(quiet * 1e9))) }
                 return (thrown, collector.lost, collector.lostError)
             }
             let error = thrown as? TLSError

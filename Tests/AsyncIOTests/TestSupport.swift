@@ -70,3 +70,32 @@ final class Counter: Sendable {
     func increment() { storage.add(1, ordering: .sequentiallyConsistent) }
     var value: Int { storage.load(ordering: .sequentiallyConsistent) }
 }
+
+/// What a test waited for and did not see in time.
+struct DidNotHappen: Error, CustomStringConvertible {
+    let what: String
+    let timeout: Duration
+    var description: String { "not seen within \(timeout): \(what)" }
+}
+
+/// Waits for `future` (the event `what`) at most `timeout`; on timeout throws
+/// ``DidNotHappen`` naming it, so the failure says what was missing.
+@discardableResult
+func waitForEvent<T>(_ future: Future<T>, _ what: String, timeout: Duration = .seconds(10)) async throws -> T {
+    do {
+        return try await waitFor(future, timeout: timeout)
+    } catch is TimeoutError {
+        throw DidNotHappen(what: what, timeout: timeout)
+    }
+}
+
+/// Polls `condition` every millisecond on the loop until it holds, for states no callback
+/// announces; throws ``DidNotHappen`` naming `what` after `timeout`.
+func waitUntil(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: timeout)
+    while !condition() {
+        if clock.now >= deadline { throw DidNotHappen(what: what, timeout: timeout) }
+        try await sleep(for: .milliseconds(1))
+    }
+}

@@ -10,7 +10,8 @@ import Testing
 import Glibc
 #endif
 
-/// Records every callback, in order; echoes if asked.
+/// Records every callback, in order; echoes if asked. Futures say when it connected, lost
+/// the connection, or reached a state (see ``when(_:)``).
 final class RecordingProtocol: StreamProtocol, @unchecked Sendable {
     var events: [String] = []
     var received: [UInt8] = []
@@ -19,15 +20,48 @@ final class RecordingProtocol: StreamProtocol, @unchecked Sendable {
     var echo = false
     var keepOpenOnEOF = false
     var throwOnData = false
+    let made: Future<Void>
     let lost: Future<Void>
+    private let loop: EventLoop
+    private var waiters: [(condition: (RecordingProtocol) -> Bool, future: Future<Void>)] = []
 
     init(loop: EventLoop) {
+        self.loop = loop
+        made = Future<Void>(loop: loop)
         lost = Future<Void>(loop: loop)
+    }
+
+    /// Resolved once `condition` holds after a callback (at once if it holds now).
+    func when(_ condition: @escaping (RecordingProtocol) -> Bool) -> Future<Void> {
+        let future = Future<Void>(loop: loop)
+        if condition(self) {
+            future.complete(.success(()))
+        } else {
+            waiters.append((condition, future))
+        }
+        return future
+    }
+
+    /// Resolved once at least `count` bytes arrived.
+    func whenReceived(atLeast count: Int) -> Future<Void> { when { $0.received.count >= count } }
+
+    /// Resolved once the callback named `event` ("pause", "resume", …) ran.
+    func whenEvent(_ event: String) -> Future<Void> { when { $0.events.contains(event) } }
+
+    private func checkWaiters() {
+        guard !waiters.isEmpty else { return }
+        waiters.removeAll { waiter in
+            guard waiter.condition(self) else { return false }
+            waiter.future.complete(.success(()))
+            return true
+        }
     }
 
     func connectionMade(_ transport: any StreamTransport) {
         events.append("made")
         self.transport = transport
+        made.complete(.success(()))
+        checkWaiters()
     }
 
     func dataReceived(_ bytes: UnsafeRawBufferPointer) throws {
@@ -35,10 +69,12 @@ final class RecordingProtocol: StreamProtocol, @unchecked Sendable {
         if throwOnData { throw TestError(id: 99) }
         received.append(contentsOf: bytes)
         if echo { transport?.write(bytes) }
+        checkWaiters()
     }
 
     func eofReceived() -> Bool {
         events.append("eof")
+        checkWaiters()
         return keepOpenOnEOF
     }
 
@@ -46,19 +82,57 @@ final class RecordingProtocol: StreamProtocol, @unchecked Sendable {
         events.append("lost")
         lostError = error
         lost.complete(.success(()))
+        checkWaiters()
     }
 
-    func pauseWriting() { events.append("pause") }
-    func resumeWriting() { events.append("resume") }
+    func pauseWriting() {
+        events.append("pause")
+        checkWaiters()
+    }
+
+    func resumeWriting() {
+        events.append("resume")
+        checkWaiters()
+    }
+}
+
+/// A server's protocols, in accept order.
+final class AcceptedProtocols: @unchecked Sendable {
+    private(set) var value: [RecordingProtocol] = []
+    private let loop: EventLoop
+    private var waiters: [(index: Int, future: Future<Void>)] = []
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    func append(_ proto: RecordingProtocol) {
+        value.append(proto)
+        waiters.removeAll { waiter in
+            guard waiter.index < value.count else { return false }
+            waiter.future.complete(.success(()))
+            return true
+        }
+    }
+
+    /// The `index`th accepted connection's protocol, once its connectionMade ran.
+    func connection(_ index: Int = 0, timeout: Duration = .seconds(10)) async throws -> RecordingProtocol {
+        if index >= value.count {
+            let future = Future<Void>(loop: loop)
+            waiters.append((index, future))
+            try await waitForEvent(future, "the server accepting connection #\(index)", timeout: timeout)
+        }
+        let proto = value[index]
+        try await waitForEvent(proto.made, "connectionMade on the server's connection #\(index)", timeout: timeout)
+        return proto
+    }
 }
 
 /// Starts a server on 127.0.0.1 with an ephemeral port whose protocols are recorded.
-func recordingServer(_ loop: EventLoop, echo: Bool = true) async throws -> (Server, Box<[RecordingProtocol]>) {
-    let accepted = Box<[RecordingProtocol]>([])
+func recordingServer(_ loop: EventLoop, echo: Bool = true) async throws -> (Server, AcceptedProtocols) {
+    let accepted = AcceptedProtocols(loop: loop)
     let server = try await loop.createServer(host: "127.0.0.1", port: 0) {
         let proto = RecordingProtocol(loop: loop)
         proto.echo = echo
-        accepted.value.append(proto)
+        accepted.append(proto)
         return proto
     }
     return (server, accepted)
@@ -105,13 +179,13 @@ struct TransportTests {
                     RecordingProtocol(loop: loop)
                 }
                 transport.write(Array(repeating: 1, count: 1000))
-                try await sleep(for: .milliseconds(20))
+                let serverSide = try await accepted.connection(0)
+                try await waitForEvent(serverSide.whenReceived(atLeast: 1000), "the server reading the 1000 bytes")
                 // SO_LINGER {on, 0}: close sends RST.
                 var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
                 setsockopt(transport.fileDescriptor, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
                 transport.abort()
-                let serverSide = try #require(accepted.value.first)
-                try await waitFor(serverSide.lost, timeout: .seconds(10))
+                try await waitForEvent(serverSide.lost, "connectionLost on the server after the reset")
                 return serverSide.lostError as? TransportError
             }
             #expect(error?.code == .connectionReset)
@@ -129,8 +203,7 @@ struct TransportTests {
                     RecordingProtocol(loop: loop)
                 }
                 clientTransport.pauseReading()   // the client does not read for now
-                try await sleep(for: .milliseconds(20))
-                let serverSide = try #require(accepted.value.first)
+                let serverSide = try await accepted.connection(0)
                 let transport = try #require(serverSide.transport)
                 Socket.setOption(transport.fileDescriptor, SOL_SOCKET, SO_SNDBUF, 4096)
                 try transport.setWriteBufferLimits(high: 64 * 1024, low: 16 * 1024)
@@ -143,11 +216,7 @@ struct TransportTests {
                 for _ in 0..<8 { transport.write(chunk) }   // still over: no second pause
                 #expect(transport.writeBufferSize > 64 * 1024)
                 clientTransport.resumeReading()
-                var waited = 0
-                while !serverSide.events.contains("resume") && waited < 1000 {
-                    try await sleep(for: .milliseconds(10))
-                    waited += 1
-                }
+                try await waitForEvent(serverSide.whenEvent("resume"), "resumeWriting once the client reads again")
                 #expect(client.received.count > 0)
                 return serverSide.events
             }
@@ -162,12 +231,12 @@ struct TransportTests {
             let reported = Box<[ExceptionContext]>([])
             loop.setExceptionHandler { _, context in reported.value.append(context) }
             let (badError, goodEcho) = try loop.runUntilComplete { () async throws -> ((any Error)?, [UInt8]) in
-                var first = true
+                let accepted = AcceptedProtocols(loop: loop)
                 let server = try await loop.createServer(host: "127.0.0.1", port: 0) {
                     let proto = RecordingProtocol(loop: loop)
                     proto.echo = true
-                    proto.throwOnData = first
-                    first = false
+                    proto.throwOnData = accepted.value.isEmpty   // the first connection only
+                    accepted.append(proto)
                     return proto
                 }
                 defer { server.close() }
@@ -175,18 +244,14 @@ struct TransportTests {
                 let (bad, badClient) = try await loop.createConnection(host: "127.0.0.1", port: port) {
                     RecordingProtocol(loop: loop)
                 }
-                try await sleep(for: .milliseconds(20))
+                _ = try await accepted.connection(0)   // the bad one is the first accepted
                 let (good, goodClient) = try await loop.createConnection(host: "127.0.0.1", port: port) {
                     RecordingProtocol(loop: loop)
                 }
                 bad.write("boom")
-                try await waitFor(badClient.lost, timeout: .seconds(10))
+                try await waitForEvent(badClient.lost, "connectionLost on the client whose server side failed")
                 good.write("still here")
-                var waited = 0
-                while goodClient.received.count < 10 && waited < 1000 {
-                    try await sleep(for: .milliseconds(10))
-                    waited += 1
-                }
+                try await waitForEvent(goodClient.whenReceived(atLeast: 10), "the echo on the other connection")
                 good.close()
                 return (badClient.lostError, goodClient.received)
             }
@@ -213,18 +278,19 @@ struct TransportTests {
                     let (server, accepted) = try await recordingServer(loop, echo: false)
                     defer { server.close() }
                     let port = server.addresses.first?.port ?? 0
-                    let (client, _) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                    let (client, clientSide) = try await loop.createConnection(host: "127.0.0.1", port: port) {
                         RecordingProtocol(loop: loop)
                     }
                     client.pauseReading()
-                    try await sleep(for: .milliseconds(20))
-                    guard let serverSide = accepted.value.first, let transport = serverSide.transport else { return nil }
+                    let serverSide = try await accepted.connection(0)
+                    guard let transport = serverSide.transport else { return nil }
                     let chunk = [UInt8](repeating: 1, count: 256 * 1024)
                     for _ in 0..<16 { transport.write(chunk) }   // fills the kernel buffers, queues the rest
                     client.abort()   // unread data: the kernel answers with RST
-                    try await sleep(for: .milliseconds(50))
+                    // The transport closes its socket right after connectionLost: the RST is out.
+                    try await waitForEvent(clientSide.lost, "the client's connectionLost after abort")
                     for _ in 0..<4 { transport.write(chunk) }
-                    try await waitFor(serverSide.lost, timeout: .seconds(10))
+                    try await waitForEvent(serverSide.lost, "connectionLost on the server after the reset")
                     return (serverSide.lostError as? TransportError)?.code
                 }
                 exit(code == .connectionReset || code == .brokenPipe ? 0 : 1)
@@ -379,7 +445,7 @@ struct TransportTests {
             do {
                 let loop = try EventLoop()
                 let ok = try loop.runUntilComplete { () async throws -> Bool in
-                    let (server, _) = try await recordingServer(loop)
+                    let (server, accepted) = try await recordingServer(loop)
                     let port = server.addresses.first?.port ?? 0
                     // Leave room for a handful of fds only.
                     var limit = rlimit()
@@ -401,29 +467,27 @@ struct TransportTests {
                             break
                         }
                     }
+                    // Deliberately lets time pass: the server runs into EMFILE and backs off
+                    // (nothing announces that), and must keep serving meanwhile.
                     try await sleep(for: .milliseconds(100))
                     guard let first = clients.first else { return false }
                     first.0.write("alive")
-                    var waited = 0
-                    while first.1.received.count < 5 && waited < 500 {
-                        try await sleep(for: .milliseconds(10))
-                        waited += 1
-                    }
+                    try await waitForEvent(first.1.whenReceived(atLeast: 5), "the echo on the first connection")
                     guard first.1.received == Array("alive".utf8) else { return false }
-                    // Free fds: the server accepts again after its retry delay.
+                    // Free fds: the server closes its side of each aborted connection, then
+                    // accepts again after its retry delay.
+                    let serverSides = accepted.value.dropFirst()   // accepted in connect order
                     for client in clients.dropFirst() { client.0.abort() }
-                    try await sleep(for: .milliseconds(100))
+                    for side in serverSides {
+                        try await waitForEvent(side.lost, "the server closing its side of an aborted connection")
+                    }
                     limit.rlim_cur = rlim_t(highest + 64)
                     setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
                     let (late, lateClient) = try await loop.createConnection(host: "127.0.0.1", port: port) {
                         RecordingProtocol(loop: loop)
                     }
                     late.write("again")
-                    waited = 0
-                    while lateClient.received.count < 5 && waited < 500 {
-                        try await sleep(for: .milliseconds(10))
-                        waited += 1
-                    }
+                    try await waitForEvent(lateClient.whenReceived(atLeast: 5), "the echo on a connection made after EMFILE")
                     return lateClient.received == Array("again".utf8)
                 }
                 exit(ok ? 0 : 1)
@@ -485,11 +549,17 @@ struct TransportLeakTests {
                         try await writer.waitClosed()
                     }
                     for _ in 0..<2_000 { try await cycle() }   // warm up: caches, allocator
-                    while server.connectionCount > 0 { try await sleep(for: .milliseconds(1)) }
+                    // The server closes its side a little after the client's (no callback says
+                    // when): poll, bounded.
+                    do {
+                        try await waitUntil("the server closing its warm-up connections") { server.connectionCount == 0 }
+                    } catch { return 6 }
                     let fdsBefore = fdCount()
                     let rssBefore = residentKiB()
                     for _ in 0..<100_000 { try await cycle() }
-                    while server.connectionCount > 0 { try await sleep(for: .milliseconds(1)) }
+                    do {
+                        try await waitUntil("the server closing its connections") { server.connectionCount == 0 }
+                    } catch { return 7 }
                     let fdsAfter = fdCount()
                     let rssAfter = residentKiB()
                     server.close()
