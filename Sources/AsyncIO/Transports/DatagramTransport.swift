@@ -135,20 +135,22 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
         while delivered < Self.maxDatagramsPerWakeUp {
             guard state != .closed else { return }
             batch.prepareForReceive()
-            let n = casyncio_recvmmsg(fileDescriptor, batch.messages, UInt32(DatagramBatch.slots), 0)
-            if n < 0 {
-                let code = errno
-                switch code {
-                case EAGAIN, EWOULDBLOCK: return
-                case EINTR: continue
-                default:
-                    // ICMP errors (ECONNREFUSED, …) are reported; the endpoint keeps working.
-                    proto.errorReceived(TransportError(errno: code, syscall: "recvmmsg", address: connectedPeer))
-                    delivered += 1
-                    continue
-                }
+            let received = casyncio_recvmmsg(fileDescriptor, batch.messages, UInt32(DatagramBatch.slots), 0)
+            let n: Int
+            switch nonBlockingResult(Int(received)) {
+            case .done(let count):
+                n = count
+            case .wouldBlock:
+                return
+            case .interrupted:
+                continue
+            case .failed(let code):
+                // ICMP errors (ECONNREFUSED, …) are reported; the endpoint keeps working.
+                proto.errorReceived(TransportError(errno: code, syscall: "recvmmsg", address: connectedPeer))
+                delivered += 1
+                continue
             }
-            for i in 0..<Int(n) {
+            for i in 0..<n {
                 guard state != .closed else { return }
                 let header = batch.messages[i]
                 let from = SocketAddress(storage: batch.addresses[i], length: header.msg_hdr.msg_namelen)
@@ -161,8 +163,8 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
                     return
                 }
             }
-            delivered += Int(n)
-            if Int(n) < DatagramBatch.slots { return }   // drained
+            delivered += n
+            if n < DatagramBatch.slots { return }   // drained
         }
     }
 
@@ -209,16 +211,15 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             } else {
                 n = Glibc.send(fileDescriptor, bytes.baseAddress, bytes.count, casyncio_msg_nosignal())
             }
-            if n >= 0 { return .sent }
             if n == -2 {
                 proto.errorReceived(TransportError(.invalidAddress, "cannot send to \(address.map { "\($0)" } ?? "nil")"))
                 return .failed
             }
-            let code = errno
-            switch code {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK, ENOBUFS: return .wouldBlock
-            default:
+            switch nonBlockingResult(n) {
+            case .done: return .sent
+            case .interrupted: continue
+            case .wouldBlock, .failed(ENOBUFS): return .wouldBlock
+            case .failed(let code):
                 proto.errorReceived(TransportError(errno: code, syscall: "sendto", address: address ?? connectedPeer))
                 return .failed
             }
@@ -239,19 +240,18 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
                 batch.prepareForSend(slot: i, bytes: entry.bytes, addressLength: length)
             }
             let sent = casyncio_sendmmsg(fileDescriptor, batch.messages, UInt32(count), casyncio_msg_nosignal())
-            if sent < 0 {
-                let code = errno
-                switch code {
-                case EINTR: continue
-                case EAGAIN, EWOULDBLOCK, ENOBUFS: return
-                default:
-                    // The first datagram failed: report it, drop it, go on with the rest.
-                    proto.errorReceived(TransportError(errno: code, syscall: "sendmmsg", address: queue[0].address ?? connectedPeer))
-                    dropFirstQueued(1)
-                    continue
-                }
+            switch nonBlockingResult(Int(sent)) {
+            case .done(let datagrams):
+                dropFirstQueued(datagrams)
+            case .interrupted:
+                continue
+            case .wouldBlock, .failed(ENOBUFS):
+                return
+            case .failed(let code):
+                // The first datagram failed: report it, drop it, go on with the rest.
+                proto.errorReceived(TransportError(errno: code, syscall: "sendmmsg", address: queue[0].address ?? connectedPeer))
+                dropFirstQueued(1)
             }
-            dropFirstQueued(Int(sent))
         }
         if writerRegistered {
             writerRegistered = false
