@@ -88,7 +88,7 @@ public final class EventLoop: @unchecked Sendable {
     public var slowCallbackDuration: Duration = .milliseconds(100)
 
     /// How many passes may run without polling epoll while callbacks are ready.
-    static let maxTicksWithoutPoll = 8
+    static var maxTicksWithoutPoll: Int { 8 }   // computed: a constant, no lazy global
 
     // MARK: - Thread-safe state
 

@@ -21,7 +21,7 @@ struct IOInterest: OptionSet, Hashable {
 /// fd into it so events for a closed and reused fd can be recognised and dropped).
 final class Selector {
     /// The token reported for the internal wake-up eventfd.
-    static let wakeUpToken: UInt64 = .max
+    static var wakeUpToken: UInt64 { .max }   // computed: a constant, no lazy global
 
     let epollFD: Int32
     let eventFD: Int32

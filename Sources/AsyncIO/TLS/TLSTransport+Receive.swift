@@ -60,7 +60,6 @@ extension TLSTransport {
     /// Runs `body` with the loop's plaintext buffer, or a buffer of its own if the loop's is
     /// in use (TLS over TLS: the outer layer's input is the inner layer's plaintext).
     func withPlaintextBuffer(_ body: (UnsafeMutableRawBufferPointer) -> Void) {
-        let shared = loop.tls
         if shared.readBufferInUse {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TLSLoopState.readBufferSize, alignment: 16)
             defer { buffer.deallocate() }
@@ -265,7 +264,7 @@ extension TLSTransport {
         heldWrites = []
         if sweepsBuffers {
             sweepsBuffers = false
-            loop.tls.idleBuffers.remove(self)
+            shared.idleBuffers.remove(self)
         }
         if let ssl {
             SSL_free(ssl)

@@ -70,6 +70,8 @@ final class TLSTransport: StreamProtocol, StreamTransport, WritePauseReporting, 
     // Loop-confined state, touched on every record: no dynamic exclusivity checks (the
     // loop's thread is the only accessor; see EventLoop.assertInLoop).
     let loop: EventLoop
+    /// The loop's TLS state (plaintext buffer, idle sweep), looked up once.
+    let shared: TLSLoopState
     /// The context in use (a server's SNI callback may switch it).
     var context: TLSContext
     let isServer: Bool
@@ -151,6 +153,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, WritePauseReporting, 
         appWritePaused: Bool = false
     ) throws(TLSError) {
         self.loop = loop
+        self.shared = loop.tls
         self.context = context
         self.isServer = context.isServer
         self.app = app
@@ -222,7 +225,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, WritePauseReporting, 
         move(to: .handshaking)
         if context.configuration.releaseIdleBuffers {
             sweepsBuffers = true
-            loop.tls.idleBuffers.add(self)
+            shared.idleBuffers.add(self)
         }
         let timeout = context.configuration.handshakeTimeout
         // Strong captures here and below, cancelled on every path out (handshakeDone,

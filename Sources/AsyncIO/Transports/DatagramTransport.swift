@@ -99,6 +99,8 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     private var writerRegistered = false
     private var flow = FlowControl()
     private var selfReference: DatagramSocketTransport?
+    /// The loop's datagram batch, looked up once.
+    private let batch: DatagramBatch
     /// Datagrams read per readiness event at most, so one busy socket cannot starve the loop.
     private static let maxDatagramsPerWakeUp = 64
 
@@ -107,6 +109,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
         self.fileDescriptor = fd
         self.proto = `protocol`
         self.connectedPeer = peer
+        self.batch = loop.datagramBatch
     }
 
     deinit {
@@ -130,7 +133,6 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     private func readReady() {
         // Batches of datagrams per system call (recvmmsg), until the socket is drained or
         // `maxDatagramsPerWakeUp` were delivered.
-        let batch = loop.datagramBatch
         var delivered = 0
         while delivered < Self.maxDatagramsPerWakeUp {
             guard state != .closed else { return }
@@ -228,7 +230,6 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
 
     private func writeReady() {
         // Queued datagrams go out in batches (sendmmsg).
-        let batch = loop.datagramBatch
         while !queue.isEmpty && state != .closed {
             let count = min(queue.count, DatagramBatch.slots)
             for i in 0..<count {

@@ -35,13 +35,9 @@ final class SocketBuffers: LoopLocal {
 extension SocketBuffers: Sendable {}
 
 extension EventLoop {
-    /// The loop's shared read buffer (loop-bound; valid while the loop is open).
-    var readBuffer: UnsafeMutableRawBufferPointer {
-        local(SocketBuffers.key) { SocketBuffers() }.readBuffer
-    }
-
-    /// The loop's shared array of ``SocketBuffers/iovecCount`` iovecs (loop-bound).
-    var iovecs: UnsafeMutablePointer<iovec> {
-        local(SocketBuffers.key) { SocketBuffers() }.iovecs
+    /// The loop's shared socket buffers (loop-bound; a transport keeps the object, so the
+    /// buffers stay valid for as long as it runs).
+    var socketBuffers: SocketBuffers {
+        local(SocketBuffers.key) { SocketBuffers() }
     }
 }

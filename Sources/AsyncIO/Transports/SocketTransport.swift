@@ -80,10 +80,13 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     var onClosed: ((SocketTransport) -> Void)?
     private var cachedPeer: SocketAddress?
     private var cachedLocal: SocketAddress?
+    /// The loop's shared read buffer and iovecs, looked up once (not once per read).
+    private let buffers: SocketBuffers
 
     /// Wraps a connected, non-blocking socket or pipe end. Call ``start()`` next.
     init(loop: EventLoop, fd: Int32, protocol: any StreamProtocol, kind: Kind = .socket) {
         self.loop = loop
+        self.buffers = loop.socketBuffers
         self.kind = kind
         self.fileDescriptor = fd
         self.proto = `protocol`
@@ -181,7 +184,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
             readIntoProtocolBuffer(buffered)
             return
         }
-        let buffer = loop.readBuffer
+        let buffer = buffers.readBuffer
         switch nonBlockingResult(Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)) {
         case .done(let n) where n > 0:
             do {
@@ -310,7 +313,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     private func flushQueue() {
         let fd = fileDescriptor
         let isSocket = kind == .socket
-        let result = writeQueue.drain(iovecs: loop.iovecs, capacity: SocketBuffers.iovecCount) { iovecs, count in
+        let result = writeQueue.drain(iovecs: buffers.iovecs, capacity: SocketBuffers.iovecCount) { iovecs, count in
             if isSocket {
                 // sendmsg rather than writev: MSG_NOSIGNAL, so a peer that went away gives
                 // EPIPE instead of a SIGPIPE that would kill the process.
@@ -424,6 +427,10 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         flow.reset()
         let error = error.map { TransportError.boundary($0, address: cachedPeer) }
         loop.schedule { [self] in callConnectionLost(error) }
+    }
+
+    deinit {
+        writeQueue.removeAll()
     }
 
     private func callConnectionLost(_ error: (any Error)?) {
