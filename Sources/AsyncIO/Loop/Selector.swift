@@ -10,8 +10,10 @@ import Glibc
 /// Readiness interests, as epoll bits.
 struct IOInterest: OptionSet, Hashable {
     let rawValue: UInt32
-    static let read = IOInterest(rawValue: casyncio_epollin())
-    static let write = IOInterest(rawValue: casyncio_epollout())
+    // Computed, not stored: a stored static is a lazy global, and reading it costs a
+    // swift_once call per ready event in the loop's dispatch.
+    static var read: IOInterest { IOInterest(rawValue: casyncio_epollin()) }
+    static var write: IOInterest { IOInterest(rawValue: casyncio_epollout()) }
 }
 
 /// epoll plus an eventfd used to wake a blocked `wait` from any thread.
