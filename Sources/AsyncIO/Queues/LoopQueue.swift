@@ -339,8 +339,8 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
 extension LoopQueue: CustomStringConvertible {
     /// The queue's type, size and waiters, e.g.
     /// `LoopQueue<FIFOQueueStorage<Int>>(maxSize: 2, count: 2, putters: 1, unfinished: 2)`.
-    /// Off the loop's thread (while it runs) the state cannot be read safely, and the
-    /// description says so instead. Thread-safe.
+    /// Read it on the queue's loop. Once the queue is bound to a loop, a description asked
+    /// for off that loop's thread (while it runs) says `state unknown off the loop` instead.
     public var description: String {
         if let loop, !loop.mayTouchLoopState {
             return "\(Self.self)(state unknown off the loop)"
