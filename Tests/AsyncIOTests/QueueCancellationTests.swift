@@ -1,0 +1,151 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — Cancelling tasks that wait on a queue: no item lost, wake-ups passed on.
+//===----------------------------------------------------------------------===//
+
+import Testing
+
+@testable import AsyncIO
+
+@Suite(.timeLimit(.minutes(1)))
+struct QueueCancellationTests {
+    // A cancelled waiting getter gets CancellationError, leaves the line, and takes nothing.
+    @Test func cancellingAWaitingGetterLosesNoItem() throws {
+        try withLoop { loop in
+            let queue = Queue<Int>()
+            try loop.runUntilComplete {
+                let cancelled = loop.createTask { try await queue.get() }
+                let patient = loop.createTask { try await queue.get() }
+                try await waitUntil("2 getters wait") { queue.getters.count == 2 }
+                cancelled.cancel()
+                await #expect(throws: CancellationError.self) { try await cancelled.value }
+                #expect(queue.getters.count == 1)
+                try queue.putNowait(7)
+                try queue.putNowait(8)
+                #expect(try await patient.value == 7)
+                #expect(try queue.getNowait() == 8)
+            }
+        }
+    }
+
+    // A cancelled waiting putter gets CancellationError and its item is never put.
+    @Test func cancellingAWaitingPutterPutsNothing() throws {
+        try withLoop { loop in
+            let queue = Queue<Int>(maxSize: 1)
+            try loop.runUntilComplete {
+                try queue.putNowait(1)
+                let cancelled = loop.createTask { try await queue.put(99) }
+                let patient = loop.createTask { try await queue.put(2) }
+                try await waitUntil("2 putters wait") { queue.putters.count == 2 }
+                cancelled.cancel()
+                await #expect(throws: CancellationError.self) { try await cancelled.value }
+                #expect(queue.putters.count == 1)
+                #expect(try await queue.get() == 1)
+                try await patient.value
+                #expect(try await queue.get() == 2)
+                #expect(queue.isEmpty)
+                #expect(queue.unfinishedTasks == 2)   // 99 was never counted
+            }
+        }
+    }
+
+    // A getter woken by a put and cancelled before it ran passes the wake-up on: the next
+    // getter in line gets the item.
+    @Test func wokenThenCancelledGetterPassesTheItemOn() throws {
+        try withLoop { loop in
+            let queue = Queue<Int>()
+            try loop.runUntilComplete {
+                let first = loop.createTask { try await queue.get() }
+                let second = loop.createTask { try await queue.get() }
+                try await waitUntil("2 getters wait") { queue.getters.count == 2 }
+                try queue.putNowait(5)   // wakes `first`…
+                #expect(queue.getters.count == 1)
+                first.cancel()           // …which is cancelled before it runs
+                await #expect(throws: CancellationError.self) { try await first.value }
+                #expect(try await waitForEvent(second, "the second getter got the item") == 5)
+                #expect(queue.isEmpty)
+            }
+        }
+    }
+
+    // A putter woken by a get and cancelled before it ran passes the free slot on.
+    @Test func wokenThenCancelledPutterPassesTheSlotOn() throws {
+        try withLoop { loop in
+            let queue = Queue<Int>(maxSize: 1)
+            try loop.runUntilComplete {
+                try queue.putNowait(0)
+                let first = loop.createTask { try await queue.put(1) }
+                let second = loop.createTask { try await queue.put(2) }
+                try await waitUntil("2 putters wait") { queue.putters.count == 2 }
+                #expect(try queue.getNowait() == 0)   // wakes `first`…
+                first.cancel()                        // …which is cancelled before it runs
+                await #expect(throws: CancellationError.self) { try await first.value }
+                try await waitForEvent(second, "the second putter put its item")
+                #expect(try queue.getNowait() == 2)
+                #expect(queue.isEmpty)
+            }
+        }
+    }
+
+    // A task cancelled before it calls get throws at once and never gets in line.
+    @Test func alreadyCancelledTaskDoesNotWait() throws {
+        try withLoop { loop in
+            let queue = Queue<Int>()
+            try loop.runUntilComplete {
+                let gate = Future<Void>(loop: loop)   // never set
+                let started = Box(false)
+                let getter = loop.createTask { () async throws -> Int in
+                    started.value = true
+                    try? await shield(gate).value      // cancelled here; the error is dropped
+                    return try await queue.get()       // so the task is cancelled already
+                }
+                try await waitUntil("the getter started") { started.value }
+                getter.cancel()
+                await #expect(throws: CancellationError.self) {
+                    try await waitForEvent(getter, "the cancelled getter returned")
+                }
+                #expect(queue.getters.count == 0)
+                try queue.putNowait(3)
+                #expect(try queue.getNowait() == 3)
+            }
+        }
+    }
+
+    // Cancelling a waiting joiner throws CancellationError to it only.
+    @Test func cancellingAWaitingJoiner() throws {
+        try withLoop { loop in
+            let queue = Queue<Int>()
+            try loop.runUntilComplete {
+                try queue.putNowait(1)
+                let cancelled = loop.createTask { try await queue.join() }
+                let patient = loop.createTask { try await queue.join() }
+                try await waitUntil("2 joiners wait") { queue.joiners.count == 2 }
+                cancelled.cancel()
+                await #expect(throws: CancellationError.self) { try await cancelled.value }
+                #expect(queue.joiners.count == 1)
+                _ = try queue.getNowait()
+                try queue.taskDone()
+                try await waitForEvent(patient, "the other joiner returned")
+            }
+        }
+    }
+
+    // Cancellation from another thread hops to the loop: the getter still loses no item.
+    @Test func cancellingFromAnotherThread() throws {
+        try withLoop { loop in
+            let queue = Queue<Int>()
+            try loop.runUntilComplete {
+                let getter = loop.createTask { try await queue.get() }
+                try await waitUntil("the getter waits") { queue.getters.count == 1 }
+                guard let swiftTask = getter.swiftTask else {
+                    Issue.record("the loop task has no Swift task")
+                    return
+                }
+                _ = await Task.detached { swiftTask.cancel() }.value
+                await #expect(throws: CancellationError.self) { try await getter.value }
+                #expect(queue.getters.count == 0)
+                try queue.putNowait(4)
+                #expect(try await queue.get() == 4)
+            }
+        }
+    }
+}
