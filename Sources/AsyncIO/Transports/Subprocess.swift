@@ -18,6 +18,11 @@ public protocol SubprocessProtocol: AnyObject {
     func pipeConnectionLost(_ fd: Int32, _ error: (any Error)?)
     /// The process exited; ``SubprocessTransport/returnCode`` is set.
     func processExited()
+    /// The write buffer of the child's stdin pipe went over its high-water mark: stop
+    /// producing (asyncio's `pause_writing`, which its subprocess protocols inherit).
+    func pauseWriting()
+    /// The stdin pipe's write buffer drained below its low-water mark: produce again.
+    func resumeWriting()
 }
 
 extension SubprocessProtocol {
@@ -25,6 +30,8 @@ extension SubprocessProtocol {
     public func pipeDataReceived(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {}
     public func pipeConnectionLost(_ fd: Int32, _ error: (any Error)?) {}
     public func processExited() {}
+    public func pauseWriting() {}
+    public func resumeWriting() {}
 }
 
 /// Where a child's stdin, stdout or stderr goes.
@@ -197,6 +204,14 @@ public final class SubprocessTransport: @unchecked Sendable {
         }
     }
 
+    /// From the stdin pipe's adapter: its flow control crossed a water mark. Nothing can be
+    /// written before `connectionMade` (the transport is not handed out yet), so no pause can
+    /// come earlier; one that did would be dropped with its resume.
+    func pipeWritingPaused(_ paused: Bool) {
+        guard case .connected = protocolState else { return }
+        if paused { proto.pauseWriting() } else { proto.resumeWriting() }
+    }
+
     private func notifyExited() {
         if case .connected = protocolState {
             proto.processExited()
@@ -281,6 +296,10 @@ final class SubprocessPipeProtocol: StreamProtocol {
         owner?.pipeConnectionLost(fd, error)
         owner = nil
     }
+
+    func pauseWriting() { owner?.pipeWritingPaused(true) }
+
+    func resumeWriting() { owner?.pipeWritingPaused(false) }
 }
 
 extension EventLoop {
@@ -294,10 +313,12 @@ extension EventLoop {
     /// - Parameters:
     ///   - stdin, stdout, stderr: pipes (served by transports), inherited, or `/dev/null`;
     ///     `stderr: .stdout` merges it into stdout.
-    ///   - environment: the child's environment; the parent's if `nil`.
+    ///   - environment: the child's whole environment (passed as `envp`); the parent's if
+    ///     `nil`. `program` is still searched in the parent's `PATH`.
     ///   - currentDirectory: the child's working directory; the parent's if `nil`.
     /// - Throws: ``TransportError`` naming the program if it cannot be started (not found,
-    ///   not executable).
+    ///   not executable: `.permissionDenied`), or naming `currentDirectory` if that is what is
+    ///   missing.
     /// - Important: Call from a task running on this loop.
     public func subprocessExec<P: SubprocessProtocol>(
         _ program: String,
@@ -377,8 +398,7 @@ extension EventLoop {
         for fd in childFDs where fd >= 0 { Glibc.close(fd) }
         guard rc == 0 else {
             for fd in parentEnds.values { Glibc.close(fd) }
-            let reason = strerror(rc).map { String(cString: $0) }?.lowercased() ?? "errno \(rc)"
-            throw TransportError(.other, "cannot run '\(program)': \(reason) (posix_spawnp, errno \(rc))", errno: rc)
+            throw spawnError(program: program, currentDirectory: currentDirectory, errno: rc)
         }
         let proto = factory()
         let transport = SubprocessTransport(loop: self, pid: pid, protocol: proto)
@@ -406,6 +426,37 @@ extension EventLoop {
         }
         return (transport, proto)
     }
+}
+
+/// Why posix_spawnp failed, naming the program, or the working directory when that is what
+/// is missing (the child's chdir fails with the same ENOENT as a missing program).
+private func spawnError(program: String, currentDirectory: String?, errno rc: Int32) -> TransportError {
+    func reason(_ code: Int32) -> String {
+        strerror(code).map { String(cString: $0) }?.lowercased() ?? "errno \(code)"
+    }
+    if let currentDirectory, rc == ENOENT || rc == ENOTDIR || rc == EACCES {
+        var info = stat()
+        let problem: Int32?
+        if stat(currentDirectory, &info) != 0 {
+            problem = errno
+        } else if info.st_mode & S_IFMT != S_IFDIR {
+            problem = ENOTDIR
+        } else if access(currentDirectory, X_OK) != 0 {
+            problem = errno
+        } else {
+            problem = nil
+        }
+        if let problem {
+            return TransportError(
+                problem == EACCES ? .permissionDenied : .other,
+                "cannot run '\(program)': working directory '\(currentDirectory)': \(reason(problem)) "
+                    + "(posix_spawnp, errno \(rc))",
+                errno: rc)
+        }
+    }
+    return TransportError(
+        rc == EACCES ? .permissionDenied : .other,
+        "cannot run '\(program)': \(reason(rc)) (posix_spawnp, errno \(rc))", errno: rc)
 }
 
 /// Calls `body` with a NULL-terminated array of C strings.
