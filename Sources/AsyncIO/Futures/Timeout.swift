@@ -137,7 +137,9 @@ public final class TimeoutScope: @unchecked Sendable {
 ///   timer fired before the caller resumed.
 /// - Nothing else is cancelled: not the caller, not tasks the body started.
 /// - If the caller itself is cancelled, the body is cancelled too and `CancellationError`
-///   propagates, never ``TimeoutError``, even if the deadline passed as well.
+///   propagates, never ``TimeoutError``, even if the deadline passed as well (a body that
+///   returns a value despite the cancellation still returns it; the caller's task stays
+///   cancelled).
 /// - Nested scopes: the one whose deadline passed throws ``TimeoutError``; an outer scope
 ///   sees that error like any other error of its body.
 ///
