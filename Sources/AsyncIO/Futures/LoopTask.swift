@@ -6,6 +6,12 @@
 public protocol AnyLoopTask: AnyFuture {
     /// The task's name (`Task-N` unless one was given).
     var name: String { get }
+    /// The message of the latest ``LoopTask/cancel(message:)`` request; see there.
+    var cancelMessage: String? { get }
+    /// Requests cancellation with a message; see ``LoopTask/cancel(message:)``.
+    @discardableResult func cancel(message: String?) -> Bool
+    /// How many cancellation requests the task received; see ``LoopTask/cancelling()``.
+    func cancelling() -> Int
 }
 
 /// Task-local storage for ``LoopTask/current``.
@@ -29,6 +35,10 @@ enum LoopTaskLocals {
 /// `value`, …) or when it checks `Task.isCancelled`; the task is *cancelled* once its body
 /// ends with `CancellationError`, and its awaiters then get `CancellationError` too.
 ///
+/// Swift's `CancellationError` carries no message. ``cancel(message:)`` keeps the message on
+/// the task instead: whoever awaits the task and catches `CancellationError` reads it from
+/// ``cancelMessage`` (and the body itself from `LoopTask.current?.cancelMessage`).
+///
 /// ```swift
 /// let task = loop.createTask(name: "fetch") {
 ///     try await sleep(for: .seconds(1))
@@ -43,7 +53,9 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     private let customName: String?
     /// The Swift task running the body.
     @usableFromInline var swiftTask: Task<Void, Never>?
-    private var cancelRequested = false
+    /// How many times cancellation was requested while the task was not done.
+    private var cancelRequests = 0
+    private var latestCancelMessage: String?
     /// The task's slot in the loop's live-task table.
     @usableFromInline var liveSlot = -1
 
@@ -57,20 +69,66 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     /// The task's name (`Task-N` unless one was given to ``EventLoop/createTask(name:_:)``).
     public var name: String { customName ?? "Task-\(number)" }
 
-    /// Requests cancellation of the task's body; see the type's documentation.
+    /// Requests cancellation of the task's body; see the type's documentation. The same as
+    /// ``cancel(message:)`` with no message.
     /// - Returns: false if the task is already done.
     /// - Important: Loop-bound.
     @discardableResult
     public override func cancel() -> Bool {
+        cancel(message: nil)
+    }
+
+    /// Requests cancellation of the task's body and records `message` (asyncio's
+    /// `cancel(msg)`).
+    ///
+    /// Awaiters of the task get a plain `CancellationError` (it has no room for a message);
+    /// they read the message from ``cancelMessage`` once they caught it:
+    ///
+    /// ```swift
+    /// worker.cancel(message: "shutting down")
+    /// do {
+    ///     try await worker.value
+    /// } catch is CancellationError {
+    ///     print("cancelled:", worker.cancelMessage ?? "no reason")   // "shutting down"
+    /// }
+    /// ```
+    /// Each request counts (see ``cancelling()``) and the latest one's message wins, as in
+    /// asyncio; a `nil` message clears an earlier one.
+    /// - Returns: false (and records nothing) if the task is already done.
+    /// - Important: Loop-bound.
+    @discardableResult
+    public func cancel(message: String?) -> Bool {
         loop.assertInLoop()
         if isDone { return false }
-        cancelRequested = true
+        cancelRequests += 1
+        latestCancelMessage = message
         swiftTask?.cancel()
         return true
     }
 
+    /// The message given to the latest ``cancel(message:)`` that reached the task while it
+    /// was not done; `nil` if there was none, or if the task ended with `CancellationError`
+    /// without being asked to (e.g. its body awaited a cancelled future).
+    /// - Important: Loop-bound.
+    public var cancelMessage: String? {
+        loop.assertInLoop()
+        return latestCancelMessage
+    }
+
+    /// The number of cancellation requests the task received while it was not done
+    /// (asyncio's `cancelling()`); it stays readable after the task ended.
+    ///
+    /// asyncio's `uncancel()` has no counterpart: a Swift task's cancellation cannot be taken
+    /// back. Scopes that need it (``timeout(after:_:)``, ``withLoopTaskGroup(_:)``) cancel a
+    /// child task of their own instead, so they never touch this count.
+    /// - Important: Loop-bound.
+    public func cancelling() -> Int {
+        loop.assertInLoop()
+        return cancelRequests
+    }
+
     /// Whether ``cancel()`` was called and the task has not finished yet.
-    public var isCancelling: Bool { cancelRequested && !isDone }
+    public var isCancelling: Bool { cancelRequests > 0 && !isDone }
 
     /// The ``LoopTask`` whose body is running, if the caller runs inside one.
     public static var current: (any AnyLoopTask)? { LoopTaskLocals.current }

@@ -1,0 +1,82 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — LoopTask.cancel(message:), cancelMessage and cancelling().
+//===----------------------------------------------------------------------===//
+
+import Testing
+
+@testable import AsyncIO
+
+@Suite(.timeLimit(.minutes(1)))
+struct TaskCancelMessageTests {
+    // The message reaches the awaiter (through cancelMessage) and the body itself.
+    @Test func cancelMessageReachesTheAwaiterAndTheBody() throws {
+        try withLoop { loop in
+            let bodySaw = Box<String?>(nil)
+            let worker = loop.createTask(name: "worker") { () async throws -> Int in
+                do {
+                    try await sleep(for: .seconds(30))
+                    return 1
+                } catch {
+                    bodySaw.value = LoopTask<Int>.current?.cancelMessage
+                    throw error
+                }
+            }
+            let outcome = try loop.runUntilComplete { () async -> String in
+                try? await sleep(for: .milliseconds(5))
+                #expect(worker.cancel(message: "shutting down"))
+                #expect(worker.isCancelling)
+                do {
+                    _ = try await worker.value
+                    return "value"
+                } catch is CancellationError {
+                    return "cancelled: \(worker.cancelMessage ?? "no message")"
+                } catch {
+                    return "other: \(error)"
+                }
+            }
+            #expect(outcome == "cancelled: shutting down")
+            #expect(bodySaw.value == "shutting down")
+            #expect(worker.isCancelled)
+            #expect(worker.cancelling() == 1)
+        }
+    }
+
+    // Every request counts; the latest message wins; a request to a done task is refused and
+    // changes nothing.
+    @Test func cancellingCountsRequestsAndTheLatestMessageWins() throws {
+        try withLoop { loop in
+            let worker = loop.createTask { try await sleep(for: .seconds(30)) }
+            #expect(worker.cancelling() == 0)
+            #expect(worker.cancelMessage == nil)
+            #expect(worker.cancel(message: "first"))
+            #expect(worker.cancel(message: "second"))
+            #expect(worker.cancelling() == 2)
+            #expect(worker.cancelMessage == "second")
+            #expect(throws: CancellationError.self) { try loop.runUntilComplete(worker) }
+            #expect(!worker.cancel(message: "too late"))
+            #expect(worker.cancelling() == 2)
+            #expect(worker.cancelMessage == "second")
+            #expect(!worker.isCancelling)
+        }
+    }
+
+    // cancel() is cancel(message: nil): counted, no message; a task cancelled by its own
+    // body (awaiting a cancelled future) has no request and no message.
+    @Test func plainCancelAndSelfInflictedCancellationHaveNoMessage() throws {
+        try withLoop { loop in
+            let plain = loop.createTask { try await sleep(for: .seconds(30)) }
+            #expect(plain.cancel())
+            #expect(throws: CancellationError.self) { try loop.runUntilComplete(plain) }
+            #expect(plain.cancelling() == 1)
+            #expect(plain.cancelMessage == nil)
+
+            let future = Future<Int>(loop: loop)
+            future.cancel()
+            let selfInflicted = loop.createTask { try await future.value }
+            #expect(throws: CancellationError.self) { try loop.runUntilComplete(selfInflicted) }
+            #expect(selfInflicted.isCancelled)
+            #expect(selfInflicted.cancelling() == 0)
+            #expect(selfInflicted.cancelMessage == nil)
+        }
+    }
+}
