@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "udp-echo-server", targets: ["UDPEchoServer"]),
         .executable(name: "pipe-echo", targets: ["PipeEcho"]),
         .executable(name: "echo-client", targets: ["EchoClient"]),
+        .executable(name: "chat-server", targets: ["ChatServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -122,6 +123,15 @@ let package = Package(
             path: "Examples/EchoClient",
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "ChatServer",
+            dependencies: [
+                "AsyncIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/ChatServer",
+            swiftSettings: strictSettings
+        ),
         // Test fixture: run by ExamplesTests in a process of its own.
         .executableTarget(
             name: "LoopFDCheck",
@@ -138,7 +148,7 @@ let package = Package(
             name: "ExamplesTests",
             dependencies: [
                 "TaskSample", "ExecutorSample", "TCPEchoServer", "TLSEchoServer", "UnixEchoServer", "UDPEchoServer", "PipeEcho", "EchoClient",
-                "LoopFDCheck",
+                "ChatServer", "LoopFDCheck",
             ],
             swiftSettings: strictSettings
         ),

@@ -97,6 +97,87 @@ def bench_run_in_executor(loop, iterations):
     return loop.run_until_complete(main())
 
 
+def bench_lock(loop, iterations):
+    async def main():
+        lock = asyncio.Lock()
+        start = time.perf_counter()
+        for _ in range(iterations):
+            await lock.acquire()
+            lock.release()
+        return time.perf_counter() - start
+
+    return loop.run_until_complete(main())
+
+
+def bench_event_wake(loop, iterations):
+    async def main():
+        ping, pong = asyncio.Event(), asyncio.Event()
+
+        async def other():
+            for _ in range(iterations):
+                await ping.wait()
+                ping.clear()
+                pong.set()
+
+        task = loop.create_task(other())
+        start = time.perf_counter()
+        for _ in range(iterations):
+            ping.set()
+            await pong.wait()
+            pong.clear()
+        await task
+        return (time.perf_counter() - start) / 2
+
+    return loop.run_until_complete(main())
+
+
+def bench_queue_handoff(loop, iterations):
+    async def main():
+        queue = asyncio.Queue(maxsize=1)
+
+        async def consumer():
+            total = 0
+            for _ in range(iterations):
+                total += await queue.get()
+            return total
+
+        task = loop.create_task(consumer())
+        start = time.perf_counter()
+        for _ in range(iterations):
+            await queue.put(1)
+        assert await task == iterations
+        return time.perf_counter() - start
+
+    return loop.run_until_complete(main())
+
+
+def bench_eager_task(loop, iterations):
+    """asyncio.eager_task_factory's path (Python 3.12+): Task(coro, loop=loop, eager_start=True)."""
+
+    async def main():
+        start = time.perf_counter()
+        total = 0
+        for _ in range(iterations):
+            total += await asyncio.Task(one(), loop=loop, eager_start=True)
+        assert total == iterations
+        return time.perf_counter() - start
+
+    return loop.run_until_complete(main())
+
+
+def bench_timeout_scope(loop, iterations):
+    async def main():
+        start = time.perf_counter()
+        total = 0
+        for _ in range(iterations):
+            async with asyncio.timeout(10):
+                total += 1
+        assert total == iterations
+        return time.perf_counter() - start
+
+    return loop.run_until_complete(main())
+
+
 def measure(ops_per_unit, target_seconds, repetitions, run):
     """Median nanoseconds per operation over `repetitions` runs of about `target_seconds`."""
     units = 1
@@ -134,7 +215,13 @@ def main():
         ("createTask", 100, lambda n: bench_create_task(loop, n * 100)),
         ("futureAwait", 100, lambda n: bench_future_await(loop, n * 100)),
         ("runInExecutor", 100, lambda n: bench_run_in_executor(loop, n * 100)),
+        ("lockUncontended", 1000, lambda n: bench_lock(loop, n * 1000)),
+        ("eventWake", 100, lambda n: bench_event_wake(loop, n * 100)),
+        ("queueHandoff", 100, lambda n: bench_queue_handoff(loop, n * 100)),
+        ("timeoutScope", 100, lambda n: bench_timeout_scope(loop, n * 100)),
     ]
+    if sys.version_info >= (3, 12):
+        benchmarks.append(("eagerTask", 100, lambda n: bench_eager_task(loop, n * 100)))
     try:
         for name, ops_per_unit, run in benchmarks:
             if args.only is not None and args.only != name:

@@ -127,6 +127,89 @@ func benchRunInExecutor(_ loop: EventLoop, iterations: Int) throws -> Double {
     }
 }
 
+// MARK: - The coroutine toolkit
+
+/// lockUncontended: inside a task, acquire and release a Lock nobody else wants.
+func benchLock(_ loop: EventLoop, iterations: Int) throws -> Double {
+    try loop.runUntilComplete {
+        let lock = Lock()
+        let start = loop.time()
+        for _ in 0..<iterations {
+            try await lock.acquire()
+            try lock.release()
+        }
+        return loop.time() - start
+    }
+}
+
+/// eventWake: two tasks hand a turn back and forth with two Events; one op is one
+/// set → wake of the waiting task.
+func benchEventWake(_ loop: EventLoop, iterations: Int) throws -> Double {
+    try loop.runUntilComplete {
+        let ping = Event()
+        let pong = Event()
+        let other = loop.createTask {
+            for _ in 0..<iterations {
+                try await ping.wait()
+                ping.clear()
+                pong.set()
+            }
+        }
+        let start = loop.time()
+        for _ in 0..<iterations {
+            ping.set()
+            try await pong.wait()
+            pong.clear()
+        }
+        try await other.value
+        return (loop.time() - start) / 2   // two wake-ups per iteration
+    }
+}
+
+/// queueHandoff: a producer task puts into a Queue(maxSize: 1) that a consumer task empties;
+/// one op is one item handed over.
+func benchQueueHandoff(_ loop: EventLoop, iterations: Int) throws -> Double {
+    try loop.runUntilComplete {
+        let queue = Queue<Int>(maxSize: 1)
+        let consumer = loop.createTask {
+            var sum = 0
+            for _ in 0..<iterations { sum += try await queue.get() }
+            return sum
+        }
+        let start = loop.time()
+        for _ in 0..<iterations { try await queue.put(1) }
+        let sum = try await consumer.value
+        precondition(sum == iterations)
+        return loop.time() - start
+    }
+}
+
+/// eagerTask: createTask(eager: true) { 1 } awaited (compare with createTask).
+func benchEagerTask(_ loop: EventLoop, iterations: Int) throws -> Double {
+    try loop.runUntilComplete {
+        let start = loop.time()
+        var sum = 0
+        for _ in 0..<iterations {
+            sum += try await loop.createTask(eager: true) { 1 }.value
+        }
+        precondition(sum == iterations)
+        return loop.time() - start
+    }
+}
+
+/// timeoutScope: enter and leave a timeout scope whose body returns at once.
+func benchTimeoutScope(_ loop: EventLoop, iterations: Int) throws -> Double {
+    try loop.runUntilComplete {
+        let start = loop.time()
+        var sum = 0
+        for _ in 0..<iterations {
+            sum += try await timeout(after: .seconds(10)) { _ in 1 }
+        }
+        precondition(sum == iterations)
+        return loop.time() - start
+    }
+}
+
 // MARK: - Measuring
 
 /// Finds how many units take about `targetSeconds`, runs one warm-up and `repetitions`
@@ -161,6 +244,11 @@ let benchmarks: [(name: String, opsPerUnit: Int, run: (Int) throws -> Double)] =
     ("createTask", 100, { try benchCreateTask(loop, iterations: $0 * 100) }),
     ("futureAwait", 100, { try benchFutureAwait(loop, iterations: $0 * 100) }),
     ("runInExecutor", 100, { try benchRunInExecutor(loop, iterations: $0 * 100) }),
+    ("lockUncontended", 1000, { try benchLock(loop, iterations: $0 * 1000) }),
+    ("eventWake", 100, { try benchEventWake(loop, iterations: $0 * 100) }),
+    ("queueHandoff", 100, { try benchQueueHandoff(loop, iterations: $0 * 100) }),
+    ("eagerTask", 100, { try benchEagerTask(loop, iterations: $0 * 100) }),
+    ("timeoutScope", 100, { try benchTimeoutScope(loop, iterations: $0 * 100) }),
 ]
 
 for benchmark in benchmarks where options.only == nil || options.only == benchmark.name {

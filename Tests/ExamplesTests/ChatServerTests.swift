@@ -1,0 +1,254 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — chat-server end to end: the contract in DESIGN.md, spoken by Python
+// socket clients over loopback.
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Python helpers for chat clients: `Chat(port)` connects; `line()` reads one line (without
+/// "\n") or fails after a timeout; `closed()` is true once the server closed the connection;
+/// `quiet(t)` checks that nothing arrives for t seconds.
+private let chatPrelude = #"""
+class Chat:
+    def __init__(self, port, nick=None):
+        self.s = connect(port, timeout=20)
+        self.buf = b""
+        if nick is not None:
+            self.send(nick)
+    def send(self, text):
+        self.s.sendall(text.encode() + b"\n" if isinstance(text, str) else text)
+    def line(self, timeout=20):
+        deadline = time.time() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.time()
+            if left <= 0:
+                raise AssertionError("no line within %s s; have %r" % (timeout, self.buf))
+            self.s.settimeout(left)
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise AssertionError("connection closed; have %r" % self.buf)
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode()
+    def expect(self, *lines):
+        for want in lines:
+            got = self.line()
+            assert got == want, "expected %r, got %r" % (want, got)
+    def closed(self, timeout=20):
+        self.s.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except ConnectionResetError:
+            return True
+    def quiet(self, seconds):
+        self.s.settimeout(seconds)
+        try:
+            chunk = self.s.recv(65536)
+            assert not chunk and False, "unexpected %r" % chunk
+        except socket.timeout:
+            return True
+
+port = sys.argv[1]
+
+"""#
+
+/// Starts chat-server on an ephemeral port with `arguments`; returns it and its port.
+private func startChatServer(_ arguments: [String] = []) throws -> (server: Child, port: Int) {
+    let server = try startServer("chat-server", ["--port", "0"] + arguments)
+    let prefix = "127.0.0.1:"
+    guard server.listeningOn.hasPrefix(prefix), let port = Int(server.listeningOn.dropFirst(prefix.count)) else {
+        server.stop()
+        throw E2EError("chat-server printed 'listening on \(server.listeningOn)', not 127.0.0.1:PORT")
+    }
+    return (server, port)
+}
+
+/// Runs a chat client script against `port`; it prints "ok" at the end when every check held.
+private func runChatScript(_ script: String, port: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let result = try runPython(chatPrelude + script + "\nprint('ok')\n", ["\(port)"], timeout: 120, sourceLocation: sourceLocation)
+    #expect(result.succeeded && result.text == "ok\n", "\(result.summary)", sourceLocation: sourceLocation)
+}
+
+@Suite(.timeLimit(.minutes(3)))
+struct ChatServerTests {
+    // Rules 1 and 2: welcome with the count, joined/left notices, messages to the others only
+    // (the empty line too), /who sorted by bytes, unknown commands, /quit with bye.
+    @Test func joinChatWhoQuit() throws {
+        let (server, port) = try startChatServer()
+        defer { server.stop() }
+        try runChatScript(#"""
+alice = Chat(port, "alice"); alice.expect("* welcome alice, 1 online")
+bob = Chat(port, "bob"); bob.expect("* welcome bob, 2 online"); alice.expect("* bob joined")
+Zed = Chat(port, "Zed"); Zed.expect("* welcome Zed, 3 online")
+alice.expect("* Zed joined"); bob.expect("* Zed joined")
+alice.send("hello there")
+bob.expect("alice: hello there"); Zed.expect("alice: hello there")
+bob.send(b"with crlf\r\n"); alice.expect("bob: with crlf"); Zed.expect("bob: with crlf")
+Zed.send(""); alice.expect("Zed: "); bob.expect("Zed: ")
+alice.send("/who"); alice.expect("* online: Zed alice bob")
+bob.send("/nope"); bob.expect("* unknown command")
+bob.send("/quit"); bob.expect("* bye"); assert bob.closed()
+alice.expect("* bob left"); Zed.expect("* bob left")
+alice.send("/who"); alice.expect("* online: Zed alice")
+assert alice.quiet(0.3)   # alice never hears her own lines
+"""#, port: port)
+    }
+
+    // Rule 1: nicks that are not valid, and one held by a joined client, are refused and
+    // closed; nobody else hears of them.
+    @Test func invalidAndTakenNicksAreRefused() throws {
+        let (server, port) = try startChatServer()
+        defer { server.stop() }
+        try runChatScript(#"""
+alice = Chat(port, "alice"); alice.expect("* welcome alice, 1 online")
+for bad in [b"\n", b"a b\n", b"x" * 33 + b"\n", "é\n".encode(), b"al!ce\n", b"/who\n"]:
+    c = Chat(port); c.send(bad); c.expect("* invalid nick"); assert c.closed(), bad
+taken = Chat(port, "alice"); taken.expect("* nick in use"); assert taken.closed()
+ok = Chat(port, "x" * 32); ok.expect("* welcome " + "x" * 32 + ", 2 online")
+alice.expect("* " + "x" * 32 + " joined")
+assert alice.quiet(0.3)
+"""#, port: port)
+    }
+
+    // Rule 3: 4,096 bytes is a line; 4,097 is too long (the client is told and dropped, the
+    // others hear it left).
+    @Test func lineLengthLimit() throws {
+        let (server, port) = try startChatServer()
+        defer { server.stop() }
+        try runChatScript(#"""
+alice = Chat(port, "alice"); alice.expect("* welcome alice, 1 online")
+bob = Chat(port, "bob"); bob.expect("* welcome bob, 2 online"); alice.expect("* bob joined")
+bob.send("y" * 4096); alice.expect("bob: " + "y" * 4096)
+bob.send("z" * 4097); bob.expect("* line too long"); assert bob.closed()
+alice.expect("* bob left")
+early = Chat(port); early.send("n" * 5000); early.expect("* line too long"); assert early.closed()
+assert alice.quiet(0.3)
+"""#, port: port)
+    }
+
+    // Rules 4 and 5: EOF of a joined client is a leave; leaving before the nick says nothing;
+    // an idle client (before or after its nick) is told and closed.
+    @Test func eofAndIdleTimeout() throws {
+        let (server, port) = try startChatServer(["--idle-timeout", "2"])
+        defer { server.stop() }
+        try runChatScript(#"""
+alice = Chat(port, "alice"); alice.expect("* welcome alice, 1 online")
+anon = Chat(port); anon.s.close()
+bob = Chat(port, "bob"); bob.expect("* welcome bob, 2 online"); alice.expect("* bob joined")
+bob.s.shutdown(socket.SHUT_WR); alice.expect("* bob left")
+idle = Chat(port); idle.expect("* idle timeout"); assert idle.closed()
+# alice has been quiet for a while too: she times out as well, nobody is left to hear it
+alice.expect("* idle timeout"); assert alice.closed()
+carol = Chat(port, "carol"); carol.expect("* welcome carol, 1 online")
+dave = Chat(port, "dave"); dave.expect("* welcome dave, 2 online"); carol.expect("* dave joined")
+for _ in range(3):
+    time.sleep(0.5); dave.send("still here")
+    carol.expect("dave: still here")
+carol_gone = carol.line(timeout=5)
+assert carol_gone == "* idle timeout", carol_gone
+dave.expect("* carol left")
+"""#, port: port)
+    }
+
+    // Rule 2: everyone sees messages in one order (two senders at full speed, two readers).
+    @Test func everyoneSeesOneOrder() throws {
+        let (server, port) = try startChatServer(["--max-queue", "100000"])
+        defer { server.stop() }
+        try runChatScript(#"""
+r1 = Chat(port, "r1"); r1.expect("* welcome r1, 1 online")
+r2 = Chat(port, "r2"); r2.expect("* welcome r2, 2 online"); r1.expect("* r2 joined")
+s1 = Chat(port, "s1"); s1.expect("* welcome s1, 3 online")
+s2 = Chat(port, "s2"); s2.expect("* welcome s2, 4 online")
+r1.expect("* s1 joined", "* s2 joined"); r2.expect("* s1 joined", "* s2 joined")
+def blast(c, name):
+    c.send(b"".join(b"%s %d\n" % (name, i) for i in range(500)))
+t1 = threading.Thread(target=blast, args=(s1, b"a")); t2 = threading.Thread(target=blast, args=(s2, b"b"))
+t1.start(); t2.start(); t1.join(); t2.join()
+seen1 = [r1.line() for _ in range(1000)]; seen2 = [r2.line() for _ in range(1000)]
+assert seen1 == seen2, "the two readers saw different orders"
+assert [l for l in seen1 if l.startswith("s1:")] == ["s1: a %d" % i for i in range(500)]
+"""#, port: port)
+    }
+
+    // Rule 6: a client that never reads is dropped once over --max-queue waiting lines; the
+    // others keep chatting at full speed and hear it left; the server's memory stays bounded.
+    @Test func clientThatNeverReadsIsDropped() throws {
+        let (server, port) = try startChatServer(["--max-queue", "50"])
+        defer { server.stop() }
+        try runChatScript(#"""
+slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+slow.connect(("127.0.0.1", int(port))); slow.sendall(b"slow\n")
+fast = Chat(port, "fast"); fast.expect("* welcome fast, 2 online")
+reader = Chat(port, "reader"); reader.expect("* welcome reader, 3 online"); fast.expect("* reader joined")
+line = "m" * 1000
+left = False
+for i in range(3000):
+    fast.send(line + str(i))
+    got = reader.line()
+    while got == "* slow left":
+        left = True
+        got = reader.line()
+    assert got == "fast: " + line + str(i), got
+    if left and i > 200:
+        break
+assert left, "the slow client was never dropped"
+"""#, port: port)
+        if let rss = memoryKiB(server.process.processIdentifier, "VmHWM") {
+            #expect(rss < 200 * 1024, "peak RSS \(rss) KiB")
+        }
+    }
+
+    // Rule 7 and the examples contract: SIGTERM/SIGINT tell joined clients, close every
+    // connection, and exit 0 within 2 s, even with a client that does not read.
+    @Test(arguments: [SIGTERM, SIGINT])
+    func signalShutsDownGracefully(signal: Int32) throws {
+        let (server, port) = try startChatServer()
+        defer { server.stop() }
+        let client = try startPython(chatPrelude + #"""
+a = Chat(port, "a"); a.expect("* welcome a, 1 online")
+anon = Chat(port)
+stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+stalled.connect(("127.0.0.1", int(port))); stalled.sendall(b"stalled\n")
+a.expect("* stalled joined")
+for i in range(300):
+    a.send("x" * 1000)   # fills the stalled client's socket
+time.sleep(0.5)
+print("ready", flush=True)
+a.expect("* server shutting down"); assert a.closed()
+assert anon.closed() and anon.buf == b"", anon.buf
+print("done", flush=True)
+"""#, ["\(port)"], label: "chat clients")
+        defer { client.stop() }
+        let ready = client.readLine(timeout: 60)
+        try #require(ready == "ready", "clients: \(ready ?? "nothing"); \(client.stderrText)")
+        guard server.expectGracefulExit(after: signal) != nil else { return }
+        #expect(client.readLine(timeout: 20) == "done", "\(client.stderrText)")
+        #expect(server.stdoutText == "listening on 127.0.0.1:\(port)\n")
+    }
+
+    // The examples contract: a port in use is one stderr line naming the address and a
+    // non-zero exit; a port out of range is a usage error (64).
+    @Test func badAddressesAndArguments() throws {
+        let (server, port) = try startChatServer()
+        defer { server.stop() }
+        let second = try runProduct("chat-server", ["--port", "\(port)"], timeout: 20)
+        #expect(second.exit != nil && second.exit?.isSuccess == false && second.exit?.signaled == false, "\(second.summary)")
+        #expect(isOneLine(second.stderr) && second.stderr.contains("127.0.0.1:\(port)"), "\(second.summary)")
+        for arguments in [["--port", "70000"], ["--idle-timeout", "0"], ["--max-queue", "0"]] {
+            let result = try runProduct("chat-server", arguments, timeout: 20)
+            #expect(result.exit?.code == 64 && result.exit?.signaled == false, "\(arguments): \(result.summary)")
+            #expect(result.stderr.hasPrefix("Error: "), "\(arguments): \(result.summary)")
+        }
+    }
+}
