@@ -248,4 +248,46 @@ struct LoopLifetimeTests {
         }
         #expect(loops.allSatisfy { $0.isClosed })
     }
+
+    // A group's loop cannot be closed from another thread while its thread may run it (it
+    // would close the epoll fd under a running epoll_wait); its group closes it.
+    @Test func groupLoopRefusesCloseFromAnotherThread() throws {
+        let group = try EventLoopGroup(loops: 1, name: "close")
+        #expect(throws: EventLoopError(.wrongThread, "")) { try group.loops[0].close() }
+        #expect(!group.loops[0].isClosed)
+        group.shutdown()
+        #expect(group.loops[0].isClosed)
+    }
+
+    // runInExecutor on a closed loop fails its future with `closed` (it trapped in loop-local
+    // storage before); the default executor of a closed loop starts no thread.
+    @Test func runInExecutorOnAClosedLoopFails() throws {
+        let loop = try EventLoop(name: "closed")
+        try loop.close()
+        let future = loop.runInExecutor { 1 }
+        #expect((future.error as? EventLoopError)?.code == .closed)
+        #expect(loop.defaultExecutor.threadCount == 0)
+    }
+
+    // cancelAllTasks that gives up at its timeout leaves no stop behind: a task that ends
+    // later does not stop a later run.
+    @Test func cancelAllTasksLeavesNoStopBehind() throws {
+        try withLoop { loop in
+            let release = Future<Void>(loop: loop)
+            loop.createTask {
+                // Ignores cancellation until released.
+                try? await sleep(for: .seconds(30))
+                await release.waitDone()
+            }
+            loop.callSoon { loop.stop() }
+            try loop.runForever()   // the task starts
+            try loop.cancelAllTasks(timeout: .milliseconds(20))
+            let value = try loop.runUntilComplete { () async throws -> Int in
+                release.complete(.success(()))
+                for _ in 0..<5 { try await sleep(for: .milliseconds(2)) }
+                return 3
+            }
+            #expect(value == 3)
+        }
+    }
 }

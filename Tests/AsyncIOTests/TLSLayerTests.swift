@@ -25,9 +25,17 @@ final class MemoryTransport: StreamTransport {
         self.streamProtocol = `protocol`
     }
 
+    /// The next write crosses the high-water mark: the protocol hears pauseWriting inside it,
+    /// as from a socket transport.
+    var pauseOnNextWrite = false
+
     func write(_ bytes: UnsafeRawBufferPointer) {
         guard !closed, !eofWritten else { return }
         outbox.append(contentsOf: bytes)
+        if pauseOnNextWrite {
+            pauseOnNextWrite = false
+            streamProtocol.pauseWriting()
+        }
     }
 
     func writeEOF() { eofWritten = true }
@@ -108,7 +116,13 @@ final class EventRecorder: StreamProtocol {
         events.append(error == nil ? "lost" : "lost: \(error!)")
     }
 
-    func pauseWriting() { events.append("pause") }
+    /// Runs inside pauseWriting (say, an application that gives up on a slow peer).
+    var onPause: (() -> Void)?
+
+    func pauseWriting() {
+        events.append("pause")
+        onPause?()
+    }
     func resumeWriting() { events.append("resume") }
 }
 
@@ -265,6 +279,35 @@ struct TLSLayerTests {
             #expect(pair.clientApp.events.count == 2)
             #expect((pair.clientApp.lostError as? TransportError)?.code == .connectionReset)
             #expect(pair.client.state == .closed)
+        }
+    }
+
+    // startTLS: the application is told to pause while the client's last flight is flushed,
+    // and closes the connection right there; the handshake, finished by that same OpenSSL
+    // call, must not bring the closed layer back (it trapped on closed -> wrapped).
+    @Test func applicationClosingInsidePauseDuringTheLastFlightIsClosed() throws {
+        try withLoop { loop in
+            let serverApp = EventRecorder()
+            let server = try TLSTransport(
+                loop: loop, context: try TLSContext(serverConfiguration()), app: nil, factory: { serverApp })
+            let app = EventRecorder()
+            let waiter = Future<Void>(loop: loop)
+            let client = try TLSTransport(
+                loop: loop, context: try TLSContext(clientConfiguration()), app: app, serverHostname: "localhost",
+                waiter: waiter, appAlreadyConnected: true)
+            app.onPause = { client.close() }
+            let clientWire = MemoryTransport(loop: loop, protocol: client)
+            let serverWire = MemoryTransport(loop: loop, protocol: server)
+            server.attach(to: serverWire)
+            client.attach(to: clientWire)
+            try clientWire.deliver(to: serverWire)   // ClientHello
+            clientWire.pauseOnNextWrite = true       // the client's Finished fills the socket
+            try serverWire.deliver(to: clientWire)   // the server's flight: the client finishes
+            try runReady(loop)
+            #expect(client.state == .closed)
+            #expect(app.events.first == "pause")
+            #expect(waiter.isDone && waiter.error != nil)
+            #expect(clientWire.closed)
         }
     }
 }

@@ -190,7 +190,7 @@ extension EventLoop {
         let slot = defaultExecutorSlot
         if let executor = slot.executor { return executor }
         let executor = ThreadPoolExecutor(threadNamePrefix: "asyncio-\(name)")
-        if slot.shutDown { executor.shutdown(wait: false) }
+        if slot.shutDown || isClosed { executor.shutdown(wait: false) }   // starts no thread
         slot.executor = executor
         return executor
     }
@@ -230,6 +230,10 @@ extension EventLoop {
     ) -> Future<T> {
         assertInLoop()
         let future = Future<T>(loop: self)
+        if isClosed {
+            future.complete(.failure(EventLoopError.closedError))
+            return future
+        }
         let item = WorkItem(onDrop: { [self] in
             _ = execute { future.complete(.cancelled) }
         }) { [self] in

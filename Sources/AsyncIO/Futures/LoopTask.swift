@@ -238,12 +238,15 @@ extension EventLoop {
         for task in tasks { task.cancel() }
         var remaining = tasks.count
         let timer = callLater(after: timeout) { [unowned self] in self.stop() }
+        // Disarmed on return: a task that outlives the timeout must not stop a later run.
+        let stopper = StopOnDone()
         for task in tasks {
             task._whenDone { [unowned self] in
                 remaining -= 1
-                if remaining == 0 { self.stop() }
+                if remaining == 0 && stopper.armed { self.stop() }
             }
         }
+        defer { stopper.armed = false }
         try runForever()
         timer.cancel()
         for task in tasks where task.isDone && !task.isCancelled {

@@ -16,7 +16,7 @@ extension EventLoop {
     ///   thread, or another loop runs on this thread.
     public func runForever() throws(EventLoopError) {
         try checkCanRun()
-        enterRunning()
+        try enterRunning()
         defer { leaveRunning() }
         while true {
             runOnce()
@@ -47,8 +47,14 @@ extension EventLoop {
         }
     }
 
-    private func enterRunning() {
-        inbox.runningThread.store(UInt(pthread_self()), ordering: .sequentiallyConsistent)
+    /// Claims the loop for this thread: a compare-exchange, so two threads calling
+    /// runForever at once cannot both pass.
+    private func enterRunning() throws(EventLoopError) {
+        let (claimed, _) = inbox.runningThread.compareExchange(
+            expected: 0, desired: UInt(pthread_self()), ordering: .sequentiallyConsistent)
+        guard claimed else {
+            throw EventLoopError(.alreadyRunning, "the event loop '\(name)' is already running")
+        }
         casyncio_set_current_loop(Unmanaged.passUnretained(self).toOpaque())
     }
 

@@ -219,11 +219,20 @@ public final class EventLoop: @unchecked Sendable {
     /// and closes every fd the loop opened (epoll, eventfd, signal pipe). Closing twice is
     /// harmless. Later calls to run the loop throw ``EventLoopError/Code-swift.struct/closed``.
     ///
-    /// - Throws: ``EventLoopError/Code-swift.struct/alreadyRunning`` if the loop is running.
+    /// Close a loop once you are done with it: a loop with live tasks or transports is kept
+    /// alive by them (they hold it), so releasing the last reference of your own does not
+    /// free it; only `close()` releases its fds then.
+    ///
+    /// - Throws: ``EventLoopError/Code-swift.struct/alreadyRunning`` if the loop is running;
+    ///   ``EventLoopError/Code-swift.struct/wrongThread`` from a thread that may not touch it
+    ///   (a group's loop is closed by its group).
     /// - Important: Loop-bound.
     public func close() throws(EventLoopError) {
         if isRunning {
             throw EventLoopError(.alreadyRunning, "cannot close a running event loop")
+        }
+        guard mayTouchLoopState else {
+            throw EventLoopError(.wrongThread, "the event loop '\(name)' belongs to another thread")
         }
         if isClosed { return }
         releaseResources()

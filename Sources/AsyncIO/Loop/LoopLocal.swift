@@ -32,8 +32,9 @@ struct LoopLocalKey<Value: LoopLocal>: Sendable {
 }
 
 extension EventLoop {
-    /// The loop's `Value` for `key`, made by `make` on first use.
-    /// - Important: Loop-bound; not on a closed loop.
+    /// The loop's `Value` for `key`, made by `make` on first use (on a closed loop, a fresh
+    /// one every time, not kept).
+    /// - Important: Loop-bound.
     @inline(__always)
     func local<Value>(_ key: LoopLocalKey<Value>, orMake make: () -> Value) -> Value {
         if key.index < locals.count, let value = locals[key.index] {
@@ -51,7 +52,9 @@ extension EventLoop {
     @inline(never)
     private func makeLocal<Value>(_ key: LoopLocalKey<Value>, _ make: () -> Value) -> Value {
         assertInLoop()
-        precondition(!isClosed, "EventLoop '\(name)': loop-local state requested on a closed loop")
+        // A closed loop keeps nothing: the caller gets a fresh object that nobody else sees
+        // (whatever it does next fails with the loop's `closed` error).
+        if isClosed { return make() }
         if key.index >= locals.count {
             locals.append(contentsOf: repeatElement(nil, count: key.index + 1 - locals.count))
         }

@@ -261,6 +261,9 @@ final class TLSTransport: StreamProtocol, StreamTransport, WritePauseReporting, 
         gatheringHandshake = false
         let code = result == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, result)
         flushHandshakeOutput()
+        // The flush may reach the application (pauseWriting, after startTLS), which may close
+        // or abort us: then there is no handshake left to finish or fail.
+        guard state == .handshaking else { return }
         switch code {
         case SSL_ERROR_NONE:
             handshakeDone()

@@ -157,7 +157,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
             }
             registered.insert(.read)
         } catch {
-            fail(error, reportingFrom: nil)
+            forceClose(TransportError.boundary(error, address: cachedPeer))
         }
     }
 
@@ -295,7 +295,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
                 try loop.addWriter(fileDescriptor) { [unowned self] in self.writeReady() }
                 registered.insert(.write)
             } catch {
-                forceClose(error)
+                forceClose(TransportError.boundary(error, address: cachedPeer))
                 return
             }
         }
@@ -415,7 +415,8 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     }
 
     /// Stops all I/O now and schedules `connectionLost(error)` and the close of the fd.
-    /// A loop ``IOError`` reaches the protocol as a ``TransportError``.
+    /// OS failures arrive here as ``TransportError``s (converted where they happen); a
+    /// protocol callback's own error is passed on as it was thrown.
     private func forceClose(_ error: (any Error)?) {
         guard move(.closeNow) else { return }
         unregisterReader()
@@ -425,7 +426,6 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         }
         writeQueue.removeAll()
         flow.reset()
-        let error = error.map { TransportError.boundary($0, address: cachedPeer) }
         loop.schedule { [self] in callConnectionLost(error) }
     }
 
