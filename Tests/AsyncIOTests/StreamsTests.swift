@@ -152,7 +152,7 @@ struct StreamsTests {
                 }
                 let port = try #require(server.addresses.first?.port)
                 let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: port)
-                writer.writeLines(["a", "b"])
+                writer.writeLines(["a\n", "b", "\n"])   // asyncio's writelines adds nothing
                 writer.writeEOF()
                 var replies: [String] = []
                 for _ in 0..<3 {

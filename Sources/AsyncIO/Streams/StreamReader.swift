@@ -186,10 +186,19 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     ///   stay buffered).
     nonisolated(nonsending) public func readUntil(_ separator: [UInt8] = [UInt8(ascii: "\n")]) async throws -> [UInt8] {
         precondition(!separator.isEmpty, "readUntil needs a non-empty separator")
+        return try await readUntil(anyOf: [separator])
+    }
+
+    /// Reads up to and including the first of `separators` to appear (asyncio 3.13's
+    /// `readuntil` with a tuple): the shortest data that ends with any of them.
+    /// - Throws: as ``readUntil(_:)``.
+    nonisolated(nonsending) public func readUntil(anyOf separators: [[UInt8]]) async throws -> [UInt8] {
+        precondition(!separators.isEmpty && !separators.contains { $0.isEmpty }, "readUntil needs non-empty separators")
+        let longest = separators.map(\.count).max() ?? 1
         var searchFrom = start
         while true {
-            if let end = find(separator, from: searchFrom) {
-                let length = end + separator.count - start
+            if let end = firstEnd(of: separators, from: searchFrom) {
+                let length = end - start
                 if length > limit {
                     throw LimitOverrunError(consumed: length, limit: limit)
                 }
@@ -203,20 +212,40 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
                 throw IncompleteReadError(partial: partial, expected: nil)
             }
             if let failure { throw failure }
-            searchFrom = Swift.max(start, buffer.count - separator.count + 1)
+            searchFrom = Swift.max(start, buffer.count - longest + 1)
             try await waitForData(#function)
         }
     }
 
     /// Reads a line, `"\n"` included (asyncio's `readline`); at EOF returns the last partial
     /// line, then `[]`.
-    /// - Throws: ``LimitOverrunError`` for a line longer than ``limit``.
+    /// - Throws: ``LimitOverrunError`` for a line longer than ``limit``. As asyncio's
+    ///   `readline`, the long line is dropped first (through its `"\n"` if that arrived,
+    ///   else everything buffered), so the next read starts after it. (asyncio raises
+    ///   `ValueError` there; the typed error is kept here so callers can tell it apart.)
     nonisolated(nonsending) public func readLine() async throws -> [UInt8] {
         do {
-            return try await readUntil([UInt8(ascii: "\n")])
+            return try await readUntil(anyOf: [[UInt8(ascii: "\n")]])
         } catch let error as IncompleteReadError {
             return error.partial
+        } catch let error as LimitOverrunError {
+            let newline = firstEnd(of: [[UInt8(ascii: "\n")]], from: start)
+            _ = take((newline ?? buffer.count) - start)
+            throw error
         }
+    }
+
+    /// The end index (past the separator) of the earliest-ending match of any separator in
+    /// the buffer at or after `from`.
+    private func firstEnd(of separators: [[UInt8]], from: Int) -> Int? {
+        var best: Int?
+        for separator in separators {
+            if let index = find(separator, from: from) {
+                let end = index + separator.count
+                if best.map({ end < $0 }) ?? true { best = end }
+            }
+        }
+        return best
     }
 
     private func find(_ separator: [UInt8], from: Int) -> Int? {
@@ -239,7 +268,10 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
 
     // MARK: - AsyncSequence
 
-    /// Iterates over the stream in chunks as they arrive, until EOF.
+    /// Iterates over the stream in chunks as they arrive, until EOF (the same as ``chunks``).
+    ///
+    /// asyncio's `async for` over a reader yields lines; here the reader itself yields
+    /// chunks, as Swift's byte-stream sequences do, and ``lines`` yields lines.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let reader: StreamReader
 
@@ -251,5 +283,32 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
 
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(reader: self)
+    }
+
+    /// The stream in chunks as they arrive (at most ``limit`` bytes each), until EOF.
+    public var chunks: StreamReader { self }
+
+    /// The stream's lines, `"\n"` included, until EOF (asyncio's `async for line in reader`):
+    /// a last line without `"\n"` comes as it is.
+    public var lines: Lines { Lines(reader: self) }
+
+    /// The lines of a ``StreamReader``; see ``StreamReader/lines``.
+    public struct Lines: AsyncSequence, Sendable {
+        public typealias Element = [UInt8]
+        let reader: StreamReader
+
+        /// Reads the next line with ``StreamReader/readLine()``.
+        public struct AsyncIterator: AsyncIteratorProtocol {
+            let reader: StreamReader
+
+            public mutating func next() async throws -> [UInt8]? {
+                let line = try await reader.readLine()
+                return line.isEmpty ? nil : line
+            }
+        }
+
+        public func makeAsyncIterator() -> AsyncIterator {
+            AsyncIterator(reader: reader)
+        }
     }
 }

@@ -32,9 +32,10 @@ public final class StreamWriter: @unchecked Sendable {
         transport.write(bytes)
     }
 
-    /// Writes each line followed by `"\n"`.
-    public func writeLines(_ lines: [String]) {
-        transport.writeLines(lines)
+    /// Writes the strings one after the other, adding nothing between them (asyncio's
+    /// `writelines`: end each string with `"\n"` yourself for lines).
+    public func writeLines(_ strings: [String]) {
+        transport.writeLines(strings)
     }
 
     /// Waits while the write buffer is over its high-water mark (asyncio's `drain`). Any

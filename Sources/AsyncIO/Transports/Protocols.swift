@@ -131,12 +131,11 @@ extension StreamTransport {
         string.withUTF8 { write(UnsafeRawBufferPointer($0)) }
     }
 
-    /// Writes each line followed by `"\n"` (asyncio's `writelines` joins without separators;
-    /// use `write` for that).
-    public func writeLines(_ lines: [String]) {
-        for line in lines {
-            write(line)
-            write("\n")
+    /// Writes the strings one after the other, adding nothing between them (asyncio's
+    /// `writelines`: end each string with `"\n"` yourself for lines).
+    public func writeLines(_ strings: [String]) {
+        for string in strings {
+            write(string)
         }
     }
 }
