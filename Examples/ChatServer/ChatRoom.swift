@@ -69,12 +69,10 @@ final class ChatRoom: @unchecked Sendable {
         }
         if line == Array("/who".utf8) {
             let names = members.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
-            client.send("* online: \(names.joined(separator: " "))\n")
-            return .stay
+            return deliver("* online: \(names.joined(separator: " "))\n", to: client) ? .stay : .leave
         }
         if line.first == UInt8(ascii: "/") {
-            client.send("* unknown command\n")
-            return .stay
+            return deliver("* unknown command\n", to: client) ? .stay : .leave
         }
         say("\(nick): \(text)\n", except: client)
         return .stay
@@ -107,18 +105,24 @@ final class ChatRoom: @unchecked Sendable {
         }
     }
 
-    /// Queues `text` for every joined client but `sender`. A client whose queue grows past
-    /// `maxQueue` lines (its socket takes no more) is dropped, and the others told.
+    /// Queues `text` for `client`; a client whose queue grows past `maxQueue` lines (its
+    /// socket takes no more) is dropped, and the others told. Returns false if it was.
+    /// Every line a client is sent while it may keep talking goes through here, so a client
+    /// that never reads cannot grow the server's memory with its own commands either.
+    @discardableResult
+    private func deliver(_ text: String, to client: ChatClient) -> Bool {
+        client.send(text)
+        guard client.outbox.count > maxQueue else { return true }
+        client.outbox.shutdown(immediate: true)
+        client.abort()
+        leave(client)
+        return false
+    }
+
+    /// Queues `text` for every joined client but `sender` (see ``deliver(_:to:)``).
     private func say(_ text: String, except sender: ChatClient?) {
-        var tooSlow: [ChatClient] = []
         for member in members.values where member !== sender {
-            member.send(text)
-            if member.outbox.count > maxQueue { tooSlow.append(member) }
-        }
-        for member in tooSlow {
-            member.outbox.shutdown(immediate: true)
-            member.abort()
-            leave(member)
+            deliver(text, to: member)
         }
     }
 

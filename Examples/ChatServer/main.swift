@@ -44,6 +44,10 @@ final class ChatServerState: @unchecked Sendable {
             room.leave(client)
         }
         if shuttingDown.isSet { return }
+        // Once the reader is done, what is queued gets as long as a client may stay idle to
+        // be read; a client that does not read it by then is dropped.
+        var flushDeadline: Handle?
+        defer { flushDeadline?.cancel() }
         try await withLoopTaskGroup { group in
             // The writer: the client's queued lines, in order, waiting whenever the socket's
             // buffer is full; it ends when the queue is shut down and empty.
@@ -61,6 +65,7 @@ final class ChatServerState: @unchecked Sendable {
             await readLines(reader, client)
             room.leave(client)
             client.outbox.shutdown()   // the writer flushes what is queued, then closes
+            flushDeadline = reader.loop.callLater(after: idleTimeout) { writer.transport.abort() }
         }
     }
 
@@ -130,9 +135,9 @@ struct ChatServer: ParsableCommand {
         do {
             try EventLoop.run { loop in
                 let state = ChatServerState(room: ChatRoom(maxQueue: maxQueue), idleTimeout: idle)
-                // A line over 4,096 bytes (not counting "\n") must be seen as too long: the
-                // reader's limit counts the "\n" too.
-                let server = try await loop.startServer(host: host, port: port, limit: ChatRoom.maxLineBytes + 1) {
+                // The reader's limit counts the "\n" and a "\r" before it: 4,096 bytes of text
+                // pass with either ending; readLines refuses what is longer without the "\r".
+                let server = try await loop.startServer(host: host, port: port, limit: ChatRoom.maxLineBytes + 2) {
                     reader, writer in
                     try await state.serve(reader, writer)
                 }

@@ -290,4 +290,47 @@ struct LoopLifetimeTests {
             #expect(value == 3)
         }
     }
+
+    // A timer "forever" away neither fires at once (the deadline wrapped around) nor makes
+    // the loop's poll timeout overflow (it trapped).
+    @Test func timerFarInTheFutureNeitherFiresNorTraps() throws {
+        let group = try EventLoopGroup(loops: 1, name: "forever")
+        defer { group.shutdown() }
+        let loop = group.loops[0]
+        let fired = Counter()
+        let ran = Signal()
+        try loop.callSoonThreadSafe {
+            loop.callLater(after: .seconds(Int64.max)) { fired.increment() }
+            loop.callAt(1e12) { fired.increment() }
+            ran.fire()
+        }
+        #expect(ran.wait())
+        blockThread(seconds: 0.1)   // the loop polls with those timers first in line
+        let alive = Signal()
+        try loop.callSoonThreadSafe { alive.fire() }
+        #expect(alive.wait())
+        #expect(fired.value == 0)
+    }
+
+    // ConcurrentFuture.result with a "forever" timeout waits for the result (it timed out at
+    // once: the deadline wrapped around).
+    @Test func concurrentFutureWithAForeverTimeoutWaits() throws {
+        let group = try EventLoopGroup(loops: 1, name: "wait")
+        defer { group.shutdown() }
+        let future = try group.loops[0].runCoroutineThreadSafe { () async throws -> Int in
+            try await sleep(for: .milliseconds(50))
+            return 7
+        }
+        #expect(try future.result(timeout: .seconds(Int64.max)) == 7)
+    }
+
+    // A loop closed before it ran runCoroutineThreadSafe's work cancels the future: a thread
+    // blocked on it does not wait forever.
+    @Test func closingTheLoopCancelsPendingThreadSafeWork() throws {
+        let loop = try EventLoop(name: "closing")
+        let future = try loop.runCoroutineThreadSafe { 1 }
+        try loop.close()
+        #expect(future.isCancelled)
+        #expect(throws: CancellationError.self) { try future.result(timeout: .seconds(5)) }
+    }
 }

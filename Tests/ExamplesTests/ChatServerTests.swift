@@ -128,6 +128,7 @@ assert alice.quiet(0.3)
 alice = Chat(port, "alice"); alice.expect("* welcome alice, 1 online")
 bob = Chat(port, "bob"); bob.expect("* welcome bob, 2 online"); alice.expect("* bob joined")
 bob.send("y" * 4096); alice.expect("bob: " + "y" * 4096)
+bob.send(b"w" * 4096 + b"\r\n"); alice.expect("bob: " + "w" * 4096)
 bob.send("z" * 4097); bob.expect("* line too long"); assert bob.closed()
 alice.expect("* bob left")
 early = Chat(port); early.send("n" * 5000); early.expect("* line too long"); assert early.closed()
@@ -206,6 +207,73 @@ assert left, "the slow client was never dropped"
         if let rss = memoryKiB(server.process.processIdentifier, "VmHWM") {
             #expect(rss < 200 * 1024, "peak RSS \(rss) KiB")
         }
+    }
+
+    // Rule 6 holds for a client's own replies too: one that never reads but sends commands
+    // is dropped once its replies pile up.
+    @Test func nonReadingClientCannotPileUpReplies() throws {
+        let (server, port) = try startChatServer(["--max-queue", "20"])
+        defer { server.stop() }
+        try runChatScript(#"""
+watcher = Chat(port, "watcher"); watcher.expect("* welcome watcher, 1 online")
+def until(wanted):
+    # The watcher asks /who now and then so that it never idles out; skips those replies.
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        watcher.send("/who")
+        got = watcher.line()
+        while got.startswith("* online:"):
+            got = watcher.line(timeout=1) if b"\n" in watcher.buf else None
+            if got is None:
+                break
+        if got == wanted:
+            return
+        assert got is None, "unexpected %r" % got
+        time.sleep(0.5)
+    raise AssertionError("never saw %r" % wanted)
+mute = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+mute.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+mute.connect(("127.0.0.1", int(port))); mute.sendall(b"mute\n")
+until("* mute joined")
+try:
+    for _ in range(4000):
+        mute.sendall(b"/x\n" * 100)   # a "* unknown command" reply each, never read
+except (BrokenPipeError, ConnectionResetError):
+    pass
+until("* mute left")
+"""#, port: port)
+    }
+
+    // Rule 5's "closed" holds for a client that stops reading: once it leaves (here /quit)
+    // what is queued for it gets --idle-timeout to be written; then it is dropped.
+    @Test func leavingClientThatNeverReadsIsClosed() throws {
+        let (server, port) = try startChatServer(["--max-queue", "100000", "--idle-timeout", "3"])
+        defer { server.stop() }
+        try runChatScript(#"""
+watcher = Chat(port, "watcher"); watcher.expect("* welcome watcher, 1 online")
+def until(wanted):
+    got = watcher.line()
+    assert got == wanted, "expected %r, got %r" % (wanted, got)
+quitter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+quitter.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+quitter.connect(("127.0.0.1", int(port))); quitter.sendall(b"quitter\n")
+until("* quitter joined")
+watcher.send(("x" * 1000 + "\n") * 8000)   # 8 MB for the quitter: more than its socket takes
+quitter.sendall(b"/quit\n")
+until("* quitter left")
+time.sleep(6)   # never read for more than --idle-timeout: the server gives up its flush
+quitter.settimeout(20)
+data = b""
+try:
+    while True:
+        chunk = quitter.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+except ConnectionResetError:
+    pass
+assert b"* bye" not in data, "the quitter's last lines were flushed: it was not dropped"
+"""#, port: port)
     }
 
     // Rule 7 and the examples contract: SIGTERM/SIGINT tell joined clients, close every

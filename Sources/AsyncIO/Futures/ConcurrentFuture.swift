@@ -100,7 +100,8 @@ public final class ConcurrentFuture<Value: Sendable>: @unchecked Sendable {
                 !loop.inLoopThread,
                 "ConcurrentFuture.result called on the thread of loop '\(loop.name)', which completes it: deadlock")
         }
-        let deadline = timeout.map { monotonicNanoseconds() &+ $0.clampedNanoseconds }
+        // Saturating: a "forever" timeout (Duration.seconds(.max)) must not wrap to the past.
+        let deadline = timeout.map { monotonicNanoseconds().saturatingAdd($0.clampedNanoseconds) }
         let outcome: State = withLock {
             while case .pending = state {
                 guard let deadline else {

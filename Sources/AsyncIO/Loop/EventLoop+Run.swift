@@ -79,7 +79,9 @@ extension EventLoop {
                 timeout = 0
             } else {
                 // Round up: waking early would only spin; epoll_wait counts milliseconds.
-                let millis = (first.deadline - now + 999_999) / 1_000_000
+                // (No "+ 999_999" first: a deadline at UInt64.max, "never", would overflow.)
+                let remaining = first.deadline - now
+                let millis = remaining / 1_000_000 + (remaining % 1_000_000 == 0 ? 0 : 1)
                 timeout = Int32(min(millis, 3_600_000))
             }
         } else {

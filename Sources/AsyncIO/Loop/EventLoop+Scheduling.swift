@@ -26,7 +26,7 @@ extension EventLoop {
     /// - Important: Loop-bound; traps on a closed loop.
     @discardableResult
     public func callLater(after delay: Duration, _ callback: @escaping () throws -> Void) -> Handle {
-        scheduleTimer(deadline: monotonicNanoseconds() &+ delay.clampedNanoseconds, callback)
+        scheduleTimer(deadline: monotonicNanoseconds().saturatingAdd(delay.clampedNanoseconds), callback)
     }
 
     /// Schedules `callback` to run at loop time `when` (see ``time()``), asyncio's `call_at`.
@@ -60,7 +60,17 @@ extension EventLoop {
     /// - Note: Thread-safe.
     @discardableResult
     public func callSoonThreadSafe(_ callback: @escaping @Sendable () throws -> Void) throws(EventLoopError) -> Handle {
+        try callSoonThreadSafe(callback, onDrop: nil)
+    }
+
+    /// ``callSoonThreadSafe(_:)`` with `onDrop`, called if the loop closes before the callback
+    /// could run (so whoever waits for it hears of it).
+    @discardableResult
+    func callSoonThreadSafe(
+        _ callback: @escaping @Sendable () throws -> Void, onDrop: (@Sendable () -> Void)?
+    ) throws(EventLoopError) -> Handle {
         let handle = Handle(threadSafe: callback)
+        handle.onDrop = onDrop
         if inLoopThread {
             ready.append(.handle(handle))
         } else if !inbox.enqueue(.handle(handle)) {

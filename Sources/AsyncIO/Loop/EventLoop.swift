@@ -248,11 +248,19 @@ public final class EventLoop: @unchecked Sendable {
         }
         selector.close()
         var pendingJobs = 0
-        for item in ready where item.isJob {
-            pendingJobs += 1
+        for item in ready {
+            switch item {
+            case .job, .taskJob: pendingJobs += 1
+            case .handle(let handle): handle.dropped()
+            case .closure: break
+            }
         }
-        for item in dropped where item.isJob {
-            pendingJobs += 1
+        for item in dropped {
+            switch item {
+            case .job, .taskJob: pendingJobs += 1
+            case .handle(let handle): handle.dropped()
+            case .closure: break
+            }
         }
         if pendingJobs > 0 {
             logger.warning(

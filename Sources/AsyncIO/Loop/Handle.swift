@@ -101,6 +101,21 @@ public final class Handle: @unchecked Sendable {
         return won
     }
 
+    /// For a thread-safe handle: called (on the closing thread) if the loop closes before the
+    /// callback could run. Set before the handle is queued.
+    var onDrop: (@Sendable () -> Void)?
+
+    /// The loop closed with this handle still queued: a thread-safe handle that was neither
+    /// started nor cancelled becomes cancelled and runs its `onDrop`.
+    func dropped() {
+        guard threadSafe else { return }
+        let (won, _) = claim.compareExchange(
+            expected: Self.unclaimed, desired: Self.cancelledByThread, ordering: .acquiringAndReleasing)
+        if won { onDrop?() }
+        onDrop = nil
+        callback = nil
+    }
+
     /// Whether ``cancel()`` was called (and, for a thread-safe handle, won over the start).
     /// Thread-safe for handles from `callSoonThreadSafe`; loop-bound for the others.
     public var isCancelled: Bool {

@@ -116,6 +116,15 @@ func monotonicNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
+extension UInt64 {
+    /// `self + other`, or `UInt64.max` where that overflows (deadlines far in the future).
+    @inline(__always)
+    func saturatingAdd(_ other: UInt64) -> UInt64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? .max : sum
+    }
+}
+
 extension Duration {
     /// Whole nanoseconds, clamped to 0...UInt64.max.
     var clampedNanoseconds: UInt64 {

@@ -138,7 +138,7 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
     ///   ``EventLoopError/Code-swift.struct/noRunningLoop`` if it has to wait off a loop.
     /// - Important: Loop-bound: call from a task running on the queue's loop.
     @inlinable
-    public func put(_ item: Element) async throws {
+    nonisolated(nonsending) public func put(_ item: Element) async throws {
         checkLoop()
         while isFull {
             if case .shutDown = lifecycle { throw QueueShutDown() }
@@ -172,7 +172,7 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
     ///   off a loop.
     /// - Important: Loop-bound: call from a task running on the queue's loop.
     @inlinable
-    public func get() async throws -> Element {
+    nonisolated(nonsending) public func get() async throws -> Element {
         guard let item = try await nextItem() else { throw QueueShutDown() }
         return item
     }
@@ -195,7 +195,7 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
 
     /// The next item as ``get()`` takes it, or `nil` once the queue is shut down and empty.
     @inlinable
-    func nextItem() async throws -> Element? {
+    nonisolated(nonsending) func nextItem() async throws -> Element? {
         checkLoop()
         while true {
             if let item = storage.removeNext() {
@@ -230,7 +230,7 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
     /// - Throws: `CancellationError` if the task is cancelled while waiting;
     ///   ``EventLoopError/Code-swift.struct/noRunningLoop`` if it has to wait off a loop.
     /// - Important: Loop-bound: call from a task running on the queue's loop.
-    public func join() async throws {
+    nonisolated(nonsending) public func join() async throws {
         checkLoop()
         if unfinishedTasks > 0 {
             try await waitInLine(.joiner)
@@ -270,7 +270,7 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
     /// wake-up on to the next in line if the queue can still serve it (asyncio's
     /// `_wakeup_next` in the `except` of `get`/`put`), so no item or slot is lost.
     @usableFromInline
-    func waitInLine(_ role: Role) async throws {
+    nonisolated(nonsending) func waitInLine(_ role: Role) async throws {
         let loop = try bindLoop()
         let id = nextWaiterID
         nextWaiterID &+= 1
