@@ -8,6 +8,12 @@
 //
 //   $ swift run executor-sample              # ≈ 10 s
 //   $ swift run executor-sample --block-loop # ≈ 12 s, serialised
+//
+// CPU-bound work: Python sends it to a ProcessPoolExecutor because its GIL lets one thread
+// compute at a time. Swift threads compute in parallel, so a thread pool sized to the cores
+// is all it takes: `ThreadPoolExecutor(maxWorkers: ThreadPoolExecutor.cpuBoundWorkers)` next
+// to the default, I/O-sized pool (min(32, cores + 4) threads that mostly wait).
+// Benchmarks/cpu-pool-bench.sh measures it (README: "CPU-bound work").
 
 import ArgumentParser
 import AsyncIO

@@ -111,6 +111,7 @@ struct EventLoopTests {
             let offLoop = Box(0)
             let done = Box(0)
             let started = Atomic<Int>(0)
+            let joiner = Box<OSThread?>(nil)
             loop.callSoon {
                 var workers: [OSThread] = []
                 for t in 0..<threads {
@@ -128,9 +129,10 @@ struct EventLoopTests {
                 }
                 // The producers are joined from a helper so the loop keeps running.
                 let all = workers
-                _ = OSThread.spawn(name: "joiner") { for w in all { w.join() } }
+                joiner.value = OSThread.spawn(name: "joiner") { for w in all { w.join() } }
             }
             try loop.runForever()
+            joiner.value?.join()
             #expect(started.load(ordering: .relaxed) == threads)
             #expect(offLoop.value == 0)
             #expect(counts.value.allSatisfy { $0 == 1 })

@@ -6,6 +6,9 @@
 // run-loop-bench.sh runs all three and prints a table.
 //
 //   loop-bench [--target-seconds S] [--repetitions R] [--only NAME]
+//   loop-bench --cpu-pools      CPU-bound jobs on pools of 1, cores and the default size
+//                               (cpu-pool-bench.sh runs it beside Python's thread and
+//                               process pools)
 //===----------------------------------------------------------------------===//
 
 import AsyncIO
@@ -35,6 +38,9 @@ func parseOptions() -> Options {
             options.repetitions = max(1, arguments.next().flatMap(Int.init) ?? options.repetitions)
         case "--only":
             options.only = arguments.next()
+        case "--cpu-pools":
+            runCPUPools()
+            exit(0)
         default:
             let usage = "usage: loop-bench [--target-seconds S] [--repetitions R] [--only NAME]\n"
             _ = usage.withCString { write(2, $0, strlen($0)) }
@@ -124,6 +130,44 @@ func benchRunInExecutor(_ loop: EventLoop, iterations: Int) throws -> Double {
         }
         precondition(sum == iterations)
         return loop.time() - start
+    }
+}
+
+// MARK: - CPU-bound work on thread pools
+
+/// Fixed CPU work (a xorshift walk), the same amount per job in every configuration.
+@inline(never)
+func cpuJob(_ iterations: Int) -> UInt64 {
+    var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+    for _ in 0..<iterations {
+        x ^= x << 13
+        x ^= x >> 7
+        x ^= x << 17
+    }
+    return x
+}
+
+/// Runs 2 x cores jobs of fixed CPU work through runInExecutor on pools of 1 worker, one per
+/// core and the default size, and prints `cpuPool workers=W jobs=J seconds=S speedup=X`:
+/// Swift threads run in parallel (no GIL), so a pool sized to the cores is all CPU-bound
+/// work needs; no process pool.
+func runCPUPools() {
+    let cores = ThreadPoolExecutor.cpuBoundWorkers
+    let jobs = max(4, 2 * cores)
+    let iterations = 100_000_000
+    var serial = 0.0
+    for workers in [1, cores, ThreadPoolExecutor.defaultMaxWorkers] {
+        let pool = ThreadPoolExecutor(maxWorkers: workers, threadNamePrefix: "cpu")
+        let seconds = (try? EventLoop.run { loop in
+            let start = loop.time()
+            let futures = (0..<jobs).map { _ in loop.runInExecutor(pool) { cpuJob(iterations) } }
+            _ = try await gather(futures)
+            return loop.time() - start
+        }) ?? .nan
+        pool.shutdown()
+        if workers == 1 { serial = seconds }
+        print("cpuPool workers=\(workers) jobs=\(jobs) seconds=\((seconds * 1000).rounded() / 1000) speedup=\(((serial / seconds) * 100).rounded() / 100)")
+        fflush(nil)
     }
 }
 

@@ -57,6 +57,19 @@ public final class ThreadPoolExecutor: @unchecked Sendable {
     private var idleWorkers = 0
     private var isShutdown = false
 
+    /// A size for CPU-bound work: one thread per core this process may run on.
+    ///
+    /// Python needs a `ProcessPoolExecutor` for CPU-bound work because of its GIL; Swift
+    /// threads run in parallel, so a thread pool of this size gives CPU-bound jobs every core
+    /// (`Benchmarks/cpu-pool-bench.sh` measures it). The default executor is sized for
+    /// blocking I/O instead, and runs more threads than cores.
+    ///
+    /// ```swift
+    /// let cpu = ThreadPoolExecutor(maxWorkers: ThreadPoolExecutor.cpuBoundWorkers, threadNamePrefix: "cpu")
+    /// let digest = try await loop.runInExecutor(cpu) { sha256(bigBuffer) }.value
+    /// ```
+    public static var cpuBoundWorkers: Int { availableCores() }
+
     /// The default size, as asyncio's: `min(32, cores + 4)`.
     public static var defaultMaxWorkers: Int { min(32, availableCores() + 4) }
 

@@ -38,7 +38,9 @@ enum RemoteItem: Sendable {
 /// (``LoopTaskExecutor``) is retained by every Swift task that prefers it, possibly after the
 /// loop itself was closed and freed. Such a task's later jobs reach the inbox, find it closed,
 /// and are refused (logged, never run) instead of touching freed memory.
-final class LoopInbox: Sendable {
+final class LoopInbox: @unchecked Sendable {
+    // @unchecked Sendable: `items` is guarded by `lock`; the rest are atomics or constants.
+
     /// `pthread_self()` of the thread running the loop, 0 when it is not running.
     let runningThread = Atomic<UInt>(0)
     /// For a loop of an ``EventLoopGroup``: its thread, from creation until the thread ends
@@ -47,12 +49,16 @@ final class LoopInbox: Sendable {
     let boundThread = Atomic<UInt>(0)
     /// Set while the loop may be blocked in epoll_wait: producers then write the eventfd.
     let sleeping = Atomic<Bool>(false)
-    /// Whether `queue` holds items (read without the lock on every pass).
+    /// Whether `items` holds items (read without the lock on every pass).
     let pending = Atomic<Bool>(false)
-    /// Whether the loop was closed; set once, under `queue`'s lock.
+    /// Whether the loop was closed; set once, under `lock`.
     let closed = Atomic<Bool>(false)
-    private let queue = Mutex<[RemoteItem]>([])
-    /// The selector's eventfd. Written only under `queue`'s lock while the inbox is open, so
+    /// Guards `items`. A pthread mutex rather than Synchronization's Mutex: ThreadSanitizer
+    /// sees a pthread mutex's happens-before edges, and not those of the stdlib's futex-based
+    /// Mutex (it reported every hand-over as a race).
+    private let lock = ConditionLock()
+    private var items: [RemoteItem] = []
+    /// The selector's eventfd. Written only under `lock` while the inbox is open, so
     /// a wake-up can never hit the fd after ``close(_:)`` closed it (and its number was reused).
     private let wakeFD: Int32
     /// The loop's name, for the message about refused jobs.
@@ -83,7 +89,7 @@ final class LoopInbox: Sendable {
     /// Queues `item` for the loop and wakes it if it sleeps. Returns false (and drops
     /// nothing: the caller still owns `item`) once the loop is closed. Thread-safe.
     func enqueue(_ item: RemoteItem) -> Bool {
-        queue.withLock { items -> Bool in
+        lock.withLock { () -> Bool in
             if closed.load(ordering: .relaxed) { return false }
             items.append(item)
             pending.store(true, ordering: .sequentiallyConsistent)
@@ -101,7 +107,7 @@ final class LoopInbox: Sendable {
 
     /// Moves the queued items into `spare` (which must be empty). Loop thread only.
     func drain(into spare: inout [RemoteItem]) {
-        queue.withLock { items in
+        lock.withLock {
             swap(&items, &spare)
             pending.store(false, ordering: .relaxed)
         }
@@ -110,7 +116,7 @@ final class LoopInbox: Sendable {
     /// Refuses every later item and returns those still queued. Called once, by the loop's
     /// close, before it closes the eventfd.
     func close() -> [RemoteItem] {
-        queue.withLock { items in
+        lock.withLock {
             closed.store(true, ordering: .sequentiallyConsistent)
             defer { items = [] }
             return items
