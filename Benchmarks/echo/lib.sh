@@ -6,6 +6,7 @@
 # Servers, by name (ECHO_SERVERS picks and orders them; a script's --servers flag sets it):
 #   ours            swift-asyncio's Examples/TCPEchoServer (`tcp-echo-server`), protocol API
 #   ours-streams    swift-asyncio's streams API (Sources/StreamsEchoServer, built here)
+#   ours-reuse-streams  the same with read(into:) and a reused buffer (streams-echo-server --reuse)
 #   c               echo/c_echo_server.c, the speed-of-light baseline
 #   nio             SwiftNIO (Sources/NIOEchoServer, one event-loop thread)
 #   asyncio         py_echo_server.py --loop asyncio --api protocol
@@ -39,7 +40,7 @@
 # unix-echo-server, with --udp udp-echo-server, with TLS tls-echo-server, binary instead of
 # building one), NO_BUILD=1 (use what is built, build nothing), GO (default go).
 
-ECHO_ALL_SERVERS="ours ours-streams c nio asyncio asyncio-streams uvloop uvloop-streams"
+ECHO_ALL_SERVERS="ours ours-streams ours-reuse-streams c nio asyncio asyncio-streams uvloop uvloop-streams"
 ECHO_UDP_SERVERS="ours c nio asyncio uvloop"
 ECHO_TLS_SERVERS="ours c nio go uvloop"
 ECHO_TLS_KNOWN="ours c nio go uvloop asyncio"
@@ -281,7 +282,7 @@ prepare_servers() {
         fi
         case "$name" in
             ours) build_ours && servers+=(ours) ;;
-            ours-streams) build_streams && servers+=(ours-streams) ;;
+            ours-streams | ours-reuse-streams) build_streams && servers+=("$name") ;;
             c) servers+=(c) ;;
             nio) build_nio && servers+=(nio) ;;
             asyncio | asyncio-streams) servers+=("$name") ;;
@@ -317,6 +318,7 @@ label_of() {
     case "$1" in
         ours) echo "swift-asyncio protocol" ;;
         ours-streams) echo "swift-asyncio streams" ;;
+        ours-reuse-streams) echo "swift-asyncio streams, read(into:)" ;;
         c) echo "C epoll (baseline)" ;;
         nio) echo "SwiftNIO" ;;
         asyncio) echo "asyncio protocol" ;;
@@ -361,6 +363,7 @@ server_command() {
     case "$1" in
         ours) server_cmd=("$ours_bin" "${ours_listen[@]}") ;;
         ours-streams) server_cmd=("$streams_bin" "${listen[@]}") ;;
+        ours-reuse-streams) server_cmd=("$streams_bin" "${listen[@]}" --reuse) ;;
         c) server_cmd=("$tools_dir/c_echo_server" "${listen[@]}") ;;
         nio) server_cmd=("$nio_bin" "${listen[@]}") ;;
         asyncio) server_cmd=("$(python_exe)" "$echo_dir/py_echo_server.py" --loop asyncio --api protocol "${listen[@]}") ;;

@@ -109,3 +109,36 @@ struct StreamReaderAsyncioTests {
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(1)))
+struct StreamReaderReadIntoTests {
+    // read(into:) fills the caller's buffer with exactly the bytes in order, across feeds and
+    // a buffer smaller than what arrived; 0 at EOF; a cancelled read takes nothing.
+    @Test func readIntoReusesTheCallersBuffer() throws {
+        try withLoop { loop in
+            let reader = StreamReader(loop: loop)
+            let holder = Box(UnsafeMutableRawBufferPointer.allocate(byteCount: 4, alignment: 1))
+            defer { holder.value.deallocate() }
+            let got = try loop.runUntilComplete { () async throws -> [[UInt8]] in
+                let buffer = holder.value
+                // A read cancelled while waiting loses nothing and duplicates nothing.
+                let waiting = loop.createTask { try await reader.read(into: holder.value) }
+                loop.callSoon { waiting.cancel() }
+                await #expect(throws: CancellationError.self) { _ = try await waiting.value }
+                reader.feed(Array("abcdef".utf8))
+                var out: [[UInt8]] = []
+                loop.callSoon {
+                    reader.feed(Array("gh".utf8))
+                    reader.feedEOF()
+                }
+                while true {
+                    let n = try await reader.read(into: buffer)
+                    if n == 0 { break }
+                    out.append(Array(buffer[..<n]))
+                }
+                return out
+            }
+            #expect(got == [Array("abcd".utf8), Array("ef".utf8), Array("gh".utf8)])
+        }
+    }
+}

@@ -1,10 +1,10 @@
 // An echo server written with swift-asyncio's streams API, the counterpart of asyncio's
 // `start_server` echo (py_echo_server.py --api streams) in the echo benchmarks.
 //
-//   streams-echo-server [--host 127.0.0.1] [--port 0] [--unix PATH]
+//   streams-echo-server [--host 127.0.0.1] [--port 0] [--unix PATH] [--reuse]
 //
 // Each connection is a task on the loop: `read(max: 65536)`, `write`, `await drain()`, until
-// EOF. Prints `listening on HOST:PORT` (or `listening on unix:PATH`) on stdout, flushed, and
+// EOF; with --reuse, `read(into:)` a 64 KiB buffer the connection keeps (no allocation). Prints `listening on HOST:PORT` (or `listening on unix:PATH`) on stdout, flushed, and
 // exits normally on SIGTERM or SIGINT. One loop, on the main thread, as asyncio has.
 
 import AsyncIO
@@ -18,15 +18,20 @@ func printError(_ message: String) {
 }
 
 func usage() -> Never {
-    printError("usage: streams-echo-server [--host H] [--port P] [--unix PATH]")
+    printError("usage: streams-echo-server [--host H] [--port P] [--unix PATH] [--reuse]")
     exit(2)
 }
 
 var host = "127.0.0.1"
 var port = 0
 var unixPath: String? = nil
+var reuse = false
 var arguments = CommandLine.arguments.dropFirst()
 while let flag = arguments.popFirst() {
+    if flag == "--reuse" {
+        reuse = true
+        continue
+    }
     guard let value = arguments.popFirst() else { usage() }
     switch flag {
     case "--host": host = value
@@ -47,15 +52,27 @@ while let flag = arguments.popFirst() {
     }
 }
 
+@Sendable func echoReusingBuffer(_ reader: StreamReader, _ writer: StreamWriter) async throws {
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+    defer { buffer.deallocate() }
+    while true {
+        let count = try await reader.read(into: buffer)
+        if count == 0 { break }
+        writer.write(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+        try await writer.drain()
+    }
+}
+
+let handler = reuse ? echoReusingBuffer : echo
 let (listenHost, listenPort, listenPath) = (host, port, unixPath)
 do {
     try EventLoop.run { loop in
         let server: Server
         if let listenPath {
-            server = try await loop.startUnixServer(path: listenPath, backlog: 4096, echo)
+            server = try await loop.startUnixServer(path: listenPath, backlog: 4096, handler)
             print("listening on unix:\(listenPath)")
         } else {
-            server = try await loop.startServer(host: listenHost, port: listenPort, backlog: 4096, echo)
+            server = try await loop.startServer(host: listenHost, port: listenPort, backlog: 4096, handler)
             print("listening on \(server.addresses[0])")
         }
         fflush(nil)

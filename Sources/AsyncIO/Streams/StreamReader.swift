@@ -128,6 +128,13 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
 
     private func take(_ count: Int) -> [UInt8] {
         let bytes = Array(buffer[start..<(start + count)])
+        advance(count)
+        return bytes
+    }
+
+    /// Drops `count` read bytes from the front of the buffer; resumes a paused transport once
+    /// the buffer is back under the limit.
+    private func advance(_ count: Int) {
         start += count
         if start == buffer.count {
             buffer.removeAll(keepingCapacity: true)
@@ -140,10 +147,41 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
             transportPaused = false
             transport.resumeReading()
         }
-        return bytes
     }
 
     // MARK: - Reading
+
+    /// Reads up to `buffer.count` bytes into `buffer`, memory the caller owns and reuses:
+    /// whatever is buffered, or waits for some. Returns the count, 0 at EOF (and for an empty
+    /// buffer). Unlike ``read(max:)`` it allocates nothing per call.
+    ///
+    /// ```swift
+    /// let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 1)
+    /// defer { buffer.deallocate() }
+    /// while case let n = try await reader.read(into: buffer), n > 0 {
+    ///     writer.write(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+    ///     try await writer.drain()
+    /// }
+    /// ```
+    /// - Throws: the connection's error; `CancellationError` (then nothing was read: the bytes
+    ///   stay for the next read).
+    nonisolated(nonsending) public func read(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
+        guard let destination = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        while available == 0 && !eof {
+            if let failure { throw failure }
+            try await waitForData(#function)
+        }
+        let count = Swift.min(buffer.count, available)
+        guard count > 0 else { return 0 }
+        self.buffer.withUnsafeBytes { source in
+            // SAFETY: start + count <= self.buffer.count (count <= available), and the buffer
+            // is not empty, so it has a base address.
+            guard let base = source.baseAddress else { return }
+            destination.copyMemory(from: base + start, byteCount: count)
+        }
+        advance(count)
+        return count
+    }
 
     /// Reads up to `max` bytes (asyncio's `read(n)`): whatever is buffered, or waits for
     /// some. `max == nil` reads until EOF. Returns `[]` at EOF.
