@@ -333,4 +333,26 @@ struct LoopLifetimeTests {
         #expect(future.isCancelled)
         #expect(throws: CancellationError.self) { try future.result(timeout: .seconds(5)) }
     }
+
+    // A loop closed with a task still pending ends that task as cancelled, and another
+    // thread's ConcurrentFuture for such a task is completed (both stayed pending forever).
+    @Test func closingTheLoopEndsPendingTasksAsCancelled() throws {
+        let loop = try EventLoop(name: "pending")
+        let task = loop.createTask { try await sleep(for: .seconds(3600)) }
+        let remote = Box<ConcurrentFuture<Int>?>(nil)
+        let thread = OSThread.spawn(name: "remote") {
+            remote.value = try? loop.runCoroutineThreadSafe { () async throws -> Int in
+                try await sleep(for: .seconds(3600))
+                return 1
+            }
+        }
+        thread.join()
+        loop.callLater(after: .milliseconds(20)) { loop.stop() }
+        try loop.runForever()   // both tasks start and suspend
+        try loop.close()
+        #expect(task.isCancelled)
+        let future = try #require(remote.value)
+        #expect(future.isCancelled)
+        #expect(throws: CancellationError.self) { try future.result(timeout: .seconds(5)) }
+    }
 }

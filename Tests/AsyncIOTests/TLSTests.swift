@@ -119,20 +119,11 @@ func connectToSplitTicketServer(
     let peer = loop.createTask {
         try await loop.runProcess("python3", ["-c", pythonSplitTicketServer, "\(port)", certificates, mode])
     }
-    try await waitUntil(loop) { sink.value?.transport != nil }
+    try await waitUntil("sink.value?.transport != nil", timeout: .seconds(20)) { sink.value?.transport != nil }
     guard let collector = sink.value, let plain = collector.transport else { throw TimeoutError() }
     let secure = try await loop.startTLS(plain, context: client, serverHostname: "localhost")
     collector.transport = secure
     return (listener, peer, collector, secure)
-}
-
-/// Waits until `condition` holds, polling the loop (at most `seconds`).
-func waitUntil(_ loop: EventLoop, seconds: Double = 20, _ condition: () -> Bool) async throws {
-    let deadline = monotonicNanoseconds() + UInt64(seconds * 1e9)
-    while !condition() {
-        if monotonicNanoseconds() > deadline { throw TimeoutError() }
-        try await sleep(for: .milliseconds(5))
-    }
 }
 
 /// A payload of `count` pseudo-random bytes.
@@ -165,11 +156,11 @@ struct TLSTests {
                 let (transport, collector) = try await loop.createConnection(
                     host: "127.0.0.1", port: port, tls: client) { TLSCollector(loop: loop) }
                 transport.write(data)
-                try await waitUntil(loop) { collector.received.count >= data.count }
+                try await waitUntil("collector.received.count >= data.count", timeout: .seconds(20)) { collector.received.count >= data.count }
                 let info = transport.tlsInfo
                 transport.close()
                 try await collector.done.value
-                try await waitUntil(loop) { serverSide.value?.lost == 1 }
+                try await waitUntil("serverSide.value?.lost == 1", timeout: .seconds(20)) { serverSide.value?.lost == 1 }
                 return (collector.received, info, collector.lost)
             }
             #expect(received.count == data.count)
@@ -263,7 +254,7 @@ struct TLSTests {
                     TLSCollector(loop: loop)
                 }
                 transport.write("ping")
-                try await waitUntil(loop) { collector.received.count >= 4 }
+                try await waitUntil("collector.received.count >= 4", timeout: .seconds(20)) { collector.received.count >= 4 }
                 transport.close()
                 return (refused, collector.received)
             }
@@ -371,7 +362,7 @@ struct TLSTests {
                     TLSCollector(loop: loop)
                 }
                 transport.write("still served")
-                try await waitUntil(loop) { collector.received.count >= 12 }
+                try await waitUntil("collector.received.count >= 12", timeout: .seconds(20)) { collector.received.count >= 12 }
                 try await waitFor(timeout: .seconds(20)) {
                     try await garbage.done.value
                     try await http.done.value
@@ -379,7 +370,7 @@ struct TLSTests {
                 }
                 transport.close()
                 try await collector.done.value
-                try await waitUntil(loop) { listener.connectionCount == 0 }
+                try await waitUntil("listener.connectionCount == 0", timeout: .seconds(20)) { listener.connectionCount == 0 }
                 return (silent.lost == 1, garbage.lost == 1, http.lost == 1, collector.received, listener.connectionCount)
             }
             #expect(silentLost && garbageLost && httpLost)
@@ -456,7 +447,7 @@ struct TLSTests {
                     let (transport, collector) = try await loop.createConnection(
                         host: "127.0.0.1", port: port, tls: client, session: session) { TLSCollector(loop: loop) }
                     transport.write("x")   // the TLS 1.3 ticket comes with the first response
-                    try await waitUntil(loop) { collector.received.count == 1 }
+                    try await waitUntil("collector.received.count == 1", timeout: .seconds(20)) { collector.received.count == 1 }
                     let info = transport.tlsInfo
                     transport.close()
                     try await collector.done.value
@@ -567,7 +558,7 @@ struct TLSTests {
                 defer { listener.close() }
                 let (transport, writer) = try await loop.createConnection(
                     host: "127.0.0.1", port: listener.addresses[0].port ?? 0, tls: client) { TLSCollector(loop: loop) }
-                try await waitUntil(loop) { sink.value?.transport != nil }
+                try await waitUntil("sink.value?.transport != nil", timeout: .seconds(20)) { sink.value?.transport != nil }
                 sink.value?.transport?.pauseReading()
                 let chunk = payload(64 * 1024, seed: 9)
                 var total = 0
@@ -579,7 +570,7 @@ struct TLSTests {
                     try await sleep(for: .milliseconds(1))
                 }
                 sink.value?.transport?.resumeReading()
-                try await waitUntil(loop, seconds: 60) { (sink.value?.received.count ?? 0) >= total }
+                try await waitUntil("(sink.value?.received.count ?? 0) >= total", timeout: .seconds(60)) { (sink.value?.received.count ?? 0) >= total }
                 return (writer.pauses, maxBuffered, sink.value?.received.count ?? 0, total)
             }
             #expect(paused == 1)
@@ -701,7 +692,7 @@ struct TLSTests {
                     path: path, tls: client, serverHostname: "localhost") { TLSCollector(loop: loop) }
                 for message in messages { transport.write(message) }   // one record each, sent back to back
                 let total = messages.reduce(0) { $0 + $1.count }
-                try await waitUntil(loop, seconds: 30) { (sink.value?.received.count ?? 0) >= total }
+                try await waitUntil("(sink.value?.received.count ?? 0) >= total", timeout: .seconds(30)) { (sink.value?.received.count ?? 0) >= total }
                 transport.close()
                 return (sink.value?.received ?? [], pauses.value)
             }
@@ -770,7 +761,7 @@ struct TLSTests {
                             host: "127.0.0.1", port: port, tls: client, serverHostname: name) { TLSCollector(loop: loop) }
                         transport.write("ping")
                         try await waitFor(timeout: .seconds(20)) {
-                            try await waitUntil(loop) { collector.received.count >= 4 || collector.lost > 0 }
+                            try await waitUntil("collector.received.count >= 4 || collector.lost > 0", timeout: .seconds(20)) { collector.received.count >= 4 || collector.lost > 0 }
                         }
                         transport.close()
                         try await collector.done.value
@@ -832,7 +823,7 @@ struct TLSTests {
                 transport.close()   // close_notify right behind, in the same segment
                 try await waitFor(timeout: .seconds(20)) {
                     try await collector.done.value
-                    try await waitUntil(loop) { sink.value?.lost == 1 }
+                    try await waitUntil("sink.value?.lost == 1", timeout: .seconds(20)) { sink.value?.lost == 1 }
                 }
                 return (sink.value?.lostError, sink.value?.received ?? [], collector.lost)
             }
@@ -866,7 +857,7 @@ struct TLSTests {
                 s.sendall(b"x")
                 time.sleep(5)
                 """, "\(listener.addresses[0].port ?? 0)", "\(certificates)/ca.crt"])
-                try await waitUntil(loop) { sink.value?.lost == 1 }
+                try await waitUntil("sink.value?.lost == 1", timeout: .seconds(20)) { sink.value?.lost == 1 }
                 return (sink.value?.lostError, python)
             }
             #expect(python.returnCode == 0, "\(String(decoding: python.stderr, as: UTF8.self))")
@@ -917,7 +908,7 @@ struct TLSTests {
                     time.sleep(0.02)
                 sys.stdout.buffer.write(got)
                 """, "\(listener.addresses[0].port ?? 0)", "\(certificates)/ca.crt"])
-                try await waitUntil(loop) { sink.value?.lost == 1 }
+                try await waitUntil("sink.value?.lost == 1", timeout: .seconds(20)) { sink.value?.lost == 1 }
                 return (sink.value?.lostError, python)
             }
             #expect(python.stdout.count == response.count, "\(String(decoding: python.stderr, as: UTF8.self))")
@@ -949,7 +940,7 @@ struct TLSTests {
                 let layer = secure as? TLSTransport
                 // Write until the ticket's first fragment has left OpenSSL inside a message.
                 var sent = 0
-                try await waitUntil(loop) {
+                try await waitUntil("the TLS test's condition", timeout: .seconds(20)) {
                     chunk(sent).withUnsafeBytes { secure.write($0) }
                     sent += 1
                     return (layer?.heldWriteCount ?? 0) > 0
@@ -985,7 +976,7 @@ struct TLSTests {
                 let (listener, peer, collector, secure) = try await connectToSplitTicketServer(loop, client, mode: "eof")
                 defer { listener.close() }
                 let layer = secure as? TLSTransport
-                try await waitUntil(loop) {
+                try await waitUntil("the TLS test's condition", timeout: .seconds(20)) {
                     secure.write("held?")
                     return (layer?.heldWriteCount ?? 0) > 0
                 }
@@ -1031,7 +1022,7 @@ struct TLSTests {
                     got += chunk
                 sys.stdout.buffer.write(got)
                 """, "\(listener.addresses[0].port ?? 0)", "\(certificates)/ca.crt"])
-                try await waitUntil(loop) { sink.value?.lost == 1 }
+                try await waitUntil("sink.value?.lost == 1", timeout: .seconds(20)) { sink.value?.lost == 1 }
                 return (python, sink.value?.pauses ?? 0, sink.value?.lostError)
             }
             #expect(pauses == 1)
@@ -1060,13 +1051,13 @@ struct TLSTests {
                 defer { listener.close() }
                 let (transport, collector) = try await loop.createConnection(
                     host: "127.0.0.1", port: listener.addresses[0].port ?? 0, tls: client) { TLSCollector(loop: loop) }
-                try await waitUntil(loop) { sink.value?.transport != nil }
+                try await waitUntil("sink.value?.transport != nil", timeout: .seconds(20)) { sink.value?.transport != nil }
                 guard let layer = sink.value?.transport as? TLSTransport else { throw TimeoutError() }
                 var states = [layer.keepsBuffers]
                 // Busy: a message every 20 ms for 2.5 s (active in two sweep intervals and more).
                 for i in 0..<125 {
                     transport.write("ping")
-                    try await waitUntil(loop) { collector.received.count == 4 * (i + 1) }
+                    try await waitUntil("collector.received.count == 4 * (i + 1)", timeout: .seconds(20)) { collector.received.count == 4 * (i + 1) }
                     try await sleep(for: .milliseconds(20))
                 }
                 states.append(layer.keepsBuffers)

@@ -46,14 +46,8 @@ extension EventLoop {
             if future.isDone { return }
             let task = createTask(name: name) { try await work.body() }
             work.task = task
-            // If the loop closes before the task ends, its steps are dropped: the registry
-            // cancels the future then, so no thread waits forever.
-            let pending = local(PendingConcurrentFutures.key) { PendingConcurrentFutures() }
-            let id = pending.add { _ = future.cancel() }
-            task._whenDone {
-                pending.remove(id)
-                future.complete(Result { try task.result() })
-            }
+            // A loop that closes first ends the task as cancelled, which completes the future.
+            task._whenDone { future.complete(Result { try task.result() }) }
         }, onDrop: { _ = future.cancel() })   // the loop closed before it ran
         return future
     }
@@ -70,30 +64,3 @@ private final class ThreadSafeWork<T: Sendable>: @unchecked Sendable {
         self.body = body
     }
 }
-
-/// The ConcurrentFutures of a loop whose tasks have not finished (loop-local state): closing
-/// the loop cancels them, since their tasks will never finish.
-final class PendingConcurrentFutures: LoopLocal {
-    static let key = LoopLocalKey<PendingConcurrentFutures>()
-    private var cancels: [Int: @Sendable () -> Void] = [:]
-    private var nextID = 0
-
-    func add(_ cancel: @escaping @Sendable () -> Void) -> Int {
-        nextID += 1
-        cancels[nextID] = cancel
-        return nextID
-    }
-
-    func remove(_ id: Int) {
-        cancels[id] = nil
-    }
-
-    func loopWillClose() {
-        let all = cancels.values
-        cancels = [:]
-        for cancel in all { cancel() }
-    }
-}
-
-@available(*, unavailable)
-extension PendingConcurrentFutures: Sendable {}

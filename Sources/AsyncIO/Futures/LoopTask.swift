@@ -12,6 +12,9 @@ public protocol AnyLoopTask: AnyFuture {
     @discardableResult func cancel(message: String?) -> Bool
     /// How many cancellation requests the task received; see ``LoopTask/cancelling()``.
     func cancelling() -> Int
+    /// Internal: the loop closed while the task was pending; its steps can never run, so the
+    /// task ends as cancelled (its awaiters and done callbacks hear of it).
+    func _loopClosed()
 }
 
 /// Task-local storage for ``LoopTask/current``.
@@ -157,6 +160,10 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     func finish(_ state: State) {
         loop.liveTasks.remove(liveSlot)
         complete(state)
+    }
+
+    public func _loopClosed() {
+        complete(.cancelled)
     }
 }
 

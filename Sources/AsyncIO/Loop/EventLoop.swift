@@ -267,11 +267,17 @@ public final class EventLoop: @unchecked Sendable {
                 "EventLoop closed with \(pendingJobs) task step(s) pending; those tasks never finish",
                 metadata: ["loop": "\(name)"])
         }
+        // Tasks that can never run again end as cancelled, so whoever waits for them (another
+        // thread's ConcurrentFuture, a done callback) is not left waiting forever.
+        let abandoned = liveTasks.all
+        liveTasks = LiveTaskTable()
+        for task in abandoned {
+            task._loopClosed()
+        }
         ready.removeAll()
         timers = Heap()
         registrations = []
         registrationCount = 0
-        liveTasks = LiveTaskTable()
         locals = []
         localsInOrder = []
     }
