@@ -136,7 +136,7 @@ assert alice.quiet(0.3)
 """#, port: port)
     }
 
-    // Rules 4 and 5: EOF of a joined client is a leave; leaving before the nick says nothing;
+    // Rules 4 and 5: EOF or reset of a joined client is a leave; leaving before the nick says nothing;
     // an idle client (before or after its nick) is told and closed.
     @Test func eofAndIdleTimeout() throws {
         let (server, port) = try startChatServer(["--idle-timeout", "2"])
@@ -146,6 +146,9 @@ alice = Chat(port, "alice"); alice.expect("* welcome alice, 1 online")
 anon = Chat(port); anon.s.close()
 bob = Chat(port, "bob"); bob.expect("* welcome bob, 2 online"); alice.expect("* bob joined")
 bob.s.shutdown(socket.SHUT_WR); alice.expect("* bob left")
+carl = Chat(port, "carl"); carl.expect("* welcome carl, 2 online"); alice.expect("* carl joined")
+carl.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); carl.s.close()   # a reset
+alice.expect("* carl left")
 idle = Chat(port); idle.expect("* idle timeout"); assert idle.closed()
 # alice has been quiet for a while too: she times out as well, nobody is left to hear it
 alice.expect("* idle timeout"); assert alice.closed()
@@ -217,19 +220,19 @@ assert left, "the slow client was never dropped"
         try runChatScript(#"""
 watcher = Chat(port, "watcher"); watcher.expect("* welcome watcher, 1 online")
 def until(wanted):
-    # The watcher asks /who now and then so that it never idles out; skips those replies.
+    # The watcher asks /who every half second so that it never idles out; skips the replies.
     deadline = time.time() + 60
     while time.time() < deadline:
         watcher.send("/who")
-        got = watcher.line()
-        while got.startswith("* online:"):
-            got = watcher.line(timeout=1) if b"\n" in watcher.buf else None
-            if got is None:
-                break
+        try:
+            got = watcher.line(timeout=0.5)
+        except AssertionError:   # nothing within 0.5 s: ask again
+            continue
+        while got.startswith("* online:") and b"\n" in watcher.buf:
+            got = watcher.line()
         if got == wanted:
             return
-        assert got is None, "unexpected %r" % got
-        time.sleep(0.5)
+        assert got.startswith("* online:"), "unexpected %r" % got
     raise AssertionError("never saw %r" % wanted)
 mute = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 mute.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -42,13 +42,6 @@ enum ReadyItem {
         case .closure(let body): self = .closure(body)
         }
     }
-
-    var isJob: Bool {
-        switch self {
-        case .job, .taskJob: true
-        case .handle, .closure: false
-        }
-    }
 }
 
 @available(*, unavailable)
@@ -248,14 +241,7 @@ public final class EventLoop: @unchecked Sendable {
         }
         selector.close()
         var pendingJobs = 0
-        for item in ready {
-            switch item {
-            case .job, .taskJob: pendingJobs += 1
-            case .handle(let handle): handle.dropped()
-            case .closure: break
-            }
-        }
-        for item in dropped {
+        for item in Array(ready) + dropped.map(ReadyItem.init) {
             switch item {
             case .job, .taskJob: pendingJobs += 1
             case .handle(let handle): handle.dropped()

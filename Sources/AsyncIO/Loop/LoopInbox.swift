@@ -21,13 +21,6 @@ enum RemoteItem: Sendable {
     case taskJob(UnownedJob)
     /// An internal closure (an executor result, a hop to the loop).
     case closure(@Sendable () -> Void)
-
-    var isJob: Bool {
-        switch self {
-        case .job, .taskJob: true
-        case .handle, .closure: false
-        }
-    }
 }
 
 /// The part of an ``EventLoop`` that any thread may touch: which thread runs the loop, the
