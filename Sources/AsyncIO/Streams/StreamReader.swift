@@ -31,6 +31,17 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     private var waiter: UnsafeContinuation<Void, any Error>?
     /// Numbers the waits, so a late cancellation cannot resume a later wait.
     private var waitCount = 0
+    /// The waiting read is `coveredTask`'s (see ``coverCancellation(_:)``).
+    private var waiterCovered = false
+    /// The task whose cancellation handler wakes this reader's waits for its whole life (a
+    /// stream server's connection task): its waits install no handler of their own. Its
+    /// address, compared with the current task's, valid while the cover's body runs.
+    private var coveredTask: UnsafeRawPointer?
+    /// Where a waiting ``read(into:)`` wants its bytes: ``feed(_:)`` copies them straight
+    /// there (the one copy) instead of through `buffer`.
+    private var target: UnsafeMutableRawBufferPointer?
+    /// How many bytes ``feed(_:)`` copied into `target`.
+    private var delivered = 0
     weak var transport: (any StreamTransport)?
     private var transportPaused = false
 
@@ -49,7 +60,17 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     public func feed(_ bytes: UnsafeRawBufferPointer) {
         loop.assertInLoop()
         guard !bytes.isEmpty else { return }
-        buffer.append(contentsOf: bytes)
+        if let target, let source = bytes.baseAddress, let destination = target.baseAddress {
+            // A read(into:) waits on an empty buffer: its bytes go straight to its memory,
+            // the rest (if it has no room) into the buffer behind them.
+            let count = Swift.min(bytes.count, target.count)
+            destination.copyMemory(from: source, byteCount: count)
+            delivered = count
+            self.target = nil
+            if count < bytes.count { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[count...])) }
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
         wake()
         if let transport, !transportPaused, available > 2 * limit {
             transportPaused = true
@@ -91,7 +112,35 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     private func wake() {
         if let waiter {
             self.waiter = nil
+            waiterCovered = false
             waiter.resume()
+        }
+    }
+
+    /// The current task's address (nil outside a task): an identity to compare, never used
+    /// to reach the task.
+    private static func currentTaskAddress() -> UnsafeRawPointer? {
+        withUnsafeCurrentTask { task in task.map { unsafeBitCast($0, to: UnsafeRawPointer.self) } }
+    }
+
+    /// Runs `body` (in the calling task) with one cancellation handler for all the reads it
+    /// waits in, instead of one per wait: what a stream server does for its connection tasks.
+    /// Reads from other tasks (children included) keep their own handlers.
+    nonisolated(nonsending) func coverCancellation(_ body: nonisolated(nonsending) () async throws -> Void) async rethrows {
+        loop.preconditionInLoop()
+        precondition(coveredTask == nil, "StreamReader: one cancellation cover at a time")
+        let loop = self.loop
+        try await withTaskCancellationHandler {
+            coveredTask = Self.currentTaskAddress()
+            defer { coveredTask = nil }
+            try await body()
+        } onCancel: {
+            loop.execute { [self] in
+                guard waiterCovered, let waiter else { return }
+                self.waiter = nil
+                waiterCovered = false
+                waiter.resume(throwing: CancellationError())
+            }
         }
     }
 
@@ -103,6 +152,19 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         if transportPaused, let transport {
             transportPaused = false
             transport.resumeReading()
+        }
+        if let coveredTask, Self.currentTaskAddress() == coveredTask {
+            // The task's one handler (coverCancellation) wakes this wait: no handler of its
+            // own, no status record per wait.
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    waiter = continuation
+                    waiterCovered = true
+                }
+            }
+            return
         }
         waitCount &+= 1
         let wait = waitCount
@@ -119,7 +181,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
             }
         } onCancel: {
             loop.execute { [self] in
-                guard waitCount == wait, let waiter else { return }
+                guard waitCount == wait, !waiterCovered, let waiter else { return }
                 self.waiter = nil
                 waiter.resume(throwing: CancellationError())
             }
@@ -169,7 +231,21 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         guard let destination = buffer.baseAddress, buffer.count > 0 else { return 0 }
         while available == 0 && !eof {
             if let failure { throw failure }
-            try await waitForData(#function)
+            // Waiting on an empty buffer: feed copies the next bytes straight into `buffer`.
+            target = buffer
+            delivered = 0
+            do {
+                try await waitForData(#function)
+            } catch {
+                target = nil
+                throw error   // resumed by cancellation or failure: nothing was delivered
+            }
+            target = nil
+            if delivered > 0 {
+                let count = delivered
+                delivered = 0
+                return count
+            }
         }
         let count = Swift.min(buffer.count, available)
         guard count > 0 else { return 0 }

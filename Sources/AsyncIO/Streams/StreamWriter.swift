@@ -175,7 +175,8 @@ extension EventLoop {
         StreamReaderProtocol(reader: StreamReader(loop: self, limit: limit)) { [unowned self] reader, writer in
             createTask(name: "stream client") {
                 do {
-                    try await clientConnected(reader, writer)
+                    // One cancellation handler for the connection's life, not one per read.
+                    try await reader.coverCancellation { try await clientConnected(reader, writer) }
                 } catch is CancellationError {
                 } catch {
                     self.callExceptionHandler(ExceptionContext(
