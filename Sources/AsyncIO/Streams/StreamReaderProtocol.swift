@@ -44,6 +44,7 @@ final class StreamReaderProtocol: StreamProtocol, @unchecked Sendable {
     func connectionLost(_ error: (any Error)?) {
         lost = true
         lostError = error
+        reader.transport = nil
         if let error {
             reader.setError(error)
         } else {

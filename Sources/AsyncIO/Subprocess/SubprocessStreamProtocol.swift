@@ -60,6 +60,7 @@ final class SubprocessStreamProtocol: SubprocessProtocol {
             return
         }
         let reader = fd == 1 ? stdout : stderr
+        reader?.transport = nil   // the pipe is gone; and the reader holds it strongly
         if let error {
             reader?.setError(error)
         } else {
