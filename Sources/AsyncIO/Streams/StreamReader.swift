@@ -22,32 +22,36 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     /// The most a `readUntil`/`readLine` buffers looking for its separator, and half the
     /// buffer size at which reading from the transport pauses (asyncio's 64 KiB default).
     public let limit: Int
-    private var buffer: [UInt8] = []
+    // Loop-confined state, touched on every read: no dynamic exclusivity checks (only the
+    // loop's thread touches it; see EventLoop.assertInLoop).
+    @exclusivity(unchecked) private var buffer: [UInt8] = []
     /// Bytes at the front of `buffer` already consumed.
-    private var start = 0
-    private var eof = false
-    private var failure: (any Error)?
+    @exclusivity(unchecked) private var start = 0
+    @exclusivity(unchecked) private var eof = false
+    @exclusivity(unchecked) private var failure: (any Error)?
     /// The read waiting for data, if any (a bare continuation: no allocation per wait).
-    private var waiter: UnsafeContinuation<Void, any Error>?
+    @exclusivity(unchecked) private var waiter: UnsafeContinuation<Void, any Error>?
     /// Numbers the waits, so a late cancellation cannot resume a later wait.
     private var waitCount = 0
     /// The waiting read is `coveredTask`'s (see ``coverCancellation(_:)``).
-    private var waiterCovered = false
+    @exclusivity(unchecked) private var waiterCovered = false
     /// The task whose cancellation handler wakes this reader's waits for its whole life (a
     /// stream server's connection task): its waits install no handler of their own. Its
     /// address, compared with the current task's, valid while the cover's body runs.
-    private var coveredTask: UnsafeRawPointer?
+    @exclusivity(unchecked) private var coveredTask: UnsafeRawPointer?
+    /// `coveredTask` was cancelled (set on the loop by the cover's handler).
+    @exclusivity(unchecked) private var coverCancelled = false
     /// Where a waiting ``read(into:)`` wants its bytes: ``feed(_:)`` copies them straight
     /// there (the one copy) instead of through `buffer`.
-    private var target: UnsafeMutableRawBufferPointer?
+    @exclusivity(unchecked) private var target: UnsafeMutableRawBufferPointer?
     /// How many bytes ``feed(_:)`` copied into `target`.
-    private var delivered = 0
+    @exclusivity(unchecked) private var delivered = 0
     /// The transport to pause and resume. Strong, not weak: a weak reference would give the
     /// transport a side table, which makes every retain and release of it take the slow path
     /// (measured: ~450 instructions per echoed message). The cycle through the transport's
     /// protocol is broken by ``StreamReaderProtocol/connectionLost(_:)``, which clears it.
-    var transport: (any StreamTransport)?
-    private var transportPaused = false
+    @exclusivity(unchecked) var transport: (any StreamTransport)?
+    @exclusivity(unchecked) private var transportPaused = false
 
     /// A reader fed by hand (``feed(_:)``, ``feedEOF()``) or by a connection.
     public init(loop: EventLoop, limit: Int = 64 * 1024) {
@@ -136,10 +140,17 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         let loop = self.loop
         try await withTaskCancellationHandler {
             coveredTask = Self.currentTaskAddress()
-            defer { coveredTask = nil }
+            defer {
+                coveredTask = nil
+                coverCancelled = false
+            }
             try await body()
         } onCancel: {
+            // Runs on the cancelling thread: the flag and the waiter are the loop's. A wait
+            // that starts before this reaches the loop is stored, then resumed here.
             loop.execute { [self] in
+                guard coveredTask != nil else { return }
+                coverCancelled = true
                 guard waiterCovered, let waiter else { return }
                 self.waiter = nil
                 waiterCovered = false
@@ -148,7 +159,9 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         }
     }
 
-    /// Waits for more bytes, EOF or an error. Only one read may wait at a time.
+    /// Waits for more bytes, EOF or an error. Only one read may wait at a time. Inlined into
+    /// each read: a covered wait then needs no async frame of its own.
+    @inline(__always)
     nonisolated(nonsending) private func waitForData(_ function: StaticString) async throws {
         loop.preconditionInLoop()
         precondition(waiter == nil, "StreamReader.\(function) called while another read is waiting")
@@ -161,15 +174,20 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
             // The task's one handler (coverCancellation) wakes this wait: no handler of its
             // own, no status record per wait.
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                if Task.isCancelled {
+                if coverCancelled {
                     continuation.resume(throwing: CancellationError())
                 } else {
                     waiter = continuation
                     waiterCovered = true
                 }
             }
-            return
+        } else {
+            try await waitWithHandler()
         }
+    }
+
+    /// A wait with a cancellation handler of its own (reads from tasks without a cover).
+    nonisolated(nonsending) private func waitWithHandler() async throws {
         waitCount &+= 1
         let wait = waitCount
         let loop = self.loop

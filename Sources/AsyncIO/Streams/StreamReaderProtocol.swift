@@ -71,6 +71,9 @@ final class StreamReaderProtocol: StreamProtocol, @unchecked Sendable {
         for waiter in drainers { waiter.complete(.success(())) }
     }
 
+    /// ``drain()`` would return at once: not paused, not lost.
+    var drainIsFree: Bool { !paused && !lost }
+
     /// Suspends while the transport's buffer is over its high-water mark.
     nonisolated(nonsending) func drain() async throws {
         if lost {

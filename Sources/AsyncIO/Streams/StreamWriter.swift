@@ -41,7 +41,17 @@ public final class StreamWriter: @unchecked Sendable {
     /// Waits while the write buffer is over its high-water mark (asyncio's `drain`). Any
     /// number of tasks may drain at once.
     /// - Throws: the connection's error (or ``TransportError`` `.closed`) once it is lost.
+    @inlinable
     nonisolated(nonsending) public func drain() async throws {
+        // Inlined into the caller: a drain with nothing to wait for costs no async frame.
+        if drainIsFree { return }
+        try await drainSlowly()
+    }
+
+    /// Nothing to wait for: under the high-water mark and not lost (for the inlined ``drain()``).
+    @usableFromInline var drainIsFree: Bool { proto.drainIsFree }
+
+    @usableFromInline nonisolated(nonsending) func drainSlowly() async throws {
         try await proto.drain()
     }
 
