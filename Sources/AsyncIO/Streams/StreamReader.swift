@@ -172,8 +172,10 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         }
         if let coveredTask, Self.currentTaskAddress() == coveredTask {
             // The task's one handler (coverCancellation) wakes this wait: no handler of its
-            // own, no status record per wait.
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+            // own, no status record per wait. The continuation resumes the task on the
+            // executor it suspended on (the caller's): the inheriting form saves the two hops
+            // (each a status-record lock) that the `isolation:` form adds around it.
+            try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
                 if coverCancelled {
                     continuation.resume(throwing: CancellationError())
                 } else {
