@@ -68,9 +68,10 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     public func feed(_ bytes: UnsafeRawBufferPointer) {
         loop.assertInLoop()
         guard !bytes.isEmpty else { return }
-        if let target, let source = bytes.baseAddress, let destination = target.baseAddress {
+        if waiter != nil, let target, let source = bytes.baseAddress, let destination = target.baseAddress {
             // A read(into:) waits on an empty buffer: its bytes go straight to its memory,
-            // the rest (if it has no room) into the buffer behind them.
+            // the rest (if it has no room) into the buffer behind them. (Only while it still
+            // waits: a read resumed by cancellation, not yet running, takes nothing.)
             let count = Swift.min(bytes.count, target.count)
             destination.copyMemory(from: source, byteCount: count)
             delivered = count
@@ -113,6 +114,9 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         failure = error
         wake()
     }
+
+    /// Whether a read is waiting for data (tests).
+    var isWaiting: Bool { waiter != nil }
 
     /// Whether the stream ended and every byte was read (asyncio's `at_eof`).
     public var atEOF: Bool { eof && available == 0 }

@@ -1,0 +1,167 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — the streams fast paths keep asyncio's semantics: bytes copied straight into
+// a waiting read(into:), one cancellation handler per connection task (the cover), and a
+// reader that holds its transport only while the connection lives.
+//===----------------------------------------------------------------------===//
+
+import Testing
+
+@testable import AsyncIO
+
+@Suite(.timeLimit(.minutes(1)))
+struct StreamsFastPathTests {
+    private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+    // A waiting read(into:) gets the bytes straight into its memory; what does not fit is
+    // buffered behind them, in order; bytes arriving while no read waits never touch the
+    // memory of the read before.
+    @Test func directDeliveryKeepsOrderAndNeverWritesAnotherReadsMemory() throws {
+        try withLoop { loop in
+            let reader = StreamReader(loop: loop)
+            let first = Box(UnsafeMutableRawBufferPointer.allocate(byteCount: 4, alignment: 1))
+            let second = Box(UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 1))
+            defer {
+                first.value.deallocate()
+                second.value.deallocate()
+            }
+            let got = try loop.runUntilComplete { () async throws -> [[UInt8]] in
+                loop.callSoon { reader.feed(Array("abcdefgh".utf8)) }
+                let a = try await reader.read(into: first.value)   // waits: "abcd" delivered
+                let afterFirst = Array(first.value[..<a])
+                reader.feed(Array("XY".utf8))                      // no read waits: buffered
+                let b = try await reader.read(into: second.value)  // buffered: "efghXY"
+                let afterSecond = Array(second.value[..<b])
+                loop.callSoon {
+                    reader.feed(Array("12".utf8))
+                    reader.feedEOF()
+                }
+                let c = try await reader.read(into: second.value)  // waits: "12"
+                let d = try await reader.read(into: second.value)  // EOF
+                return [afterFirst, afterSecond, Array(second.value[..<c]), [UInt8(d)],
+                        Array(first.value)]
+            }
+            #expect(got == [bytes("abcd"), bytes("efghXY"), bytes("12"), [0], bytes("abcd")])
+        }
+    }
+
+    // Bytes and a cancellation reaching a waiting read(into:) in the same loop pass: whichever
+    // comes first wins, and nothing is lost or delivered twice. Without a cover (a task of its
+    // own) and with one (a stream server's connection task).
+    @Test(arguments: [false, true])
+    func cancellationRacingBytesLosesNothing(covered: Bool) throws {
+        try withLoop { loop in
+            let reader = StreamReader(loop: loop)
+            let memory = Box(UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 1))
+            defer { memory.value.deallocate() }
+            let outcome = try loop.runUntilComplete { () async throws -> [String] in
+                func waitingRead() -> LoopTask<Int> {
+                    loop.createTask {
+                        if covered {
+                            var count = 0
+                            try await reader.coverCancellation { count = try await reader.read(into: memory.value) }
+                            return count
+                        }
+                        return try await reader.read(into: memory.value)
+                    }
+                }
+                var outcome: [String] = []
+                // Bytes first, then the cancellation: the read returns the bytes.
+                let first = waitingRead()
+                try await sleep(for: .milliseconds(1))
+                reader.feed(Array("one".utf8))
+                first.cancel()
+                let count = try await first.value
+                outcome.append(String(decoding: memory.value[..<count], as: UTF8.self))
+                // The cancellation first, then bytes: the read throws, the bytes stay buffered.
+                let second = waitingRead()
+                try await sleep(for: .milliseconds(1))
+                second.cancel()
+                reader.feed(Array("two".utf8))
+                reader.feedEOF()
+                do {
+                    _ = try await second.value
+                    outcome.append("no error")
+                } catch is CancellationError {
+                    outcome.append("cancelled")
+                }
+                let left = try await reader.read(max: 100)
+                outcome.append(String(decoding: left, as: UTF8.self))
+                return outcome
+            }
+            #expect(outcome == ["one", "cancelled", "two"])
+        }
+    }
+
+    // Inside a cover, the covered task's waits are woken by its one handler, also when the
+    // task is cancelled from another thread; a child task reading from the same reader keeps
+    // a handler of its own, and cancelling the child leaves the covered task's reads alone.
+    @Test func coverWakesItsTaskAndLeavesOtherTasksAlone() throws {
+        try withLoop { loop in
+            let reader = StreamReader(loop: loop)
+            let seen = Box<[String]>([])
+            try loop.runUntilComplete { () async throws in
+                let covered = Task(executorPreference: loop.taskExecutor) {
+                    try await reader.coverCancellation {
+                        // A child reads (no cover of its own); cancelling it ends only it.
+                        let child = loop.createTask { try await reader.read(max: 10) }
+                        try await sleep(for: .milliseconds(1))
+                        child.cancel()
+                        do {
+                            _ = try await child.value
+                            seen.value.append("child read")
+                        } catch is CancellationError {
+                            seen.value.append("child cancelled")
+                        }
+                        loop.callSoon { reader.feed(Array("data".utf8)) }
+                        seen.value.append(String(decoding: try await reader.read(max: 10), as: UTF8.self))
+                        do {
+                            _ = try await reader.read(max: 10)   // cancelled from another thread
+                            seen.value.append("read")
+                        } catch is CancellationError {
+                            seen.value.append("cancelled")
+                        }
+                    }
+                }
+                try await waitUntil("the covered task waits again") { seen.value.count == 2 && reader.isWaiting }
+                let canceller = OSThread.spawn(name: "canceller") { covered.cancel() }
+                try await covered.value
+                canceller.join()
+            }
+            #expect(seen.value == ["child cancelled", "data", "cancelled"])
+        }
+    }
+
+    // The reader holds its transport strongly while the connection lives (a weak reference
+    // would slow every retain of it); once the connection is lost nothing keeps the
+    // transport, the reader or the writer alive (no cycle through the reader, the protocol
+    // or the connection task).
+    @Test func closedConnectionFreesTransportReaderAndWriter() throws {
+        final class Weak: @unchecked Sendable {
+            weak var transport: AnyObject?
+            weak var reader: StreamReader?
+            weak var writer: StreamWriter?
+        }
+        try withLoop { loop in
+            let refs = Weak()
+            try loop.runUntilComplete { () async throws in
+                let handled = Future<Void>(loop: loop)
+                let server = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
+                    refs.transport = writer.transport as AnyObject
+                    refs.reader = reader
+                    refs.writer = writer
+                    while try await !reader.read(max: 100).isEmpty {}
+                    if !handled.isDone { handled.complete(.success(())) }
+                }
+                let port = try #require(server.addresses.first?.port)
+                let (_, clientWriter) = try await loop.openConnection(host: "127.0.0.1", port: port)
+                clientWriter.write("x")
+                clientWriter.close()
+                try await waitForEvent(handled, "the handler saw EOF")
+                try await waitUntil("the connection's objects are freed") {
+                    refs.transport == nil && refs.reader == nil && refs.writer == nil
+                }
+                server.close()
+            }
+        }
+    }
+}
