@@ -140,7 +140,10 @@ struct QueueCancellationTests {
                     Issue.record("the loop task has no Swift task")
                     return
                 }
-                _ = await Task.detached { swiftTask.cancel() }.value
+                // A thread of its own, not Task.detached: this test's loop blocks one of the
+                // few cooperative-pool threads, and a detached task could wait behind other
+                // tests doing the same until the time limit.
+                OSThread.spawn(name: "canceller") { swiftTask.cancel() }.join()
                 await #expect(throws: CancellationError.self) { try await getter.value }
                 #expect(queue.getters.count == 0)
                 try queue.putNowait(4)

@@ -28,6 +28,12 @@ struct TestError: Error, Equatable {
 /// A watchdog timer stops the loop after `timeout`, so a test that would hang fails instead
 /// (`runUntilComplete` then throws `stoppedBeforeCompletion`): a test blocked in the loop
 /// cannot be interrupted by Swift Testing's time limit.
+///
+/// The loop runs on the test's own thread, one of the cooperative pool's few threads (one per
+/// core), for the whole test: code inside must never wait for the global pool (no
+/// `Task.detached`, no `Task {}` without the loop's executor). Use `OSThread` for "another
+/// thread". Check with `taskset -c 0 swift test --skip-build`: on one core a test that waits
+/// for the pool hangs until the watchdog instead of passing by luck.
 func withLoop<T>(timeout: Duration = .seconds(60), _ body: (EventLoop) throws -> T) throws -> T {
     let loop = try EventLoop(name: "test")
     defer { try? loop.close() }
