@@ -54,7 +54,7 @@ final class DatagramRecorder: DatagramProtocol, @unchecked Sendable {
     }
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct DatagramTransportTests {
     // 0-, 1-, 1,400- and 65,507-byte datagrams come back whole to the socket that sent them.
     @Test(arguments: ["127.0.0.1", "::1"])

@@ -6,7 +6,7 @@ import Testing
 
 @testable import AsyncIO
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct EagerTaskTests {
     // The first step runs inside createTask (its side effect is visible when it returns);
     // what follows the first await runs later, on the loop's thread.

@@ -11,7 +11,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct EventLoopGroupTests {
     // next() hands the loops out round robin; each runs on its own named thread.
     @Test func nextIsRoundRobinAndEachLoopHasItsThread() async throws {

@@ -11,7 +11,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct EventLoopTests {
     // callSoon callbacks run in the order they were scheduled.
     @Test func callSoonRunsCallbacksInFIFOOrder() throws {

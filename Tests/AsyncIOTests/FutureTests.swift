@@ -6,7 +6,7 @@ import Testing
 
 @testable import AsyncIO
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct FutureTests {
     // Done callbacks run on the loop, in the order added, after the future completes.
     @Test func doneCallbacksRunOnTheLoopInOrder() throws {

@@ -6,7 +6,7 @@ import Testing
 
 @testable import AsyncIO
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct LoopTaskGroupTests {
     /// A loop-side wait that cancellation cannot cut short (for clean-up that takes time).
     static func uncancellableWait(_ loop: EventLoop, _ delay: Duration) async {

@@ -6,7 +6,7 @@ import Testing
 
 @testable import AsyncIO
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct LoopTaskTests {
     // Every step of a task, before and after awaits, runs on the loop thread.
     @Test func taskStepsRunOnTheLoopThread() throws {

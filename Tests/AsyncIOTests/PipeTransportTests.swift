@@ -18,7 +18,7 @@ private func makePipe(_ ends: inout [Int32]) -> Int32 {
     casyncio_pipe2(&ends, O_CLOEXEC)
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct PipeTransportTests {
     // A read pipe delivers the bytes, then eofReceived and connectionLost(nil) when the
     // writing end closes.

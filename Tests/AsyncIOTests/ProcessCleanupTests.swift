@@ -10,7 +10,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct ProcessCleanupTests {
     // 100 processes with all three pipes, each through communicate: afterwards no child is
     // left (not even a zombie) and /proc/self/fd holds exactly the pipes, pidfds and sockets

@@ -22,7 +22,7 @@ private func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T
     return try body(String(cString: resolved))
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct ProcessEnvironmentTests {
     // The environment given is the child's whole environment (HOME is gone), and the child
     // runs in the directory given.

@@ -16,7 +16,7 @@ private func repeatedLine(_ text: String, count: Int) -> [UInt8] {
     return (0..<count).map { line[$0 % line.count] }
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct ProcessTests {
     // Lines written to cat's stdin come back on its stdout one by one; EOF on stdin ends it.
     @Test func echoThroughStdinAndStdout() throws {

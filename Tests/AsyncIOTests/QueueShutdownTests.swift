@@ -19,7 +19,7 @@ private func outcome<T>(_ body: () async throws -> T) async -> String {
     }
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct QueueShutdownTests {
     // Non-immediate: putters (waiting and new) get QueueShutDown; getters drain, then get it.
     @Test func shutdownFailsPutsAndLetsGettersDrain() throws {

@@ -15,7 +15,7 @@ private struct Job: Comparable, Sendable, CustomStringConvertible {
     var description: String { "\(priority)\(name)" }
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct QueueTests {
     // MARK: - Order
 

@@ -14,7 +14,7 @@ final class ReadmeEcho: StreamProtocol {
     func resumeWriting() { transport?.resumeReading() }
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct ReadmeExampleTests {
     // README.md's two echo servers (protocol and streams), served briefly and checked.
     @Test func readmeEchoServersEcho() throws {

@@ -6,7 +6,7 @@ import Testing
 
 @testable import AsyncIO
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct RunCoroutineThreadSafeTests {
     /// Runs `work` on a plain OS thread (not a loop's) and awaits, on the loop, what it returns.
     static func onPlainThread<T: Sendable>(

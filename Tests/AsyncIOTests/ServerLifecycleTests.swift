@@ -32,7 +32,7 @@ private final class Deaf: StreamProtocol, @unchecked Sendable {
     func connectionLost(_ error: (any Error)?) {}
 }
 
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(10)))
 struct ServerLifecycleTests {
     // Cancelling serveForever closes the server and its connections, and returns only once the
     // connections are gone (a connection flushing to a peer that does not read keeps it

@@ -7,7 +7,7 @@ import Testing
 
 @testable import AsyncIO
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct StreamReaderAsyncioTests {
     private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
@@ -110,7 +110,7 @@ struct StreamReaderAsyncioTests {
     }
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct StreamReaderReadIntoTests {
     // read(into:) fills the caller's buffer with exactly the bytes in order, across feeds and
     // a buffer smaller than what arrived; 0 at EOF; a cancelled read takes nothing.

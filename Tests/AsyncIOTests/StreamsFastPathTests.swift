@@ -8,7 +8,7 @@ import Testing
 
 @testable import AsyncIO
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct StreamsFastPathTests {
     private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 

@@ -10,7 +10,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct StreamsTests {
     // readExactly returns exactly n bytes, across feeds; at EOF it throws with the partial bytes.
     @Test func readExactlyAcrossFeedsAndAtEOF() throws {

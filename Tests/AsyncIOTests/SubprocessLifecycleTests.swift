@@ -30,7 +30,7 @@ private func inode(_ fd: Int32) -> UInt? {
     return UInt(info.st_ino)
 }
 
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(10)))
 struct SubprocessLifecycleTests {
     // A child reaped by someone else (here the test, with waitpid, before the loop could) has
     // an unknown status: the transport reports SubprocessTransport.unknownReturnCode, never 0.

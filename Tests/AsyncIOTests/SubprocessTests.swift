@@ -20,7 +20,7 @@ final class ProcessRecorder: SubprocessProtocol, @unchecked Sendable {
     func processExited() { events.append("exited") }
 }
 
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(10)))
 struct SubprocessTests {
     // 10 MiB through `cat` come back byte-exact; the return code is 0.
     @Test func catRoundTripOf10MiB() throws {

@@ -26,7 +26,7 @@ func barrierOutcome(_ barrier: Barrier) async -> BarrierOutcome {
     }
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct SyncBarrierTests {
     // Three parties, two rounds: nobody passes a round before all three arrived, each round
     // hands out the indices 0, 1, 2 by arrival, and the barrier is empty afterwards.

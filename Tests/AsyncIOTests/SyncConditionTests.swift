@@ -6,7 +6,7 @@ import Testing
 
 @testable import AsyncIO
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct SyncConditionTests {
     // wait, notify and notifyAll need the lock held; without it they throw LockNotHeld.
     @Test func waitAndNotifyWithoutTheLockThrowLockNotHeld() throws {

@@ -6,7 +6,7 @@ import Testing
 
 @testable import AsyncIO
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct SyncEventTests {
     // set() wakes every waiter; while set, waits return at once; clear() makes them wait again.
     @Test func setWakesEveryWaiterAndClearMakesThemWaitAgain() throws {

@@ -37,7 +37,7 @@ func cancelFromAnotherThread<T>(_ task: LoopTask<T>) {
     OSThread.spawn(name: "canceller") { swiftTask.cancel() }.join()
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct SyncLockTests {
     // Uncontended acquire/release flips the flag; releasing an unlocked lock throws.
     @Test func releaseOfAnUnlockedLockThrows() throws {

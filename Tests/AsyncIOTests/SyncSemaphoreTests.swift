@@ -6,7 +6,7 @@ import Testing
 
 @testable import AsyncIO
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct SyncSemaphoreTests {
     // A semaphore of 2 lets two tasks in at once: the third waits until one releases.
     @Test func semaphoreCountsPermits() throws {

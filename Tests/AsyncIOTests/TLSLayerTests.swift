@@ -173,7 +173,7 @@ func runReady(_ loop: EventLoop) throws {
     try loop.runForever()
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct TLSLayerTests {
     // The handshake and application data survive records cut into single bytes, in both
     // directions; both applications see connectionMade once, before any data.

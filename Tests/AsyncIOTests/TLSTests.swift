@@ -135,7 +135,7 @@ func payload(_ count: Int, seed: UInt64 = 42) -> [UInt8] {
     }
 }
 
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.timeLimit(.minutes(10)))
 struct TLSTests {
     // Our client and server: 1 MiB echoed exactly; TLS 1.3 by default; what each side sees.
     @Test func echoOverTLSWithConnectionInfo() throws {

@@ -6,7 +6,7 @@ import Testing
 
 @testable import AsyncIO
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct TaskCancelMessageTests {
     // The message reaches the awaiter (through cancelMessage) and the body itself.
     @Test func cancelMessageReachesTheAwaiterAndTheBody() throws {

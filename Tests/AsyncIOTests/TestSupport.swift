@@ -23,6 +23,13 @@ struct TestError: Error, Equatable {
     let id: Int
 }
 
+/// Time limits: every suite has `.timeLimit(.minutes(10))`. Swift Testing starts all tests at
+/// once and counts a test's time from then, so a test still queued for one of the few
+/// cooperative-pool threads (one per core) behind tests that block theirs with a running
+/// loop is charged for the wait: one minute was exceeded by dozens of tests on a loaded
+/// 2-core machine and on one core (`taskset -c 0`). A hang inside a loop is caught sooner, by
+/// `withLoop`'s watchdog, which counts from the loop's creation.
+
 /// Runs `body` with a fresh loop and closes the loop afterwards.
 ///
 /// A watchdog timer stops the loop after `timeout`, so a test that would hang fails instead

@@ -11,7 +11,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct ThreadPoolExecutorTests {
     // A blocking job in runInExecutor does not stop a loop timer from firing while it runs.
     @Test func blockingJobDoesNotStopLoopTimers() throws {

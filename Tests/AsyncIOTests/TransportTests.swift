@@ -138,7 +138,7 @@ func recordingServer(_ loop: EventLoop, echo: Bool = true) async throws -> (Serv
     return (server, accepted)
 }
 
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(10)))
 struct TransportTests {
     // Bytes sent by a client come back byte-exact; callbacks follow the documented order.
     @Test func echoRoundTripAndCallbackOrder() throws {
@@ -498,7 +498,7 @@ struct TransportTests {
     }
 }
 
-@Suite(.timeLimit(.minutes(5)))
+@Suite(.timeLimit(.minutes(10)))
 struct TransportLeakTests {
     // Many connect/echo/close cycles leave the fd count and RSS flat (run in a child process,
     // where nothing else opens fds).

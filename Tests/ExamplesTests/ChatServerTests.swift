@@ -78,7 +78,7 @@ private func runChatScript(_ script: String, port: Int, sourceLocation: SourceLo
     #expect(result.succeeded && result.text == "ok\n", "\(result.summary)", sourceLocation: sourceLocation)
 }
 
-@Suite(.timeLimit(.minutes(3)))
+@Suite(.timeLimit(.minutes(10)))
 struct ChatServerTests {
     // Rules 1 and 2: welcome with the count, joined/left notices, messages to the others only
     // (the empty line too), /who sorted by bytes, unknown commands, /quit with bye.

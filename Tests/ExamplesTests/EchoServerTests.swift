@@ -747,7 +747,7 @@ print(f"received {received} then eof", flush=True)
 
 // MARK: - Tests
 
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(10)))
 struct EchoServerTests {
     // 1. 64 MiB through tcp-echo-server, sent and read concurrently: byte-exact (SHA-256), and
     //    after the client's EOF nothing more, then EOF.

@@ -60,7 +60,7 @@ func runExample(_ name: String, _ arguments: [String], timeout: Double = 60) thr
         stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
 }
 
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(10)))
 struct ExamplesTests {
     // task-sample: the three tasks start in order, B and C finish before A (they ran concurrently).
     @Test func taskSamplePrintsTheContractLinesInOrder() throws {

@@ -241,7 +241,7 @@ print("fds", fds0, fds1)
 print("rss_kib", rss0, rss1)
 """#
 
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(10)))
 struct TLSEchoServerTests {
     // Python's ssl: small and 16 MiB echoes byte-exact, TLS 1.3 by default with close_notify
     // answered, and TLS 1.2 still accepted.
