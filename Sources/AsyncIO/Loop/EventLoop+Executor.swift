@@ -62,8 +62,6 @@ public final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
     unowned(unsafe) var loop: EventLoop?
     private let inbox: LoopInbox
     private let logger: Logger
-    /// The loop as a weak reference, for ``eventLoop``.
-    private weak var weakLoop: EventLoop?
 
     init(inbox: LoopInbox, logger: Logger) {
         self.inbox = inbox
@@ -73,11 +71,13 @@ public final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
     /// Called once by the loop's initialiser.
     func attach(_ loop: EventLoop) {
         self.loop = loop
-        weakLoop = loop
     }
 
-    /// The loop this executor runs jobs on, or `nil` once that loop was freed.
-    public var eventLoop: EventLoop? { weakLoop }
+    /// Whether the loop this executor runs jobs on was closed (or freed): jobs enqueued from
+    /// now on are refused. Thread-safe. (There is no way back to the loop from here: a weak
+    /// reference to it would give the loop a side table, and every retain and release of the
+    /// loop would take the runtime's slow path.)
+    public var isLoopClosed: Bool { inbox.closed.load(ordering: .acquiring) }
 
     /// Queues a task step on the loop. Thread-safe.
     public func enqueue(_ job: consuming ExecutorJob) {

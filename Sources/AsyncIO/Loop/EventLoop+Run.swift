@@ -66,7 +66,7 @@ extension EventLoop {
 
     /// One pass: poll, collect due timers, run what was ready at the start of the pass.
     private func runOnce() {
-        if cancelledTimers > 100 && cancelledTimers * 2 > timers.count {
+        if cancelledTimers.count > 100 && cancelledTimers.count * 2 > timers.count {
             compactTimers()
         }
 
@@ -120,7 +120,7 @@ extension EventLoop {
                 let handle = first.handle
                 handle.inTimerHeap = false
                 if handle.cancelled {
-                    cancelledTimers -= 1
+                    cancelledTimers.count -= 1
                     continue
                 }
                 ready.append(.handle(handle))
@@ -200,12 +200,12 @@ extension EventLoop {
 
     private func compactTimers() {
         timers = Heap(timers.unordered.filter { !$0.handle.cancelled })
-        cancelledTimers = 0
+        cancelledTimers.count = 0
     }
 
     /// How many timers are in the heap, cancelled ones included (for tests and diagnostics).
     var scheduledTimerCount: Int { timers.count }
 
     /// How many timers are scheduled and not cancelled.
-    var liveTimerCount: Int { timers.count - cancelledTimers }
+    var liveTimerCount: Int { timers.count - cancelledTimers.count }
 }

@@ -47,11 +47,6 @@ extension EventLoop {
         return handle
     }
 
-    /// Called by a timer handle when it is cancelled while still in the heap.
-    func timerCancelled() {
-        cancelledTimers += 1
-    }
-
     /// Schedules `callback` from any thread and wakes the loop if it is waiting in epoll.
     ///
     /// - Returns: A handle that any thread may cancel: once its `cancel()` returns, the

@@ -105,7 +105,9 @@ public final class EventLoop: @unchecked Sendable {
     @exclusivity(unchecked) var ready = Deque<ReadyItem>()
     @exclusivity(unchecked) var remoteSpare: [RemoteItem] = []
     @exclusivity(unchecked) var timers = Heap<TimerEntry>()
-    var cancelledTimers = 0
+    /// Cancelled timers still in `timers` (shared with the timer handles, which count
+    /// themselves in when cancelled).
+    let cancelledTimers = CancelledTimerCount()
     var timerSequence: UInt64 = 0
     @exclusivity(unchecked) var registrations: [Registration] = []
     var registrationCount = 0
