@@ -302,4 +302,112 @@ struct TLSConnectionTests {
         #expect(pair.server.actions.error?.code == .closedDuringHandshake)
         #expect(pair.server.core.phase == .closed)
     }
+
+    // close() sends close_notify and waits; the peer hears it as the end of its input, and
+    // its own close answers at once (it had the other's already); the first side then
+    // closes too. Nothing is sent after close_notify.
+    @Test func closeNotifyBothWays() throws {
+        let pair = try CorePair()
+        pair.exchange()
+        pair.client.write(Array("last".utf8))
+        #expect(pair.client.core.close() == .waitingForCloseNotify)
+        #expect(pair.client.core.phase == .shuttingDown && pair.client.core.writeSide == .closeNotifySent)
+        pair.client.write(Array("too late".utf8))
+        #expect(pair.client.core.close() == .alreadyClosing)
+        let out = pair.client.take()
+        #expect(tlsRecords(out).count == 2)   // "last", then close_notify
+        pair.server.receive(out)
+        #expect(pair.server.actions.received == Array("last".utf8))
+        #expect(pair.server.actions.events == ["handshake", "closeNotify"])
+        #expect(pair.server.core.readSide == .closeNotifyReceived)
+        #expect(pair.server.core.close() == .done)
+        #expect(pair.server.actions.events == ["handshake", "closeNotify", "closed"])
+        #expect(pair.server.core.phase == .closed)
+        pair.client.receive(pair.server.take())
+        #expect(pair.client.actions.events == ["handshake", "closed"])
+        #expect(pair.client.core.phase == .closed)
+        #expect(pair.client.actions.received.isEmpty)
+    }
+
+    // writeEOF (TLS 1.3 half-close): the peer hears close_notify and may keep writing; what
+    // it writes is still delivered; its close_notify then ends the connection.
+    @Test func halfCloseThenTheOtherWay() throws {
+        let pair = try CorePair()
+        pair.exchange()
+        #expect(pair.client.core.writeEOF() == .waitingForCloseNotify)
+        #expect(pair.client.core.phase == .established && pair.client.core.writeSide == .closeNotifySent)
+        pair.server.receive(pair.client.take())
+        #expect(pair.server.actions.events == ["handshake", "closeNotify"])
+        pair.server.write(Array("still here".utf8))
+        #expect(pair.server.core.writeEOF() == .done)   // both close_notifys: done
+        #expect(pair.server.actions.events == ["handshake", "closeNotify", "closed"])
+        pair.client.receive(pair.server.take())
+        #expect(pair.client.actions.received == Array("still here".utf8))
+        #expect(pair.client.actions.events == ["handshake", "closeNotify"])
+        #expect(pair.client.core.close() == .done)
+        #expect(pair.client.actions.events == ["handshake", "closeNotify", "closed"])
+    }
+
+    // EOF while established is the peer's end without close_notify (reported, not an
+    // error); EOF while shutting down finishes the shutdown.
+    @Test func eofAfterTheHandshake() throws {
+        let pair = try CorePair()
+        pair.exchange()
+        #expect(pair.server.core.receivedEOF() == true)
+        #expect(pair.server.actions.events == ["handshake", "eof"])
+        #expect(pair.server.core.readSide == .eofReceived)
+        #expect(pair.server.core.close() == .done)   // nobody to wait for
+        #expect(pair.client.core.close() == .waitingForCloseNotify)
+        #expect(pair.client.core.receivedEOF() == true)
+        #expect(pair.client.actions.events == ["handshake", "closed"])
+        #expect(pair.client.core.phase == .closed)
+    }
+
+    // A record the peer never encrypted: the connection fails with protocolError and
+    // OpenSSL's reason, after sending its alert.
+    @Test func garbageAfterTheHandshakeFailsTheConnection() throws {
+        let pair = try CorePair()
+        pair.exchange()
+        pair.server.receive([0x17, 0x03, 0x03, 0x00, 0x20] + [UInt8](repeating: 0, count: 32))
+        #expect(pair.server.actions.events == ["handshake", "failed protocolError"])
+        #expect(pair.server.actions.error == TLSError(
+            .protocolError, "TLS error: decryption failed or bad record mac",
+            reason: "decryption failed or bad record mac"))
+        #expect(pair.server.core.phase == .closed)
+        #expect(tlsRecords(pair.server.take()).count == 1)   // the alert
+        pair.server.receive([0x17, 0x03, 0x03, 0x00, 0x01, 0x00])
+        #expect(pair.server.actions.events == ["handshake", "failed protocolError"])   // nothing more
+    }
+
+    // A ClientHello cut short inside its record: the handshake fails with OpenSSL's reason,
+    // and an alert goes back.
+    @Test func garbageDuringTheHandshakeFailsIt() throws {
+        let pair = try CorePair()
+        pair.server.receive([0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00])
+        #expect(pair.server.actions.events == ["failed handshakeFailed"])
+        #expect(pair.server.actions.error == TLSError(
+            .handshakeFailed, "TLS handshake failed: length too short", reason: "length too short"))
+        let alert = pair.server.take()
+        #expect(alert.first == 21 && tlsRecords(alert).count == 1)
+        // Not TLS at all: no alert, the same code.
+        let other = try CorePair()
+        other.server.receive(Array("GET / HTTP/1.1\r\n\r\n".utf8))
+        #expect(other.server.actions.error == TLSError(
+            .handshakeFailed, "TLS handshake failed: http request", reason: "http request"))
+        #expect(other.server.take().isEmpty)
+    }
+
+    // A client that does not trust the server's certificate: certificateVerificationFailed
+    // with the reason, and the server hears the client's alert as a handshake failure.
+    @Test func untrustedServerCertificate() throws {
+        var config = clientConfiguration()
+        config.caFile = "\(certificates)/client.crt"   // not the CA that signed the server's
+        let pair = try CorePair(client: config)
+        pair.exchange()
+        #expect(pair.client.actions.error == TLSError(
+            .certificateVerificationFailed, "certificate verification failed: unable to get local issuer certificate",
+            reason: "unable to get local issuer certificate"))
+        #expect(pair.server.actions.error == TLSError(
+            .handshakeFailed, "TLS handshake failed: tlsv1 alert unknown ca", reason: "tlsv1 alert unknown ca"))
+    }
 }
