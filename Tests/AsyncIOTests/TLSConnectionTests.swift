@@ -16,22 +16,22 @@ final class ActionRecorder: TLSConnectionSink {
     var events: [String] = []
     var error: TLSError?
 
-    func tlsSend(_ records: UnsafeRawBufferPointer) { sent.append(contentsOf: records) }
-    func tlsHandshakeCompleted() { events.append("handshake") }
-    func tlsDeliver(_ plaintext: UnsafeRawBufferPointer) { received.append(contentsOf: plaintext) }
-    func tlsPlaintextBuffer() -> UnsafeMutableRawBufferPointer? { nil }
-    func tlsDelivered(_ count: Int) {}
-    func tlsPeerClosed(closeNotify: Bool) { events.append(closeNotify ? "closeNotify" : "eof") }
-    func tlsWritesHeld(total: Int, first: Bool) { events.append("held \(total)\(first ? " first" : "")") }
-    func tlsHeldWritesSent(closing: TLSConnection.CloseProgress?) {
+    override func tlsSend(_ records: UnsafeRawBufferPointer) { sent.append(contentsOf: records) }
+    override func tlsHandshakeCompleted() { events.append("handshake") }
+    override func tlsDeliver(_ plaintext: UnsafeRawBufferPointer) { received.append(contentsOf: plaintext) }
+    override func tlsPlaintextBuffer() -> UnsafeMutableRawBufferPointer? { nil }
+    override func tlsDelivered(_ count: Int) {}
+    override func tlsPeerClosed(closeNotify: Bool) { events.append(closeNotify ? "closeNotify" : "eof") }
+    override func tlsWritesHeld(total: Int, first: Bool) { events.append("held \(total)\(first ? " first" : "")") }
+    override func tlsHeldWritesSent(closing: TLSConnection.CloseProgress?) {
         events.append("heldSent" + (closing.map { " \($0)" } ?? ""))
     }
-    func tlsClosed() { events.append("closed") }
-    func tlsFailed(_ error: TLSError) {
+    override func tlsClosed() { events.append("closed") }
+    override func tlsFailed(_ error: TLSError) {
         events.append("failed \(error.code)")
         self.error = error
     }
-    func tlsOpenSSLReturned() { events.append("returned") }
+    override func tlsOpenSSLReturned() { events.append("returned") }
 }
 
 /// One end of a connection: a core, its recorded actions, its plaintext buffer.
@@ -42,7 +42,7 @@ final class CoreEnd {
 
     init(_ context: TLSContext, serverHostname: String? = nil) throws {
         core = try TLSConnection(context: context, serverHostname: serverHostname)
-        core.sink = actions
+        core.setSink(actions)
     }
 
     deinit { plaintext.deallocate() }

@@ -25,7 +25,7 @@ extension TLSConnection {
         if gathering {
             flight.append(contentsOf: bytes)
         } else {
-            sink?.tlsSend(bytes)
+            toSink { $0.tlsSend(bytes) }
         }
     }
 }
@@ -42,15 +42,16 @@ enum TLSBIO {
         BIO_meth_set_write_ex(method) { bio, data, count, written in
             guard let bio, let data, let owner = BIO_get_data(bio) else { return 0 }
             casyncio_BIO_clear_retry_flags(bio)
-            Unmanaged<TLSConnection>.fromOpaque(owner).takeUnretainedValue()
-                .bioWrite(UnsafeRawBufferPointer(start: data, count: count))
+            Unmanaged<TLSConnection>.fromOpaque(owner)._withUnsafeGuaranteedRef {
+                $0.bioWrite(UnsafeRawBufferPointer(start: data, count: count))
+            }
             written?.pointee = count
             return 1
         }
         BIO_meth_set_read_ex(method) { bio, data, count, read in
             guard let bio, let data, let owner = BIO_get_data(bio) else { return 0 }
             casyncio_BIO_clear_retry_flags(bio)
-            let n = Unmanaged<TLSConnection>.fromOpaque(owner).takeUnretainedValue().bioRead(data, count)
+            let n = Unmanaged<TLSConnection>.fromOpaque(owner)._withUnsafeGuaranteedRef { $0.bioRead(data, count) }
             if n == 0 {
                 casyncio_BIO_set_retry_read(bio)   // nothing yet: OpenSSL says WANT_READ
                 return 0

@@ -58,7 +58,7 @@ extension TLSConnection {
             if openSSL({ SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) }) == 1 {
                 // After close() (waiting for held writes) records are read and dropped.
                 guard writeSide != .heldThenClose else { continue }
-                sink?.tlsDeliver(UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
+                toSink { $0.tlsDeliver(UnsafeRawBufferPointer(start: buffer.baseAddress, count: count)) }
                 // Every received byte is inside OpenSSL and none of it is left there: the
                 // next SSL_read could only say "needs more bytes" (skipping it halves the
                 // calls for one record per segment).
@@ -73,13 +73,13 @@ extension TLSConnection {
     /// One record decrypted straight into the sink's buffer; false when the sink gave none,
     /// or OpenSSL needs more bytes, or the connection ended.
     func readIntoSinkBuffer(_ ssl: OpaquePointer) -> Bool {
-        guard let buffer = sink?.tlsPlaintextBuffer() else { return false }
+        guard let buffer = toSink({ $0.tlsPlaintextBuffer() }) ?? nil else { return false }
         var count = 0
         guard openSSL({ SSL_read_ex(ssl, buffer.baseAddress, buffer.count, &count) }) == 1 else {
             readFailed(ssl)
             return false
         }
-        sink?.tlsDelivered(count)
+        toSink { $0.tlsDelivered(count) }
         return true
     }
 
@@ -130,7 +130,7 @@ extension TLSConnection {
         switch readSide {
         case .open, .paused:
             moveRead(to: .closeNotifyReceived)
-            sink?.tlsPeerClosed(closeNotify: true)
+            toSink { $0.tlsPeerClosed(closeNotify: true) }
         case .closeNotifyReceived, .eofReceived:
             return
         }
@@ -213,7 +213,7 @@ extension TLSConnection {
         let first = writeSide == .open
         heldWrites.append(contentsOf: bytes)
         if first { moveWrite(to: .held) }
-        sink?.tlsWritesHeld(total: heldWrites.count, first: first)
+        toSink { $0.tlsWritesHeld(total: heldWrites.count, first: first) }
     }
 
     /// OpenSSL may be done with the post-handshake message: encrypts what was held, carries
@@ -237,6 +237,6 @@ extension TLSConnection {
             closing = nil
         case .heldThenClose: closing = close()
         }
-        sink?.tlsHeldWritesSent(closing: closing)
+        toSink { $0.tlsHeldWritesSent(closing: closing) }
     }
 }

@@ -2,8 +2,9 @@
 // swift-asyncio — TLSConnection: the TLS core, sans I/O — bytes in, actions out.
 //
 // One concern per file:
-//   TLSConnection.swift            the phases and sides, set-up, the handshake, close (this file)
+//   TLSConnection.swift            the phases and sides, set-up, the handshake (this file)
 //   TLSConnection+Records.swift    records in → plaintext out; plaintext in → records out
+//   TLSConnection+Close.swift      EOF, writeEOF, close, abort, release
 //   TLSConnectionSink.swift        the actions, as the protocol of whoever drives the core
 //   TLSBIO.swift                   the BIO between OpenSSL and the core
 //===----------------------------------------------------------------------===//
@@ -121,10 +122,10 @@ final class TLSConnection {
     /// Server or client.
     let isServer: Bool
     /// The OpenSSL connection; `nil` once ``release()``d.
-    @exclusivity(unchecked) private(set) var ssl: OpaquePointer?
-    /// Where the actions go. The sink owns the connection (or outlives its use), so no
-    /// reference count is paid on the hot path.
-    @exclusivity(unchecked) unowned(unsafe) var sink: (any TLSConnectionSink)?
+    @exclusivity(unchecked) var ssl: OpaquePointer?
+    /// Where the actions go, borrowed for each call (no reference counting on the hot path):
+    /// the sink owns the connection, or outlives its use. Set with ``setSink(_:)``.
+    @exclusivity(unchecked) private var sinkReference: Unmanaged<TLSConnectionSink>?
     /// Decrypt each record into a buffer the sink gives (``TLSConnectionSink/tlsPlaintextBuffer()``)
     /// rather than the one passed to ``receive(_:plaintext:)``.
     @exclusivity(unchecked) var deliversIntoSinkBuffers = false
@@ -212,6 +213,17 @@ final class TLSConnection {
         if let ssl { SSL_free(ssl) }
     }
 
+    /// Sends the actions to `sink` from now on. The connection does not keep it alive.
+    func setSink(_ sink: TLSConnectionSink) {
+        sinkReference = .passUnretained(sink)
+    }
+
+    /// Runs `action` on the sink, if there is one, borrowing it for the call.
+    @inline(__always) @discardableResult
+    func toSink<Result>(_ action: (TLSConnectionSink) -> Result) -> Result? {
+        sinkReference?._withUnsafeGuaranteedRef(action)
+    }
+
     // MARK: - Transitions
 
     /// The one place ``phase`` changes: the transitions of the table above, plus
@@ -295,7 +307,7 @@ final class TLSConnection {
         switch code {
         case SSL_ERROR_NONE:
             move(to: .established)
-            sink?.tlsHandshakeCompleted()
+            toSink { $0.tlsHandshakeCompleted() }
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
             return
         default:
@@ -307,7 +319,7 @@ final class TLSConnection {
         guard !flight.isEmpty else { return }
         let records = flight
         flight = []
-        records.withUnsafeBytes { sink?.tlsSend($0) }
+        records.withUnsafeBytes { bytes in toSink { $0.tlsSend(bytes) } }
     }
 
     func handshakeFailed(_ code: Int32) {
@@ -332,7 +344,7 @@ final class TLSConnection {
     /// Closes with `error` for the sink.
     func fail(_ error: TLSError) {
         move(to: .closed)
-        sink?.tlsFailed(error)
+        toSink { $0.tlsFailed(error) }
     }
 
     /// The SNI callback: lets the server's configuration pick a context for the name.
@@ -357,143 +369,6 @@ final class TLSConnection {
     /// A client got a session (TLS 1.3: a ticket after the handshake).
     func sessionIssued(_ session: TLSSession) {
         latestSession = session
-    }
-
-    // MARK: - Shutting down
-
-    /// The transport below reached EOF.
-    /// - Returns: Whether it was an orderly end the transport may stay half-open after
-    ///   (established, or shutting down); false when it failed the connection.
-    @discardableResult
-    func receivedEOF() -> Bool {
-        switch phase {
-        case .idle, .handshaking:
-            fail(TLSError(.closedDuringHandshake, "the connection closed during the TLS handshake"))
-            return false
-        case .established where writeSide.isHeld:
-            // Inside a post-handshake message OpenSSL can never finish: what is held is lost.
-            let lost = heldWrites.count
-            dropHeldWrites()
-            fail(TLSError(
-                .protocolError,
-                "the peer closed inside a TLS post-handshake message; \(lost) written bytes were not sent"))
-            return false
-        case .established:
-            switch readSide {
-            case .closeNotifyReceived, .eofReceived:
-                return true   // after close_notify: already reported
-            case .open, .paused:
-                // EOF without close_notify: reported as EOF (as asyncio does); the sink
-                // decides whether to keep writing.
-                moveRead(to: .eofReceived)
-                sink?.tlsPeerClosed(closeNotify: false)
-                return true
-            }
-        case .shuttingDown:
-            finishShutdown()
-            return true
-        case .closed:
-            return false
-        }
-    }
-
-    /// Sends close_notify after what was written, or, while writes are held, once they are
-    /// sent. Reading goes on (also if it was paused) until the peer's close_notify.
-    @discardableResult
-    func writeEOF() -> CloseProgress {
-        guard phase == .established, let ssl else { return .alreadyClosing }
-        switch writeSide {
-        case .open:
-            break
-        case .held:
-            moveWrite(to: .heldThenWriteEOF)   // close_notify must follow them (and OpenSSL cannot yet)
-            return .waitingForHeldWrites
-        case .heldThenWriteEOF, .heldThenClose, .closeNotifySent:
-            return .alreadyClosing
-        }
-        moveWrite(to: .closeNotifySent)
-        OpenSSLErrors.clear()
-        let done = openSSL({ SSL_shutdown(ssl) }) == 1
-        OpenSSLErrors.clear()
-        if done {   // the peer's close_notify came first: all done
-            finishShutdown()
-            return .done
-        }
-        return .waitingForCloseNotify
-    }
-
-    /// Closes: during the handshake at once; established, with close_notify (after held
-    /// writes), then ``Phase/shuttingDown`` until the peer's. Reading resumes if paused.
-    @discardableResult
-    func close() -> CloseProgress {
-        switch phase {
-        case .idle, .handshaking:
-            move(to: .closed)
-            return .abandonedHandshake
-        case .established:
-            switch writeSide {
-            case .held, .heldThenWriteEOF:
-                // Held bytes go first; meanwhile read on (dropping data) so OpenSSL can
-                // finish the message it is in.
-                moveWrite(to: .heldThenClose)
-                if readSide == .paused { moveRead(to: .open) }
-                return .waitingForHeldWrites
-            case .heldThenClose:
-                return .alreadyClosing
-            case .open, .closeNotifySent:
-                return startShutdown()
-            }
-        case .shuttingDown, .closed:
-            return .alreadyClosing
-        }
-    }
-
-    func startShutdown() -> CloseProgress {
-        guard let ssl else { return .alreadyClosing }
-        move(to: .shuttingDown)
-        if readSide == .paused { moveRead(to: .open) }
-        let done: Bool
-        if writeSide == .closeNotifySent {   // writeEOF sent it already
-            done = SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN != 0
-        } else {
-            moveWrite(to: .closeNotifySent)
-            OpenSSLErrors.clear()
-            done = openSSL({ SSL_shutdown(ssl) }) == 1
-            OpenSSLErrors.clear()
-        }
-        if done || readSide == .eofReceived {
-            finishShutdown()
-            return .done
-        }
-        return .waitingForCloseNotify
-    }
-
-    /// close_notify both ways, or EOF after ours: closed, and the sink hears it.
-    func finishShutdown() {
-        move(to: .closed)
-        sink?.tlsClosed()
-    }
-
-    /// Closes at once, sending nothing (the driver aborts, or gives up waiting).
-    func abort() {
-        move(to: .closed)
-    }
-
-    /// Closes and frees the `SSL*` and every buffer (the transport below is gone).
-    func release() {
-        move(to: .closed)
-        savedInput = []
-        flight = []
-        dropHeldWrites()
-        if let ssl {
-            SSL_free(ssl)
-            self.ssl = nil
-        }
-    }
-
-    func dropHeldWrites() {
-        heldWrites = []
-        if writeSide.isHeld { moveWrite(to: .open) }
     }
 
     // MARK: - Reading, paused and resumed
@@ -556,7 +431,7 @@ final class TLSConnection {
         openSSLDepth -= 1
         if returnNoticeRequested && openSSLDepth == 0 {
             returnNoticeRequested = false
-            sink?.tlsOpenSSLReturned()
+            toSink { $0.tlsOpenSSLReturned() }
         }
     }
 

@@ -3,8 +3,8 @@
 //
 // The TLS itself is the sans-I/O core, TLSConnection; this type is its adapter to the loop.
 // One concern per file:
-//   TLSTransport.swift            the adapter's state, set-up, the handshake's end (this file)
-//   TLSTransport+Receive.swift    the socket transport's protocol, and the core's actions
+//   TLSTransport.swift            the adapter's state, set-up, the core's actions (this file)
+//   TLSTransport+Receive.swift    the socket transport's protocol
 //   TLSTransport+Send.swift       the application's transport: writes, close, shutdown
 //===----------------------------------------------------------------------===//
 
@@ -37,7 +37,7 @@ import Glibc
 /// (startTLS starts at `connected`: the plain transport made the application.) There is no
 /// "flushing" phase: the application's writes are encrypted at once and queued by the socket
 /// transport, whose `close` flushes them behind the close_notify.
-final class TLSTransport: StreamProtocol, StreamTransport, TLSConnectionSink, WritePauseReporting,
+final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, WritePauseReporting,
     @unchecked Sendable
 {
     /// The application's side of the connection.
@@ -132,11 +132,12 @@ final class TLSTransport: StreamProtocol, StreamTransport, TLSConnectionSink, Wr
         self.writePauses = WritePauses(inner: appWritePaused, app: appWritePaused)
         self.appFactory = factory
         self.handshakeWaiter = waiter
+        super.init()
         core.deliversIntoSinkBuffers = bufferedApp != nil
-        core.sink = self
+        core.setSink(self)
     }
 
-    // MARK: - Handshake
+    // MARK: - Handshake and the core's actions (overrides live in the class body)
 
     /// Starts the handshake over `inner` (already connected), first feeding bytes that
     /// arrived before TLS started (startTLS).
@@ -176,7 +177,7 @@ final class TLSTransport: StreamProtocol, StreamTransport, TLSConnectionSink, Wr
 
     /// ``TLSConnectionSink``: the handshake is done: the application is made (servers) and
     /// connected, hears a pause that came during the handshake, and the waiter completes.
-    func tlsHandshakeCompleted() {
+    override func tlsHandshakeCompleted() {
         handshakeTimer?.cancel()
         handshakeTimer = nil
         if app == nil, let appFactory {
@@ -202,6 +203,106 @@ final class TLSTransport: StreamProtocol, StreamTransport, TLSConnectionSink, Wr
             handshakeWaiter = nil
             waiter.complete(.success(()))
         }
+    }
+
+    // MARK: - The core's actions
+
+    override func tlsSend(_ records: UnsafeRawBufferPointer) {
+        inner?.write(records)
+    }
+
+    override func tlsDeliver(_ plaintext: UnsafeRawBufferPointer) {
+        guard let app else { return }
+        do {
+            try app.dataReceived(plaintext)
+        } catch {
+            protocolCallbackFailed(error, "dataReceived")
+        }
+    }
+
+    override func tlsPlaintextBuffer() -> UnsafeMutableRawBufferPointer? {
+        guard let bufferedApp else { return nil }
+        let buffer: UnsafeMutableRawBufferPointer
+        do {
+            buffer = try bufferedApp.getBuffer(sizeHint: TLSLoopState.readBufferSize)
+        } catch {
+            protocolCallbackFailed(error, "getBuffer")
+            return nil
+        }
+        guard buffer.count > 0 else {
+            protocolCallbackFailed(TransportError(.other, "getBuffer returned an empty buffer"), "getBuffer")
+            return nil
+        }
+        return buffer
+    }
+
+    override func tlsDelivered(_ count: Int) {
+        do {
+            try bufferedApp?.bufferUpdated(count)
+        } catch {
+            protocolCallbackFailed(error, "bufferUpdated")
+        }
+    }
+
+    /// The peer's close_notify or EOF. TLS 1.3: a half-close, the application may keep
+    /// writing if `eofReceived` says so. TLS 1.2: close_notify is answered and the connection
+    /// closed (RFC 5246 §7.2.1).
+    override func tlsPeerClosed(closeNotify: Bool) {
+        let keepOpen: Bool
+        do {
+            keepOpen = try app?.eofReceived() ?? false
+        } catch {
+            protocolCallbackFailed(error, "eofReceived")
+            return
+        }
+        if core.phase == .established && (!keepOpen || closeNotify && !core.isTLS13) {
+            close()
+        }
+    }
+
+    /// Held bytes count for flow control: over the high-water mark the application is asked
+    /// to pause; and the socket reads on even if the application paused (OpenSSL needs the
+    /// rest of its message, see ``pauseReading()``).
+    override func tlsWritesHeld(total: Int, first: Bool) {
+        if first && core.readSide == .paused {
+            inner?.resumeReading()
+        }
+        if total > writeBufferLimits.high && appState == .connected && !writePauses.app {
+            writePauses.app = true
+            app?.pauseWriting()
+        }
+    }
+
+    override func tlsHeldWritesSent(closing: TLSConnection.CloseProgress?) {
+        if writePauses.app && !writePauses.inner && !core.returnNoticeRequested && core.phase != .closed {
+            writePauses.app = false
+            app?.resumeWriting()
+        }
+        if core.readSide == .paused && core.phase == .established {
+            inner?.pauseReading()   // the application's pause holds again
+        }
+        if let closing { closeProgressed(closing) }
+    }
+
+    override func tlsClosed() {
+        shutdownTimer?.cancel()
+        shutdownTimer = nil
+        inner?.close()
+    }
+
+    override func tlsFailed(_ error: TLSError) {
+        failure = failure ?? error
+        switch error.code {
+        case .handshakeFailed, .certificateVerificationFailed, .closedDuringHandshake:
+            if isServer { logHandshakeFailure(error) }
+        default:
+            break
+        }
+        inner?.close()   // flushes the alert OpenSSL wrote, if any
+    }
+
+    override func tlsOpenSSLReturned() {
+        pauseWriting()   // the pause that came during the call
     }
 
     func logHandshakeFailure(_ error: any Error) {
