@@ -89,6 +89,7 @@ struct CorePair {
     }
 }
 
+/// Hands `bytes` to `end` in pieces of `chunk` bytes.
 func feed(_ bytes: [UInt8], to end: CoreEnd, chunk: Int) {
     var offset = 0
     while offset < bytes.count {

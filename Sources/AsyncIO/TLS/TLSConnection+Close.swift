@@ -93,6 +93,8 @@ extension TLSConnection {
         }
     }
 
+    /// Sends close_notify (unless writeEOF did) and enters ``Phase/shuttingDown``; done at once
+    /// if the peer's close_notify or EOF came first.
     func startShutdown() -> CloseProgress {
         guard let ssl else { return .alreadyClosing }
         move(to: .shuttingDown)
@@ -136,6 +138,7 @@ extension TLSConnection {
         }
     }
 
+    /// Forgets held writes (they can never be sent).
     func dropHeldWrites() {
         heldWrites = []
         if writeSide.isHeld { moveWrite(to: .open) }

@@ -26,6 +26,7 @@ extension TLSConnection {
         inputOffset = 0
     }
 
+    /// One pass over the input: handshake, records, held writes, the drain after close.
     func process() {
         if phase == .handshaking {
             handshakeStep()
@@ -164,6 +165,7 @@ extension TLSConnection {
         }
     }
 
+    /// Encrypts `bytes` now, or holds them (behind what is held already).
     func encrypt(_ bytes: UnsafeRawBufferPointer) {
         guard phase == .established, bytes.count > 0 else { return }
         recordBuffers.recentlyActive = true

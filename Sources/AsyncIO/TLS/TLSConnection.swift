@@ -5,7 +5,7 @@
 //   TLSConnection.swift            the phases and sides, set-up, the handshake (this file)
 //   TLSConnection+Records.swift    records in → plaintext out; plaintext in → records out
 //   TLSConnection+Close.swift      EOF, writeEOF, close, abort, release
-//   TLSConnectionSink.swift        the actions, as the protocol of whoever drives the core
+//   TLSConnectionSink.swift        the actions: the class whoever drives the core subclasses
 //   TLSBIO.swift                   the BIO between OpenSSL and the core
 //===----------------------------------------------------------------------===//
 
@@ -315,6 +315,7 @@ final class TLSConnection {
         }
     }
 
+    /// Sends the records one handshake step gathered, as one buffer.
     func sendFlight() {
         guard !flight.isEmpty else { return }
         let records = flight
@@ -322,6 +323,7 @@ final class TLSConnection {
         records.withUnsafeBytes { bytes in toSink { $0.tlsSend(bytes) } }
     }
 
+    /// Fails the handshake with the most precise error: verification, EOF, or OpenSSL's reason.
     func handshakeFailed(_ code: Int32) {
         let reason = OpenSSLErrors.take()
         let error: TLSError
@@ -426,6 +428,7 @@ final class TLSConnection {
         return result
     }
 
+    /// Counts an OpenSSL call out; the outermost one delivers a requested return notice.
     @inline(__always)
     func openSSLReturned() {
         openSSLDepth -= 1

@@ -207,10 +207,12 @@ final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, Wr
 
     // MARK: - The core's actions
 
+    /// Records go to the socket transport's `write` (sent at once when the kernel takes them).
     override func tlsSend(_ records: UnsafeRawBufferPointer) {
         inner?.write(records)
     }
 
+    /// Plaintext goes to the application (a throwing callback aborts the connection).
     override func tlsDeliver(_ plaintext: UnsafeRawBufferPointer) {
         guard let app else { return }
         do {
@@ -220,6 +222,7 @@ final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, Wr
         }
     }
 
+    /// A buffered application's own buffer, from `getBuffer`.
     override func tlsPlaintextBuffer() -> UnsafeMutableRawBufferPointer? {
         guard let bufferedApp else { return nil }
         let buffer: UnsafeMutableRawBufferPointer
@@ -236,6 +239,7 @@ final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, Wr
         return buffer
     }
 
+    /// A buffered application's `bufferUpdated`.
     override func tlsDelivered(_ count: Int) {
         do {
             try bufferedApp?.bufferUpdated(count)
@@ -273,6 +277,8 @@ final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, Wr
         }
     }
 
+    /// The application may write again (unless the socket is still full); its pause of
+    /// reading holds again; a close that waited goes on (timer, reading until close_notify).
     override func tlsHeldWritesSent(closing: TLSConnection.CloseProgress?) {
         if writePauses.app && !writePauses.inner && !core.returnNoticeRequested && core.phase != .closed {
             writePauses.app = false
@@ -284,12 +290,15 @@ final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, Wr
         if let closing { closeProgressed(closing) }
     }
 
+    /// Shutdown done: the socket transport closes (flushing what is queued).
     override func tlsClosed() {
         shutdownTimer?.cancel()
         shutdownTimer = nil
         inner?.close()
     }
 
+    /// Remembered for `connectionLost`; handshake failures of servers are logged; the socket
+    /// transport closes, flushing the alert.
     override func tlsFailed(_ error: TLSError) {
         failure = failure ?? error
         switch error.code {
@@ -301,6 +310,7 @@ final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, Wr
         inner?.close()   // flushes the alert OpenSSL wrote, if any
     }
 
+    /// The socket transport asked to pause during an OpenSSL call: the application hears it now.
     override func tlsOpenSSLReturned() {
         pauseWriting()   // the pause that came during the call
     }
