@@ -234,7 +234,7 @@ struct TLSLayerTests {
             try pair.exchange()
             let first = payload(10_000, seed: 1)
             pair.clientApp.transport?.write(first)
-            let ssl = try #require(pair.client.ssl)
+            let ssl = try #require(pair.client.core.ssl)
             #expect(SSL_key_update(ssl, Int32(SSL_KEY_UPDATE_REQUESTED)) == 1)
             let second = payload(10_000, seed: 2)
             pair.clientApp.transport?.write(second)   // the KeyUpdate goes out before these

@@ -1,5 +1,5 @@
 //===----------------------------------------------------------------------===//
-// swift-asyncio — TLSBIO: the BIO between OpenSSL and a TLSTransport.
+// swift-asyncio — TLSBIO: the BIO between OpenSSL and a TLSConnection.
 //===----------------------------------------------------------------------===//
 
 import CAsyncIOOpenSSL
@@ -7,7 +7,7 @@ import CAsyncIOOpenSSL
 import Glibc
 #endif
 
-extension TLSTransport {
+extension TLSConnection {
     // MARK: - The BIO's side
 
     /// OpenSSL wants `count` received bytes.
@@ -22,15 +22,16 @@ extension TLSTransport {
 
     /// OpenSSL wrote a record.
     func bioWrite(_ bytes: UnsafeRawBufferPointer) {
-        if gatheringHandshake {
-            handshakeOutput.append(contentsOf: bytes)
+        if gathering {
+            flight.append(contentsOf: bytes)
         } else {
-            inner?.write(bytes)
+            toSink { $0.tlsSend(bytes) }
         }
     }
 }
 
-/// The BIO between OpenSSL and a ``TLSTransport``.
+/// The BIO between OpenSSL and a ``TLSConnection``: its read side hands OpenSSL the bytes
+/// being received (borrowed, no copy), its write side passes each record to the sink.
 enum TLSBIO {
     nonisolated(unsafe) static let method: OpaquePointer? = makeMethod()
 
@@ -41,15 +42,16 @@ enum TLSBIO {
         BIO_meth_set_write_ex(method) { bio, data, count, written in
             guard let bio, let data, let owner = BIO_get_data(bio) else { return 0 }
             casyncio_BIO_clear_retry_flags(bio)
-            Unmanaged<TLSTransport>.fromOpaque(owner).takeUnretainedValue()
-                .bioWrite(UnsafeRawBufferPointer(start: data, count: count))
+            Unmanaged<TLSConnection>.fromOpaque(owner)._withUnsafeGuaranteedRef {
+                $0.bioWrite(UnsafeRawBufferPointer(start: data, count: count))
+            }
             written?.pointee = count
             return 1
         }
         BIO_meth_set_read_ex(method) { bio, data, count, read in
             guard let bio, let data, let owner = BIO_get_data(bio) else { return 0 }
             casyncio_BIO_clear_retry_flags(bio)
-            let n = Unmanaged<TLSTransport>.fromOpaque(owner).takeUnretainedValue().bioRead(data, count)
+            let n = Unmanaged<TLSConnection>.fromOpaque(owner)._withUnsafeGuaranteedRef { $0.bioRead(data, count) }
             if n == 0 {
                 casyncio_BIO_set_retry_read(bio)   // nothing yet: OpenSSL says WANT_READ
                 return 0

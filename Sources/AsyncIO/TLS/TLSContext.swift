@@ -323,7 +323,7 @@ public final class TLSContext: @unchecked Sendable {
             if configuration.serverNameCallback != nil {
                 casyncio_SSL_CTX_set_servername_callback(context) { ssl, alert, _ in
                     guard let ssl, let layer = casyncio_SSL_get_app_data(ssl) else { return casyncio_SSL_TLSEXT_ERR_OK() }
-                    return Unmanaged<TLSTransport>.fromOpaque(layer).takeUnretainedValue().serverNameIndicated()
+                    return Unmanaged<TLSConnection>.fromOpaque(layer).takeUnretainedValue().serverNameIndicated()
                 }
             }
         } else {
@@ -333,7 +333,7 @@ public final class TLSContext: @unchecked Sendable {
                 context, Int(SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE))
             SSL_CTX_sess_set_new_cb(context) { ssl, session in
                 guard let ssl, let session, let layer = casyncio_SSL_get_app_data(ssl) else { return 0 }
-                Unmanaged<TLSTransport>.fromOpaque(layer).takeUnretainedValue().sessionIssued(TLSSession(session))
+                Unmanaged<TLSConnection>.fromOpaque(layer).takeUnretainedValue().sessionIssued(TLSSession(session))
                 return 1   // we own the reference now
             }
         }

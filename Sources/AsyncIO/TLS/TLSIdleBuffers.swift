@@ -17,27 +17,27 @@ import CAsyncIOOpenSSL
 /// traffic (OpenSSL refuses while a buffer holds data; the next sweep tries again). Buffers
 /// freed in bulk leave holes in the heap that `free` keeps, so a sweep that freed many also
 /// calls `malloc_trim` to hand the pages back. Loop-bound: connections join when their
-/// handshake starts and leave at `connectionLost`.
+/// handshake starts and leave at `connectionLost` (a no-op for those that never joined).
 final class TLSIdleBuffers {
     static let interval: Duration = .seconds(1)
     /// Buffers freed in one sweep (each pair ~34 KiB) worth a `malloc_trim`.
     static let trimAfter = 8
 
     private unowned let loop: EventLoop
-    private var connections: [ObjectIdentifier: TLSTransport] = [:]
+    private var connections: [ObjectIdentifier: TLSConnection] = [:]
     private var timer: Handle?
 
     init(loop: EventLoop) {
         self.loop = loop
     }
 
-    func add(_ connection: TLSTransport) {
+    func add(_ connection: TLSConnection) {
         loop.assertInLoop()
         connections[ObjectIdentifier(connection)] = connection
         if timer == nil { arm() }
     }
 
-    func remove(_ connection: TLSTransport) {
+    func remove(_ connection: TLSConnection) {
         loop.assertInLoop()
         connections.removeValue(forKey: ObjectIdentifier(connection))
         if connections.isEmpty {
@@ -57,7 +57,7 @@ final class TLSIdleBuffers {
         timer = loop.callLater(after: Self.interval) { [self] in
             timer = nil
             var released = 0
-            for connection in connections.values where connection.sweepBuffers() {
+            for connection in connections.values where connection.sweepRecordBuffers() {
                 released += 1
             }
             if released >= Self.trimAfter { _ = casyncio_malloc_trim() }
