@@ -37,10 +37,17 @@ struct SyncBarrierTests {
             try loop.runUntilComplete { () async throws -> Void in
                 let barrier = Barrier(parties: 3)
                 #expect(barrier.parties == 3)
+                // C arrives only once the test saw A and B waiting (a fixed delay for C let a
+                // stalled loop see all three at once and never two).
+                let letCIn = Event()
                 let tasks = ["A", "B", "C"].enumerated().map { offset, name in
                     loop.createTask {
                         for round in 0..<2 {
-                            if round == 0 { try await sleep(for: .milliseconds(2 * (offset + 1))) }
+                            if round == 0 && name == "C" {
+                                try await letCIn.wait()
+                            } else if round == 0 {
+                                try await sleep(for: .milliseconds(2 * (offset + 1)))
+                            }
                             log.value.append("arrive \(round) \(name)")
                             let index = try await barrier.wait()
                             log.value.append("pass \(round) \(name)")
@@ -50,6 +57,7 @@ struct SyncBarrierTests {
                 }
                 try await waitUntil("two parties waiting") { barrier.nWaiting == 2 }
                 #expect(!log.value.contains { $0.hasPrefix("pass") })
+                letCIn.set()
                 for task in tasks { try await waitForEvent(task, "a party finished both rounds") }
                 #expect(barrier.nWaiting == 0)
                 #expect(!barrier.isBroken)
@@ -61,7 +69,7 @@ struct SyncBarrierTests {
                 #expect((arrivals.max() ?? .max) < (passes.min() ?? .min))
                 #expect(indices.value[round].sorted() == [0, 1, 2])
             }
-            // Round 0: A, B, C arrive 2 ms apart, so their indices follow that order.
+            // Round 0: A, then B (timers 2 ms apart), then C (let in after them).
             #expect(Array(log.value.prefix(3)) == ["arrive 0 A", "arrive 0 B", "arrive 0 C"])
         }
     }

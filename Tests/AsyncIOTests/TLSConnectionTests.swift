@@ -111,7 +111,7 @@ func tlsRecords(_ bytes: [UInt8]) -> [[UInt8]] {
     return records
 }
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(10)))
 struct TLSConnectionTests {
     // A full handshake, then data both ways; a write over a record's 16 KiB limit becomes
     // several records, delivered byte for byte.
