@@ -7,6 +7,7 @@
 #   ours            swift-asyncio's Examples/TCPEchoServer (`tcp-echo-server`), protocol API
 #   ours-streams    swift-asyncio's streams API (Sources/StreamsEchoServer, built here)
 #   ours-reuse-streams  the same with read(into:) and a reused buffer (streams-echo-server --reuse)
+#   ours-iter-streams   the same iterating the reader: for try await chunk in reader (--iterate)
 #   c               echo/c_echo_server.c, the speed-of-light baseline
 #   nio             SwiftNIO (Sources/NIOEchoServer, one event-loop thread)
 #   asyncio         py_echo_server.py --loop asyncio --api protocol
@@ -40,7 +41,7 @@
 # unix-echo-server, with --udp udp-echo-server, with TLS tls-echo-server, binary instead of
 # building one), NO_BUILD=1 (use what is built, build nothing), GO (default go).
 
-ECHO_ALL_SERVERS="ours ours-streams ours-reuse-streams c nio asyncio asyncio-streams uvloop uvloop-streams"
+ECHO_ALL_SERVERS="ours ours-streams ours-reuse-streams ours-iter-streams c nio asyncio asyncio-streams uvloop uvloop-streams"
 ECHO_UDP_SERVERS="ours c nio asyncio uvloop"
 ECHO_TLS_SERVERS="ours c nio go uvloop"
 ECHO_TLS_KNOWN="ours c nio go uvloop asyncio"
@@ -282,7 +283,7 @@ prepare_servers() {
         fi
         case "$name" in
             ours) build_ours && servers+=(ours) ;;
-            ours-streams | ours-reuse-streams) build_streams && servers+=("$name") ;;
+            ours-streams | ours-reuse-streams | ours-iter-streams) build_streams && servers+=("$name") ;;
             c) servers+=(c) ;;
             nio) build_nio && servers+=(nio) ;;
             asyncio | asyncio-streams) servers+=("$name") ;;
@@ -319,6 +320,7 @@ label_of() {
         ours) echo "swift-asyncio protocol" ;;
         ours-streams) echo "swift-asyncio streams" ;;
         ours-reuse-streams) echo "swift-asyncio streams, read(into:)" ;;
+        ours-iter-streams) echo "swift-asyncio streams, for try await" ;;
         c) echo "C epoll (baseline)" ;;
         nio) echo "SwiftNIO" ;;
         asyncio) echo "asyncio protocol" ;;
@@ -364,6 +366,7 @@ server_command() {
         ours) server_cmd=("$ours_bin" "${ours_listen[@]}") ;;
         ours-streams) server_cmd=("$streams_bin" "${listen[@]}") ;;
         ours-reuse-streams) server_cmd=("$streams_bin" "${listen[@]}" --reuse) ;;
+        ours-iter-streams) server_cmd=("$streams_bin" "${listen[@]}" --iterate) ;;
         c) server_cmd=("$tools_dir/c_echo_server" "${listen[@]}") ;;
         nio) server_cmd=("$nio_bin" "${listen[@]}") ;;
         asyncio) server_cmd=("$(python_exe)" "$echo_dir/py_echo_server.py" --loop asyncio --api protocol "${listen[@]}") ;;

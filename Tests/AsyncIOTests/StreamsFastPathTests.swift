@@ -92,6 +92,36 @@ struct StreamsFastPathTests {
         }
     }
 
+    // A waiting read(max:) gets its array made straight from the received bytes, at most
+    // `max` of them, the rest buffered in order; a cancellation that reaches it before the
+    // bytes leaves them all to the next read.
+    @Test func readMaxWaitingGetsTheBytesInOrderAndCancellationLosesNothing() throws {
+        try withLoop { loop in
+            let reader = StreamReader(loop: loop)
+            let got = try loop.runUntilComplete { () async throws -> [String] in
+                var got: [String] = []
+                loop.callSoon { reader.feed(Array("abcdefgh".utf8)) }
+                got.append(String(decoding: try await reader.read(max: 3), as: UTF8.self))   // waits
+                got.append(String(decoding: try await reader.read(max: 100), as: UTF8.self)) // buffered
+                let waiting = loop.createTask { try await reader.read(max: 100) }
+                try await sleep(for: .milliseconds(1))
+                waiting.cancel()
+                reader.feed(Array("ij".utf8))
+                reader.feedEOF()
+                do {
+                    _ = try await waiting.value
+                    got.append("no error")
+                } catch is CancellationError {
+                    got.append("cancelled")
+                }
+                got.append(String(decoding: try await reader.read(max: 100), as: UTF8.self))
+                got.append(String(decoding: try await reader.read(max: 100), as: UTF8.self))  // EOF
+                return got
+            }
+            #expect(got == ["abc", "defgh", "cancelled", "ij", ""])
+        }
+    }
+
     // Inside a cover, the covered task's waits are woken by its one handler, also when the
     // task is cancelled from another thread; a child task reading from the same reader keeps
     // a handler of its own, and cancelling the child leaves the covered task's reads alone.

@@ -1,10 +1,11 @@
 // An echo server written with swift-asyncio's streams API, the counterpart of asyncio's
 // `start_server` echo (py_echo_server.py --api streams) in the echo benchmarks.
 //
-//   streams-echo-server [--host 127.0.0.1] [--port 0] [--unix PATH] [--reuse]
+//   streams-echo-server [--host 127.0.0.1] [--port 0] [--unix PATH] [--reuse | --iterate]
 //
 // Each connection is a task on the loop: `read(max: 65536)`, `write`, `await drain()`, until
-// EOF; with --reuse, `read(into:)` a 64 KiB buffer the connection keeps (no allocation). Prints `listening on HOST:PORT` (or `listening on unix:PATH`) on stdout, flushed, and
+// EOF; with --reuse, `read(into:)` a 64 KiB buffer the connection keeps (no allocation); with
+// --iterate, `for try await chunk in reader`. Prints `listening on HOST:PORT` (or `listening on unix:PATH`) on stdout, flushed, and
 // exits normally on SIGTERM or SIGINT. One loop, on the main thread, as asyncio has.
 
 import AsyncIO
@@ -18,7 +19,7 @@ func printError(_ message: String) {
 }
 
 func usage() -> Never {
-    printError("usage: streams-echo-server [--host H] [--port P] [--unix PATH] [--reuse]")
+    printError("usage: streams-echo-server [--host H] [--port P] [--unix PATH] [--reuse | --iterate]")
     exit(2)
 }
 
@@ -26,10 +27,11 @@ var host = "127.0.0.1"
 var port = 0
 var unixPath: String? = nil
 var reuse = false
+var iterate = false
 var arguments = CommandLine.arguments.dropFirst()
 while let flag = arguments.popFirst() {
-    if flag == "--reuse" {
-        reuse = true
+    if flag == "--reuse" || flag == "--iterate" {
+        if flag == "--reuse" { reuse = true } else { iterate = true }
         continue
     }
     guard let value = arguments.popFirst() else { usage() }
@@ -63,7 +65,14 @@ while let flag = arguments.popFirst() {
     }
 }
 
-let handler = reuse ? echoReusingBuffer : echo
+@Sendable func echoIterating(_ reader: StreamReader, _ writer: StreamWriter) async throws {
+    for try await chunk in reader {
+        writer.write(chunk)
+        try await writer.drain()
+    }
+}
+
+let handler = reuse ? echoReusingBuffer : (iterate ? echoIterating : echo)
 let (listenHost, listenPort, listenPath) = (host, port, unixPath)
 do {
     try EventLoop.run { loop in

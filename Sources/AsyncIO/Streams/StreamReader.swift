@@ -46,6 +46,11 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     @exclusivity(unchecked) private var target: UnsafeMutableRawBufferPointer?
     /// How many bytes ``feed(_:)`` copied into `target`.
     @exclusivity(unchecked) private var delivered = 0
+    /// The most a waiting ``read(max:)`` takes (0: none waits): ``feed(_:)`` makes its array
+    /// straight from the received bytes instead of through `buffer`.
+    @exclusivity(unchecked) private var arrayWanted = 0
+    /// The array ``feed(_:)`` made for the waiting ``read(max:)``.
+    @exclusivity(unchecked) private var deliveredArray: [UInt8]?
     /// The transport to pause and resume. Strong, not weak: a weak reference would give the
     /// transport a side table, which makes every retain and release of it take the slow path
     /// (measured: ~450 instructions per echoed message). The cycle through the transport's
@@ -68,14 +73,19 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     public func feed(_ bytes: UnsafeRawBufferPointer) {
         loop.assertInLoop()
         guard !bytes.isEmpty else { return }
+        // A read waiting on an empty buffer gets its bytes straight (one copy), the rest (if
+        // it has no room) goes into the buffer behind them. Only while it still waits: a read
+        // resumed by cancellation, not yet running, takes nothing.
         if waiter != nil, let target, let source = bytes.baseAddress, let destination = target.baseAddress {
-            // A read(into:) waits on an empty buffer: its bytes go straight to its memory,
-            // the rest (if it has no room) into the buffer behind them. (Only while it still
-            // waits: a read resumed by cancellation, not yet running, takes nothing.)
             let count = Swift.min(bytes.count, target.count)
             destination.copyMemory(from: source, byteCount: count)
             delivered = count
             self.target = nil
+            if count < bytes.count { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[count...])) }
+        } else if waiter != nil, arrayWanted > 0 {
+            let count = Swift.min(bytes.count, arrayWanted)
+            deliveredArray = Array(UnsafeRawBufferPointer(rebasing: bytes[..<count]))
+            arrayWanted = 0
             if count < bytes.count { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[count...])) }
         } else {
             buffer.append(contentsOf: bytes)
@@ -296,7 +306,19 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
             if max == 0 { return [] }
             while available == 0 && !eof {
                 if let failure { throw failure }
-                try await waitForData(#function)
+                // Waiting on an empty buffer: feed makes the array from the next bytes.
+                arrayWanted = max
+                do {
+                    try await waitForData(#function)
+                } catch {
+                    arrayWanted = 0
+                    throw error   // resumed by cancellation or failure: nothing was delivered
+                }
+                arrayWanted = 0
+                if let array = deliveredArray {
+                    deliveredArray = nil
+                    return array
+                }
             }
             return take(Swift.min(max, available))
         }
