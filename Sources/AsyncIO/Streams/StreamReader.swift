@@ -439,7 +439,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     public struct AsyncIterator: AsyncIteratorProtocol {
         let reader: StreamReader
 
-        public mutating func next() async throws -> [UInt8]? {
+        nonisolated(nonsending) public mutating func next() async throws -> [UInt8]? {
             let chunk = try await reader.read(max: reader.limit)
             return chunk.isEmpty ? nil : chunk
         }
@@ -465,7 +465,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         public struct AsyncIterator: AsyncIteratorProtocol {
             let reader: StreamReader
 
-            public mutating func next() async throws -> [UInt8]? {
+            nonisolated(nonsending) public mutating func next() async throws -> [UInt8]? {
                 let line = try await reader.readLine()
                 return line.isEmpty ? nil : line
             }
