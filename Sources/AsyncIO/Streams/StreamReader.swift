@@ -443,6 +443,13 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
             let chunk = try await reader.read(max: reader.limit)
             return chunk.isEmpty ? nil : chunk
         }
+
+        /// What `for try await` calls: the same as ``next()``, without the standard library's
+        /// default wrapper (one async frame and one executor check less per chunk).
+        @inlinable
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> [UInt8]? {
+            try await next()
+        }
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
