@@ -140,7 +140,11 @@ struct QueueCancellationTests {
                     Issue.record("the loop task has no Swift task")
                     return
                 }
-                _ = await Task.detached { swiftTask.cancel() }.value
+                // An OS thread, not `Task.detached`: this test blocks a thread of Swift's
+                // cooperative pool (it runs the loop), and on a 2-core machine the other one
+                // may be blocked the same way by another test, so a detached task could wait
+                // until the watchdog fires (seen under AddressSanitizer).
+                OSThread.spawn(name: "canceller") { swiftTask.cancel() }.join()
                 await #expect(throws: CancellationError.self) { try await getter.value }
                 #expect(queue.getters.count == 0)
                 try queue.putNowait(4)
