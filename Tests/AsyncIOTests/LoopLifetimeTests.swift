@@ -259,6 +259,14 @@ struct LoopLifetimeTests {
     // would close the epoll fd under a running epoll_wait); its group closes it.
     @Test func groupLoopRefusesCloseFromAnotherThread() throws {
         let group = try EventLoopGroup(loops: 1, name: "close")
+        // Whether or not its thread started running it yet (this first call races with that
+        // start; the second comes once it surely runs): the same error.
+        #expect(throws: EventLoopError(.wrongThread, "")) { try group.loops[0].close() }
+        let deadline = monotonicNanoseconds() + 10_000_000_000
+        while !group.loops[0].isRunning && monotonicNanoseconds() < deadline {
+            blockThread(seconds: 0.001)
+        }
+        #expect(group.loops[0].isRunning)
         #expect(throws: EventLoopError(.wrongThread, "")) { try group.loops[0].close() }
         #expect(!group.loops[0].isClosed)
         group.shutdown()

@@ -3,13 +3,25 @@
 //===----------------------------------------------------------------------===//
 
 import CAsyncIOLinux
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Which loop owns each signal: a signal is process-wide, so one loop at a time handles it.
-private let signalOwners = Mutex<[Int32: ObjectIdentifier]>([:])
+private let signalOwners = SignalOwners()
+
+/// The table of ``signalOwners``, shared by every loop's thread.
+private final class SignalOwners: @unchecked Sendable {
+    // @unchecked Sendable: `owners` is touched only under `lock`. A pthread mutex rather than
+    // Synchronization's Mutex: ThreadSanitizer sees a pthread mutex's happens-before edges and
+    // not those of the stdlib's futex-based Mutex (see LoopInbox).
+    private let lock = ConditionLock()
+    private var owners: [Int32: ObjectIdentifier] = [:]
+
+    func withLock<T>(_ body: (inout [Int32: ObjectIdentifier]) throws -> T) rethrows -> T {
+        try lock.withLock { try body(&owners) }
+    }
+}
 
 /// A loop's signal pipe: the C handler writes each signal's number as a byte to `writeFD`;
 /// the loop reads `readFD` and runs the handlers.

@@ -218,16 +218,19 @@ public final class EventLoop: @unchecked Sendable {
     /// alive by them (they hold it), so releasing the last reference of your own does not
     /// free it; only `close()` releases its fds then.
     ///
-    /// - Throws: ``EventLoopError/Code-swift.struct/alreadyRunning`` if the loop is running;
-    ///   ``EventLoopError/Code-swift.struct/wrongThread`` from a thread that may not touch it
-    ///   (a group's loop is closed by its group).
+    /// - Throws: ``EventLoopError/Code-swift.struct/wrongThread`` from a thread that may not
+    ///   touch it (a group's loop is closed by its group; a running loop belongs to the thread
+    ///   running it); ``EventLoopError/Code-swift.struct/alreadyRunning`` if called on the
+    ///   thread running it, from one of its callbacks.
     /// - Important: Loop-bound.
     public func close() throws(EventLoopError) {
-        if isRunning {
-            throw EventLoopError(.alreadyRunning, "cannot close a running event loop")
-        }
+        // The thread first: whether another thread's loop is running yet is a matter of timing
+        // (a group's thread may or may not have started it), the caller's mistake is not.
         guard mayTouchLoopState else {
             throw EventLoopError(.wrongThread, "the event loop '\(name)' belongs to another thread")
+        }
+        if isRunning {
+            throw EventLoopError(.alreadyRunning, "cannot close a running event loop")
         }
         if isClosed { return }
         releaseResources()

@@ -9,7 +9,9 @@ import Glibc
 #endif
 
 /// A pthread mutex with one condition variable. Used where a thread must sleep until work
-/// arrives (the thread pool); everything else uses `Synchronization.Mutex`.
+/// arrives (the thread pool), and for every lock between threads: ThreadSanitizer sees a
+/// pthread mutex's happens-before edges, not those of the stdlib's futex-based
+/// `Synchronization.Mutex` (it would report each hand-over under the lock as a race).
 final class ConditionLock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
