@@ -241,15 +241,21 @@ struct LoopTaskTests {
         try withLoop { loop in
             let (firstDone, firstPending, errDone, allDone) = try loop.runUntilComplete {
                 () async throws -> (Int, Int, Int, Int) in
-                let tasks = [5, 40, 80].map { ms in
+                // Each task ends when the test lets it (not on a timer: a loop stalled past
+                // the next timer's deadline would see two done where one is asked for).
+                let gates = (0..<3).map { _ in Future<Void>(loop: loop) }
+                let tasks = gates.enumerated().map { i, gate in
                     loop.createTask { () async throws -> Int in
-                        try await sleep(for: .milliseconds(ms))
-                        if ms == 40 { throw TestError(id: 40) }
-                        return ms
+                        try await gate.value
+                        if i == 1 { throw TestError(id: 40) }
+                        return i
                     }
                 }
+                try gates[0].setResult(())
                 let (done1, pending1) = try await wait(tasks, returnWhen: .firstCompleted)
+                try gates[1].setResult(())
                 let (done2, _) = try await wait(tasks, returnWhen: .firstException)
+                try gates[2].setResult(())
                 let (done3, _) = try await wait(tasks, timeout: .seconds(10))
                 return (done1.count, pending1.count, done2.count, done3.count)
             }
@@ -262,8 +268,11 @@ struct LoopTaskTests {
     // wait with a timeout returns the pending futures still running.
     @Test func waitTimeoutLeavesFuturesRunning() throws {
         try withLoop { loop in
+            // The task ends only once the test lets it, after wait timed out (a 100 ms sleep
+            // could end first on a loop stalled that long).
+            let release = Future<Void>(loop: loop)
             let slow = loop.createTask { () async throws -> Int in
-                try await sleep(for: .milliseconds(100))
+                try await release.value
                 return 1
             }
             let pendingCount = try loop.runUntilComplete { () async throws -> Int in
@@ -272,6 +281,7 @@ struct LoopTaskTests {
             }
             #expect(pendingCount == 1)
             #expect(!slow.isCancelled)
+            try release.setResult(())
             #expect(try loop.runUntilComplete(slow) == 1)
         }
     }

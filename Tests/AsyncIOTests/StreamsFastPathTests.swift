@@ -67,14 +67,14 @@ struct StreamsFastPathTests {
                 var outcome: [String] = []
                 // Bytes first, then the cancellation: the read returns the bytes.
                 let first = waitingRead()
-                try await sleep(for: .milliseconds(1))
+                try await waitUntil("the first read waits") { reader.isWaiting }
                 reader.feed(Array("one".utf8))
                 first.cancel()
                 let count = try await first.value
                 outcome.append(String(decoding: memory.value[..<count], as: UTF8.self))
                 // The cancellation first, then bytes: the read throws, the bytes stay buffered.
                 let second = waitingRead()
-                try await sleep(for: .milliseconds(1))
+                try await waitUntil("the second read waits") { reader.isWaiting }
                 second.cancel()
                 reader.feed(Array("two".utf8))
                 reader.feedEOF()
@@ -134,7 +134,7 @@ struct StreamsFastPathTests {
                     try await reader.coverCancellation {
                         // A child reads (no cover of its own); cancelling it ends only it.
                         let child = loop.createTask { try await reader.read(max: 10) }
-                        try await sleep(for: .milliseconds(1))
+                        try await waitUntil("the child's read waits") { reader.isWaiting }
                         child.cancel()
                         do {
                             _ = try await child.value

@@ -23,6 +23,20 @@ private final class CallRecorder: SubprocessProtocol, @unchecked Sendable {
     func processExited() { events.append("exited") }
 }
 
+/// Whether process `pid` has exited (a zombie, or already reaped), without reaping it.
+private func processHasExited(_ pid: Int32) -> Bool {
+    let fd = open("/proc/\(pid)/stat", O_RDONLY)
+    guard fd >= 0 else { return true }   // reaped: gone
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 512)
+    let n = read(fd, &buffer, buffer.count)
+    guard n > 0 else { return true }
+    // "pid (comm) S ...": the state follows the last ')'.
+    let text = buffer[..<n]
+    guard let end = text.lastIndex(of: UInt8(ascii: ")")), end + 2 < n else { return false }
+    return text[end + 2] == UInt8(ascii: "Z") || text[end + 2] == UInt8(ascii: "X")
+}
+
 /// The inode of `fd`, or nil if it is not open.
 private func inode(_ fd: Int32) -> UInt? {
     var info = stat()
@@ -63,16 +77,24 @@ struct SubprocessLifecycleTests {
     @Test func noPipeCallbackBeforeConnectionMade() throws {
         try withLoop { loop in
             let events = try loop.runUntilComplete { () async throws -> [String] in
+                let stdout = Box<(any StreamTransport)?>(nil)
                 let (process, recorder) = try await loop.subprocessExec(
                     "sh", ["-c", "echo early"], stdin: .pipe, stdout: .pipe, stderr: .pipe,
                     environment: nil, currentDirectory: nil, { CallRecorder() }
-                ) { _, target, fd, adapter in
+                ) { pid, target, fd, adapter in
                     switch target {
                     case 0: return try await loop.connectWritePipe(fd) { adapter }.0
-                    case 1: return try await loop.connectReadPipe(fd) { adapter }.0
+                    case 1:
+                        let transport = try await loop.connectReadPipe(fd) { adapter }.0
+                        stdout.value = transport
+                        return transport
                     default:
-                        // Leave the child time to write and exit while stdout is connected.
-                        try await sleep(for: .milliseconds(300))
+                        // Connect stderr only once the child exited and its stdout was read to
+                        // the end (a fixed delay let a slow child write and exit after it, and
+                        // the test passed without calls held back).
+                        try await waitUntil("the child exited and its stdout was read to EOF") {
+                            processHasExited(pid) && stdout.value?.isClosing == true
+                        }
                         return try await loop.connectReadPipe(fd) { adapter }.0
                     }
                 }

@@ -72,7 +72,7 @@ struct SyncConditionTests {
                 try await waitUntil("one waiter") { condition.waiterCount == 1 }
                 try await condition.acquire()
                 try condition.notify()
-                try await sleep(for: .milliseconds(5))   // the waiter ran and waits for the lock
+                try await waitUntil("the notified waiter waits for the lock") { condition.lock.waiterCount == 1 }
                 #expect(order.value.isEmpty)
                 order.value.append("notifier released")
                 try condition.release()
@@ -103,7 +103,7 @@ struct SyncConditionTests {
                 try await waitUntil("one waiter") { condition.waiterCount == 1 }
                 try await condition.acquire()
                 waiter.cancel()
-                try await sleep(for: .milliseconds(5))
+                try await waitUntil("the cancelled waiter waits for the lock") { condition.lock.waiterCount == 1 }
                 #expect(!waiter.isDone)   // cancelled, but waiting for the lock
                 #expect(order.value.isEmpty)
                 order.value.append("holder released")

@@ -103,11 +103,22 @@ func splitTicketClientContext() throws -> TLSContext {
     return client
 }
 
+/// ``pythonSplitTicketServer`` running: its output once it ended, and the go-ahead for the
+/// rest of its tickets (or its FIN) after the test saw its writes held.
+struct SplitTicketPeer {
+    let process: Process
+    let result: LoopTask<ProcessResult>
+
+    /// Lets the peer go on past the first part of its tickets (SIGUSR1, which it waits for).
+    func sendTheRest() { process.sendSignal(SIGUSR1) }
+}
+
 /// Starts ``pythonSplitTicketServer`` in `mode`, accepts its TCP connection and starts TLS on it
-/// as the client; the caller closes the listener and awaits the peer.
+/// as the client; the caller lets the peer go on (``SplitTicketPeer/sendTheRest()``), closes
+/// the listener and awaits the peer.
 func connectToSplitTicketServer(
     _ loop: EventLoop, _ client: TLSContext, mode: String, pauseReading: Bool = false
-) async throws -> (Server, LoopTask<ProcessResult>, TLSCollector, any StreamTransport) {
+) async throws -> (Server, SplitTicketPeer, TLSCollector, any StreamTransport) {
     let sink = Box<TLSCollector?>(nil)
     let listener = try await loop.createServer(host: "127.0.0.1", port: 0) {
         let collector = TLSCollector(loop: loop)
@@ -116,10 +127,20 @@ func connectToSplitTicketServer(
         return collector
     }
     let port = listener.addresses[0].port ?? 0
-    let peer = loop.createTask {
-        try await loop.runProcess("python3", ["-c", pythonSplitTicketServer, "\(port)", certificates, mode])
+    let process = try await loop.createSubprocessExec(
+        "python3", ["-c", pythonSplitTicketServer, "\(port)", certificates, mode],
+        stdin: .devNull, stdout: .pipe, stderr: .pipe)
+    let result = loop.createTask { () async throws -> ProcessResult in
+        let (stdout, stderr) = try await process.communicate()
+        return ProcessResult(returnCode: process.returnCode ?? -1, stdout: stdout, stderr: stderr)
     }
-    try await waitUntil("sink.value?.transport != nil", timeout: .seconds(20)) { sink.value?.transport != nil }
+    let peer = SplitTicketPeer(process: process, result: result)
+    do {
+        try await waitUntil("sink.value?.transport != nil", timeout: .seconds(20)) { sink.value?.transport != nil }
+    } catch {
+        process.kill()
+        throw error
+    }
     guard let collector = sink.value, let plain = collector.transport else { throw TimeoutError() }
     let secure = try await loop.startTLS(plain, context: client, serverHostname: "localhost")
     collector.transport = secure
@@ -337,11 +358,12 @@ struct TLSTests {
     }
 
     // A silent client is dropped at the handshake timeout; garbage and HTTP close only their
-    // own connection; meanwhile a real client is served.
+    // own connection; meanwhile a real client is served. (The real client's handshake has the
+    // same timeout: 2 s, not less, so that a loaded machine does not drop it too.)
     @Test func silentGarbageAndHTTPClientsDoNotBlockOthers() throws {
         try withLoop { loop in
             var config = serverConfiguration()
-            config.handshakeTimeout = .milliseconds(300)
+            config.handshakeTimeout = .seconds(2)
             let server = try TLSContext(config)
             let client = try TLSContext(clientConfiguration())
             let (silentLost, garbageLost, httpLost, echoed, count) = try loop.runUntilComplete {
@@ -866,12 +888,13 @@ struct TLSTests {
     }
 
     // write(big); close() to a slow reader: the shutdown timeout (shorter than the reader
-    // needs) waits while the response is still being sent, so all of it and the
-    // close_notify arrive and the server sees a clean close.
+    // needs: at least 2.56 s) waits while the response is still being sent, so all of it and
+    // the close_notify arrive and the server sees a clean close. (2 s, not less: what the
+    // reader still has to take once our queue is empty must fit in it on a loaded machine.)
     @Test func slowReaderGetsAllWrittenBeforeClose() throws {
         try withLoop { loop in
             var config = serverConfiguration()
-            config.shutdownTimeout = .seconds(1)
+            config.shutdownTimeout = .seconds(2)
             let server = try TLSContext(config)
             let response = payload(2 << 20)
             let (error, python) = try loop.runUntilComplete { () async throws -> ((any Error)?, ProcessResult) in
@@ -889,7 +912,7 @@ struct TLSTests {
                     return collector
                 }
                 defer { listener.close() }
-                // 16 KiB (one record) every 20 ms: 2 MiB take about 2.6 s.
+                // 16 KiB (one record) every 20 ms: 2 MiB take at least 2.56 s.
                 let python = try await loop.runProcess("python3", ["-c", """
                 import socket, ssl, sys, time
                 context = ssl.create_default_context(cafile=sys.argv[2])
@@ -918,7 +941,8 @@ struct TLSTests {
     }
 
     // The server's session ticket comes split over records (512-byte fragments, a client
-    // certificate inside) and its last part a second late: meanwhile OpenSSL cannot encrypt,
+    // certificate inside) and its last part only once the test saw the writes held (and
+    // closed or half-closed): meanwhile OpenSSL cannot encrypt,
     // so the client's writes are held. They count for flow control (pauseWriting, then
     // resumeWriting), also for an application that stops reading while it cannot write, and
     // a close() or writeEOF() while they are held sends them first, then close_notify.
@@ -952,7 +976,8 @@ struct TLSTests {
                 let held = layer?.heldWriteCount ?? 0
                 let pauses = collector.pauses
                 if halfClose { secure.writeEOF() } else { secure.close() }
-                let python = try await peer.value
+                peer.sendTheRest()
+                let python = try await peer.result.value
                 try await collector.done.value
                 return (python, sent, held, pauses, collector.resumes, collector.lostError)
             }
@@ -981,7 +1006,8 @@ struct TLSTests {
                     return (layer?.heldWriteCount ?? 0) > 0
                 }
                 secure.close()
-                let python = try await peer.value
+                peer.sendTheRest()
+                let python = try await peer.result.value
                 try await waitFor(collector.done, timeout: .seconds(15))
                 return (python, collector.lostError)
             }
@@ -1061,7 +1087,16 @@ struct TLSTests {
                     try await sleep(for: .milliseconds(20))
                 }
                 states.append(layer.keepsBuffers)
-                try await sleep(for: .milliseconds(2500))   // idle for two intervals
+                if releaseIdleBuffers {
+                    // Idle: the sweep after next frees them. Polled, not a fixed 2.5 s: each
+                    // sweep is armed when the last one ran, so a stalled loop pushes the sweeps
+                    // past any fixed sleep.
+                    try await waitUntil("the idle connection's buffers freed", timeout: .seconds(30)) {
+                        !layer.keepsBuffers
+                    }
+                } else {
+                    try await sleep(for: .milliseconds(2500))   // idle for two intervals
+                }
                 states.append(layer.keepsBuffers)
                 transport.close()
                 try await collector.done.value
@@ -1284,12 +1319,15 @@ func freePort() throws -> Int {
 
 /// A TLS 1.3 server over memory BIOs on a TCP connection it opens to argv[1]; requires a
 /// client certificate (so the session tickets are long). After the handshake it sends the
-/// first record of its tickets (fragments of at most 512 bytes, as the client asked), the rest
-/// two seconds later (argv[3] "rest") or never, closing the connection instead ("eof"); then
-/// reads application data until close_notify and answers it. Prints "N bytes intact|damaged
-/// close_notify|EOF"; the record count to stderr.
+/// first record of its tickets (fragments of at most 512 bytes, as the client asked), then
+/// waits for SIGUSR1 (at most 60 s; the test sends it once it saw its writes held: a fixed delay let a
+/// stalled loop read both parts at once and never see them held) and sends the rest (argv[3]
+/// "rest") or never, closing the connection instead ("eof"); then reads application data
+/// until close_notify and answers it. Prints "N bytes intact|damaged close_notify|EOF"; the
+/// record count to stderr.
 let pythonSplitTicketServer = #"""
-import socket, ssl, sys, time
+import signal, socket, ssl, sys, time
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})   # taken by sigtimedwait below
 port, certs, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -1322,7 +1360,8 @@ print("ticket records", len(records), [len(r) for r in records], file=sys.stderr
 if len(records) < 2 or len(records[0]) > 512 + 5 + 256:
     sys.exit("the tickets did not come in fragments")
 s.sendall(records[0])
-time.sleep(2)
+if signal.sigtimedwait({signal.SIGUSR1}, 60) is None:
+    sys.exit("no SIGUSR1 from the test within 60 s")
 if mode == "eof":   # never the rest: a FIN inside the message (all received read first, no reset)
     s.shutdown(socket.SHUT_WR)
     while s.recv(65536):

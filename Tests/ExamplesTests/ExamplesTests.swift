@@ -63,13 +63,15 @@ func runExample(_ name: String, _ arguments: [String], timeout: Double = 60) thr
 @Suite(.timeLimit(.minutes(10)))
 struct ExamplesTests {
     // task-sample: the three tasks start in order, B and C finish before A (they ran concurrently).
+    // The sleeps are half a second apart: the order of their ends must not depend on how soon
+    // each task (or, below, each pool thread) got the CPU on a loaded machine.
     @Test func taskSamplePrintsTheContractLinesInOrder() throws {
-        let result = try runExample("task-sample", ["--a", "0.6", "--b", "0.1", "--c", "0.2"])
+        let result = try runExample("task-sample", ["--a", "1.2", "--b", "0.1", "--c", "0.6"])
         #expect(result.status == 0)
         #expect(result.lines == [
-            "[Task-A] coroutine will sleep for 0.6 second(s)…",
+            "[Task-A] coroutine will sleep for 1.2 second(s)…",
             "[Task-B] coroutine will sleep for 0.1 second(s)…",
-            "[Task-C] coroutine will sleep for 0.2 second(s)…",
+            "[Task-C] coroutine will sleep for 0.6 second(s)…",
             "[Task-B] done!",
             "[Task-C] done!",
             "[Task-A] done!",
@@ -86,12 +88,12 @@ struct ExamplesTests {
 
     // executor-sample: the blocking sleeps run on pool threads, so B and C finish before A.
     @Test func executorSampleRunsBlockingWorkConcurrently() throws {
-        let result = try runExample("executor-sample", ["--a", "0.6", "--b", "0.1", "--c", "0.2"])
+        let result = try runExample("executor-sample", ["--a", "1.2", "--b", "0.1", "--c", "0.6"])
         #expect(result.status == 0)
         #expect(result.lines == [
-            "[Task-A] coroutine will sleep for 0.6 second(s)…",
+            "[Task-A] coroutine will sleep for 1.2 second(s)…",
             "[Task-B] coroutine will sleep for 0.1 second(s)…",
-            "[Task-C] coroutine will sleep for 0.2 second(s)…",
+            "[Task-C] coroutine will sleep for 0.6 second(s)…",
             "[Task-B] done!",
             "[Task-C] done!",
             "[Task-A] done!",

@@ -148,6 +148,7 @@ for offer in (["http/1.1", "h2"], ["http/1.1"], ["spdy/3"]):
 /// Garbage, a plain HTTP request and a silent client, next to a real TLS client.
 let pythonTLSBadClients = #"""
 port, cafile = sys.argv[1], sys.argv[2]
+silent_since = time.monotonic()   # before the server's handshake timer starts (at its accept)
 silent = connect(port, 20)
 garbage = connect(port, 20)
 garbage.sendall(bytes(range(256)) * 2)   # not a TLS record: content type 0
@@ -163,12 +164,11 @@ for label, s in (("garbage", garbage), ("http", http)):
         print(label, "closed", "alert" if rest[:1] == b"\x15" else len(rest))
     except ConnectionResetError:
         print(label, "closed", "reset")
-start = time.monotonic()
 try:
     left = recv_all(silent)
-    print("silent closed", len(left), "after handshake timeout", 0.3 < time.monotonic() - start < 10)
+    print("silent closed", len(left), "after handshake timeout", 1.9 < time.monotonic() - silent_since < 60)
 except ConnectionResetError:
-    print("silent closed", 0, "after handshake timeout", 0.3 < time.monotonic() - start < 10)
+    print("silent closed", 0, "after handshake timeout", 1.9 < time.monotonic() - silent_since < 60)
 good.sendall(b"again")
 print("good", recv_exact(good, 5).decode())
 """#
@@ -328,7 +328,8 @@ struct TLSEchoServerTests {
     // Garbage and plain HTTP are closed at once; a silent client is closed at the
     // handshake timeout; a real client is served all along.
     @Test func badClientsAreClosedAndOthersServed() throws {
-        let (server, port) = try startTLSEchoServer(["--handshake-timeout", "0.5"])
+        // 2 s: the real client's handshake must fit in it too, on a loaded machine.
+        let (server, port) = try startTLSEchoServer(["--handshake-timeout", "2"])
         defer { server.stop() }
         let result = try runPythonTLS(pythonTLSBadClients, ["\(port)", caFile])
         #expect(result.lines == [
@@ -402,7 +403,7 @@ struct TLSEchoServerTests {
         #expect(range.exit?.code == 64, "\(range.summary)")
     }
 
-    // SIGTERM with an idle TLS client connected: close_notify sent, exit 0 within 2 s.
+    // SIGTERM with an idle TLS client connected: close_notify sent, exit 0 soon (expectGracefulExit).
     @Test func sigtermClosesGracefully() throws {
         let (server, port) = try startTLSEchoServer()
         defer { server.stop() }
