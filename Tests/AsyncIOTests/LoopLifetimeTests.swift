@@ -370,3 +370,55 @@ struct LoopLifetimeTests {
         #expect(throws: CancellationError.self) { try future.result(timeout: .seconds(5)) }
     }
 }
+
+@Suite(.timeLimit(.minutes(10)))
+struct LoopClosingTransportsTests {
+    final class Weak: @unchecked Sendable {
+        weak var object: AnyObject?
+        init(_ object: AnyObject?) { self.object = object }
+    }
+
+    final class Endpoint: DatagramProtocol, @unchecked Sendable {
+        var transport: (any DatagramTransport)?
+        func connectionMade(_ transport: any DatagramTransport) { self.transport = transport }
+        func datagramReceived(_ bytes: UnsafeRawBufferPointer, from address: SocketAddress) {}
+    }
+
+    // A loop closed while transports still hold fds (an open server side, a client aborted
+    // in the last pass whose connectionLost the closing loop drops, an open UDP endpoint):
+    // each lets go of its fd and its protocol (which holds it: a cycle), with no callback.
+    // Before, they kept each other and the fd forever (found by LeakSanitizer).
+    @Test func closingTheLoopReleasesTransportsProtocolsAndFDs() throws {
+        let loop = try EventLoop(name: "closing with transports")
+        let serverSides = Box<[Weak]>([])
+        let client = Box<SocketTransport?>(nil)
+        let endpoint = Box<DatagramSocketTransport?>(nil)
+        let protocols = Box<[Weak]>([])
+        try loop.runUntilComplete { () async throws in
+            let server = try await loop.createServer(host: "127.0.0.1", port: 0) {
+                let proto = RecordingProtocol(loop: loop)
+                serverSides.value.append(Weak(proto))
+                return proto
+            }
+            let port = try #require(server.addresses.first?.port)
+            let (transport, proto) = try await loop.createConnection(host: "127.0.0.1", port: port) {
+                RecordingProtocol(loop: loop)
+            }
+            try await waitUntil("the server accepted") { server.connectionCount == 1 }
+            server.close()   // stops listening; the accepted connection stays open
+            let (udp, udpProtocol) = try await loop.createDatagramEndpoint(localHost: "127.0.0.1", localPort: 0) {
+                Endpoint()
+            }
+            transport.abort()   // connectionLost is queued, and never runs: the loop closes
+            client.value = transport as? SocketTransport
+            endpoint.value = udp as? DatagramSocketTransport
+            protocols.value = [Weak(proto), Weak(udpProtocol)]
+        }
+        #expect(loop.liveTransports.count == 3)   // server side, client, UDP endpoint
+        try loop.close()
+        #expect(client.value?.fileDescriptor == -1)
+        #expect(endpoint.value?.fileDescriptor == -1)
+        #expect(protocols.value.count == 2 && protocols.value.allSatisfy { $0.object == nil })
+        #expect(serverSides.value.count == 1 && serverSides.value.allSatisfy { $0.object == nil })
+    }
+}

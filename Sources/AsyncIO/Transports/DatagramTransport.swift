@@ -118,6 +118,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
 
     func start(whenMade: @escaping () -> Void) {
         selfReference = self
+        loop.liveTransports.insert(self)
         loop.schedule { [self] in
             defer { whenMade() }
             guard state != .closed else { return }
@@ -323,8 +324,24 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             proto.connectionLost(error)
             Glibc.close(fileDescriptor)
             fileDescriptor = -1
+            loop.liveTransports.remove(self)
             selfReference = nil
         }
+    }
+}
+
+extension DatagramSocketTransport: LoopClosingAware {
+    func loopClosed() {
+        state = .closed
+        for entry in queue { entry.bytes.deallocate() }
+        queue.removeAll()
+        queuedBytes = 0
+        proto = ClosedDatagramProtocol()
+        if fileDescriptor >= 0 {
+            Glibc.close(fileDescriptor)
+            fileDescriptor = -1
+        }
+        selfReference = nil
     }
 }
 
@@ -505,4 +522,10 @@ extension EventLoop {
     var datagramBatch: DatagramBatch {
         local(DatagramBatch.key) { DatagramBatch() }
     }
+}
+
+/// The protocol of an endpoint whose loop closed: it holds nothing and does nothing.
+private final class ClosedDatagramProtocol: DatagramProtocol {
+    func connectionMade(_ transport: any DatagramTransport) {}
+    func datagramReceived(_ bytes: UnsafeRawBufferPointer, from address: SocketAddress) {}
 }

@@ -131,6 +131,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     func start(whenMade: (() -> Void)? = nil) {
         loop.assertInLoop()
         selfReference = self
+        loop.liveTransports.insert(self)
         loop.schedule { [self] in
             defer { whenMade?() }
             guard lifecycle != .closed else { return }
@@ -442,6 +443,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         fileDescriptor = -1
         onClosed?(self)
         onClosed = nil
+        loop.liveTransports.remove(self)
         selfReference = nil
     }
 
@@ -471,5 +473,20 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
 extension SocketTransport: CustomStringConvertible {
     var description: String {
         "SocketTransport(fd: \(fileDescriptor), peer: \(cachedPeer.map { "\($0)" } ?? "?"), state: \(lifecycle))"
+    }
+}
+
+extension SocketTransport: LoopClosingAware {
+    func loopClosed() {
+        _ = move(.closeNow)
+        writeQueue.removeAll()
+        proto = ClosedProtocol.shared
+        buffered = nil
+        if fileDescriptor >= 0 {
+            Glibc.close(fileDescriptor)
+            fileDescriptor = -1
+        }
+        onClosed = nil
+        selfReference = nil
     }
 }
