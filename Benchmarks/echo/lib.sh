@@ -44,7 +44,7 @@
 ECHO_ALL_SERVERS="ours ours-streams ours-reuse-streams ours-iter-streams c nio asyncio asyncio-streams uvloop uvloop-streams"
 ECHO_UDP_SERVERS="ours c nio asyncio uvloop"
 ECHO_TLS_SERVERS="ours c nio go uvloop"
-ECHO_TLS_KNOWN="ours c nio go uvloop asyncio"
+ECHO_TLS_KNOWN="ours ours-streams ours-reuse-streams c nio go uvloop asyncio"
 
 bench_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 repo_dir="$(cd "$bench_dir/.." && pwd)"
@@ -268,6 +268,7 @@ prepare_servers() {
         if [[ "${ECHO_TRANSPORT:-tcp}" == tls ]]; then
             case "$name" in
                 ours) build_ours && servers+=(ours) ;;
+                ours-streams | ours-reuse-streams) build_streams && servers+=("$name") ;;
                 c) servers+=(c) ;;
                 nio) build_nio && servers+=(nio) ;;
                 go) build_go && servers+=(go) ;;
@@ -299,6 +300,8 @@ label_of() {
     if [[ "${ECHO_TRANSPORT:-tcp}" == tls ]]; then
         case "$1" in
             ours) echo "swift-asyncio TLS" ;;
+            ours-streams) echo "swift-asyncio TLS streams" ;;
+            ours-reuse-streams) echo "swift-asyncio TLS streams, read(into:)" ;;
             c) echo "C + OpenSSL (baseline)" ;;
             nio) echo "SwiftNIO + NIOSSL" ;;
             go) echo "Go crypto/tls" ;;
@@ -344,6 +347,8 @@ server_command() {
         local tls=(--cert "$certificates_dir/server.crt" --key "$certificates_dir/server.key")
         case "$1" in
             ours) server_cmd=("$ours_bin" --host 127.0.0.1 --port 0 "${tls[@]}") ;;
+            ours-streams) server_cmd=("$streams_bin" --host 127.0.0.1 --port 0 "${tls[@]}") ;;
+            ours-reuse-streams) server_cmd=("$streams_bin" --host 127.0.0.1 --port 0 "${tls[@]}" --reuse) ;;
             c) server_cmd=("$tools_dir/c_tls_echo_server" --host 127.0.0.1 --port 0 "${tls[@]}") ;;
             nio) server_cmd=("$nio_bin" --host 127.0.0.1 --port 0 "${tls[@]}") ;;
             go) server_cmd=("$go_bin" --host 127.0.0.1 --port 0 "${tls[@]}") ;;

@@ -2,6 +2,7 @@
 // `start_server` echo (py_echo_server.py --api streams) in the echo benchmarks.
 //
 //   streams-echo-server [--host 127.0.0.1] [--port 0] [--unix PATH] [--reuse | --iterate]
+//       [--cert PEM --key PEM]   (TLS: the streams over TLS)
 //
 // Each connection is a task on the loop: `read(max: 65536)`, `write`, `await drain()`, until
 // EOF; with --reuse, `read(into:)` a 64 KiB buffer the connection keeps (no allocation); with
@@ -19,13 +20,15 @@ func printError(_ message: String) {
 }
 
 func usage() -> Never {
-    printError("usage: streams-echo-server [--host H] [--port P] [--unix PATH] [--reuse | --iterate]")
+    printError("usage: streams-echo-server [--host H] [--port P] [--unix PATH] [--reuse | --iterate] [--cert PEM --key PEM]")
     exit(2)
 }
 
 var host = "127.0.0.1"
 var port = 0
 var unixPath: String? = nil
+var certificate: String? = nil
+var key: String? = nil
 var reuse = false
 var iterate = false
 var arguments = CommandLine.arguments.dropFirst()
@@ -41,6 +44,8 @@ while let flag = arguments.popFirst() {
         guard let number = Int(value) else { usage() }
         port = number
     case "--unix": unixPath = value
+    case "--cert": certificate = value
+    case "--key": key = value
     default: usage()
     }
 }
@@ -74,14 +79,17 @@ while let flag = arguments.popFirst() {
 
 let handler = reuse ? echoReusingBuffer : (iterate ? echoIterating : echo)
 let (listenHost, listenPort, listenPath) = (host, port, unixPath)
+guard (certificate == nil) == (key == nil) else { usage() }
+let tlsFiles = certificate.flatMap { certificate in key.map { (certificate, $0) } }
 do {
+    let tls = try tlsFiles.map { try TLSContext.server(certificateChain: $0.0, privateKey: $0.1) }
     try EventLoop.run { loop in
         let server: Server
         if let listenPath {
-            server = try await loop.startUnixServer(path: listenPath, backlog: 4096, handler)
+            server = try await loop.startUnixServer(path: listenPath, tls: tls, backlog: 4096, handler)
             print("listening on unix:\(listenPath)")
         } else {
-            server = try await loop.startServer(host: listenHost, port: listenPort, backlog: 4096, handler)
+            server = try await loop.startServer(host: listenHost, port: listenPort, tls: tls, backlog: 4096, handler)
             print("listening on \(server.addresses[0])")
         }
         fflush(nil)
