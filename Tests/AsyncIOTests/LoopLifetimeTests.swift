@@ -384,17 +384,22 @@ struct LoopClosingTransportsTests {
         func datagramReceived(_ bytes: UnsafeRawBufferPointer, from address: SocketAddress) {}
     }
 
-    // A loop closed while transports still hold fds (an open server side, a client aborted
-    // in the last pass whose connectionLost the closing loop drops, an open UDP endpoint):
-    // each lets go of its fd and its protocol (which holds it: a cycle), with no callback.
-    // Before, they kept each other and the fd forever (found by LeakSanitizer).
+    // A loop closed while transports and servers still hold fds (an open server side, a
+    // client aborted in the last pass whose connectionLost the closing loop drops, an open UDP
+    // endpoint, a Unix server still listening): each lets go of its fd and its protocol (which
+    // holds it: a cycle), with no callback; the server's socket file goes. Before, they kept
+    // each other and the fds forever (found by LeakSanitizer).
     @Test func closingTheLoopReleasesTransportsProtocolsAndFDs() throws {
         let loop = try EventLoop(name: "closing with transports")
         let serverSides = Box<[Weak]>([])
         let client = Box<SocketTransport?>(nil)
         let endpoint = Box<DatagramSocketTransport?>(nil)
         let protocols = Box<[Weak]>([])
+        let listening = Box(Weak(nil))
+        let path = "/tmp/asyncio-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        defer { unlink(path) }
         try loop.runUntilComplete { () async throws in
+            listening.value = Weak(try await loop.createUnixServer(path: path) { RecordingProtocol(loop: loop) })
             let server = try await loop.createServer(host: "127.0.0.1", port: 0) {
                 let proto = RecordingProtocol(loop: loop)
                 serverSides.value.append(Weak(proto))
@@ -414,11 +419,13 @@ struct LoopClosingTransportsTests {
             endpoint.value = udp as? DatagramSocketTransport
             protocols.value = [Weak(proto), Weak(udpProtocol)]
         }
-        #expect(loop.liveTransports.count == 3)   // server side, client, UDP endpoint
+        #expect(loop.openResources.count == 4)   // Unix server, server side, client, UDP endpoint
         try loop.close()
         #expect(client.value?.fileDescriptor == -1)
         #expect(endpoint.value?.fileDescriptor == -1)
         #expect(protocols.value.count == 2 && protocols.value.allSatisfy { $0.object == nil })
         #expect(serverSides.value.count == 1 && serverSides.value.allSatisfy { $0.object == nil })
+        #expect(listening.value.object == nil)
+        #expect(access(path, F_OK) != 0, "the Unix server's socket file is gone")
     }
 }

@@ -72,6 +72,7 @@ public final class Server: @unchecked Sendable {
         try watchListeners()
         serving = true
         selfReference = self
+        loop.openResources.insert(self)
     }
 
     private func watchListeners() throws {
@@ -169,6 +170,7 @@ public final class Server: @unchecked Sendable {
         if let unixPath { unlink(unixPath) }
         listeners = []
         wakeWaitersIfDone()
+        loop.openResources.remove(self)
         selfReference = nil
     }
 
@@ -227,5 +229,19 @@ public final class Server: @unchecked Sendable {
 extension Server: CustomStringConvertible {
     public var description: String {
         "Server(\(listeners.map { "\($0.address)" }.joined(separator: ", ")), serving: \(serving))"
+    }
+}
+
+extension Server: LoopClosingAware {
+    /// The loop closed while the server listened: its sockets close, its Unix socket file
+    /// goes, and nothing keeps it alive any more (its connections are told on their own).
+    func loopClosed() {
+        closed = true
+        serving = false
+        acceptRetry = nil
+        for listener in listeners { Glibc.close(listener.fd) }
+        if let unixPath { unlink(unixPath) }
+        listeners = []
+        selfReference = nil
     }
 }

@@ -118,7 +118,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
 
     func start(whenMade: @escaping () -> Void) {
         selfReference = self
-        loop.liveTransports.insert(self)
+        loop.openResources.insert(self)
         loop.schedule { [self] in
             defer { whenMade() }
             guard state != .closed else { return }
@@ -324,7 +324,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             proto.connectionLost(error)
             Glibc.close(fileDescriptor)
             fileDescriptor = -1
-            loop.liveTransports.remove(self)
+            loop.openResources.remove(self)
             selfReference = nil
         }
     }

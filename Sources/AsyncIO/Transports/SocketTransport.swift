@@ -131,7 +131,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     func start(whenMade: (() -> Void)? = nil) {
         loop.assertInLoop()
         selfReference = self
-        loop.liveTransports.insert(self)
+        loop.openResources.insert(self)
         loop.schedule { [self] in
             defer { whenMade?() }
             guard lifecycle != .closed else { return }
@@ -443,7 +443,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         fileDescriptor = -1
         onClosed?(self)
         onClosed = nil
-        loop.liveTransports.remove(self)
+        loop.openResources.remove(self)
         selfReference = nil
     }
 
