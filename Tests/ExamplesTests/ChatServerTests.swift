@@ -214,7 +214,11 @@ assert left, "the slow client was never dropped"
 
     // Rule 6 holds for a client's own replies too: one that never reads but sends commands
     // is dropped once its replies pile up.
-    @Test func nonReadingClientCannotPileUpReplies() throws {
+    // Not under a sanitizer: the replies pile up only once the kernel's send buffer (up to
+    // 4 MiB) is full, some 230,000 commands; under ThreadSanitizer on a loaded 2-core machine
+    // the server did not get there within the client's 60 s.
+    @Test(.disabled(if: Sanitizer.any, "needs ~230,000 commands handled: too slow under a sanitizer"))
+    func nonReadingClientCannotPileUpReplies() throws {
         let (server, port) = try startChatServer(["--max-queue", "20"])
         defer { server.stop() }
         try runChatScript(#"""
@@ -256,9 +260,11 @@ until("* mute left")
     // what is queued for it gets --idle-timeout to be written; then it is dropped.
     // The quitter sends /quit only once the watcher's /who was answered: the server handles a
     // connection's lines in order, so by then all 8 MB were queued for the quitter (sent at
-    // once, a loaded machine let /quit overtake them: the short queue was flushed).
+    // once, a loaded machine let /quit overtake them: the short queue was flushed). The idle
+    // timeout is 10 s: with 3, the quitter, silent while the 8 MB went through, was dropped
+    // as idle first under ThreadSanitizer.
     @Test func leavingClientThatNeverReadsIsClosed() throws {
-        let (server, port) = try startChatServer(["--max-queue", "100000", "--idle-timeout", "3"])
+        let (server, port) = try startChatServer(["--max-queue", "100000", "--idle-timeout", "10"])
         defer { server.stop() }
         try runChatScript(#"""
 watcher = Chat(port, "watcher"); watcher.expect("* welcome watcher, 1 online")
@@ -273,7 +279,7 @@ watcher.send(("x" * 1000 + "\n") * 8000)   # 8 MB for the quitter: more than its
 watcher.send("/who"); until("* online: quitter watcher")   # all 8 MB are queued by now
 quitter.sendall(b"/quit\n")
 until("* quitter left")
-time.sleep(6)   # never read for more than --idle-timeout: the server gives up its flush
+time.sleep(12)   # never read for more than --idle-timeout: the server gives up its flush
 quitter.settimeout(20)
 data = b""
 try:
