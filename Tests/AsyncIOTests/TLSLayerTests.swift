@@ -137,12 +137,17 @@ struct TLSPair {
     let serverApp = EventRecorder()
     let handshake: Future<Void>
 
-    init(loop: EventLoop, configureServer: (inout TLSConfiguration) -> Void = { _ in }) throws {
+    init(
+        loop: EventLoop, configureServer: (inout TLSConfiguration) -> Void = { _ in },
+        configureClient: (inout TLSConfiguration) -> Void = { _ in }
+    ) throws {
         self.loop = loop
         var serverConfig = serverConfiguration()
         configureServer(&serverConfig)
         let serverContext = try TLSContext(serverConfig)
-        let clientContext = try TLSContext(clientConfiguration())
+        var clientConfig = clientConfiguration()
+        configureClient(&clientConfig)
+        let clientContext = try TLSContext(clientConfig)
         handshake = Future<Void>(loop: loop)
         client = try TLSTransport(
             loop: loop, context: clientContext, app: clientApp, serverHostname: "localhost", waiter: handshake)

@@ -241,6 +241,34 @@ print("fds", fds0, fds1)
 print("rss_kib", rss0, rss1)
 """#
 
+/// Every TLS 1.2 suite the client's OpenSSL knows, offered alone: which the server accepts,
+/// and how it refuses the others; then the TLS 1.3 suite the server picks.
+let pythonTLSOfferedSuites = #"""
+port, cafile = sys.argv[1], sys.argv[2]
+probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+probe.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+tls12 = sorted({c["name"] for c in probe.get_ciphers() if c["protocol"] != "TLSv1.3"})
+accepted, refusals = [], set()
+for name in tls12:
+    context = client_context(cafile, maximum=ssl.TLSVersion.TLSv1_2)
+    context.set_ciphers(name + ":@SECLEVEL=0")
+    try:
+        s = tls_connect(port, context)
+        s.sendall(b"x")
+        assert recv_exact(s, 1) == b"x"
+        accepted.append(s.cipher()[0])
+        s.close()
+    except ssl.SSLError as e:
+        if e.reason != "NO_CIPHERS_AVAILABLE":   # PSK and SRP suites: the client cannot offer them
+            refusals.add(e.reason)
+print("tls1.2 suites tried", len(tls12) > 20)
+print("tls1.2 accepted", " ".join(accepted))
+print("tls1.2 refused", " ".join(sorted(refusals)))
+s = tls_connect(port, client_context(cafile, minimum=ssl.TLSVersion.TLSv1_3))
+print("tls1.3", s.version(), s.cipher()[0])   # the server's preference: OpenSSL's default order
+s.close()
+"""#
+
 @Suite(.serialized, .timeLimit(.minutes(10)))
 struct TLSEchoServerTests {
     // Python's ssl: small and 16 MiB echoes byte-exact, TLS 1.3 by default with close_notify
@@ -278,6 +306,34 @@ struct TLSEchoServerTests {
             #expect(old.stderr.contains("alert protocol version") || old.stderr.contains("no protocols available"),
                     "\(old.summary)")
         }
+        #expect(server.process.isRunning, "the server died: \(server.stderrText)")
+    }
+
+    // The suites the server offers by default (issue 13: testssl found CBC suites): of every
+    // TLS 1.2 suite Python's OpenSSL knows, only the ECDHE AEAD ones its ECDSA certificate can
+    // use are accepted; the rest get a handshake_failure alert. s_client agrees for one CBC and
+    // one AEAD suite.
+    @Test func onlyAEADSuitesWithForwardSecrecyAreOffered() throws {
+        let (server, port) = try startTLSEchoServer()
+        defer { server.stop() }
+        let result = try runPythonTLS(pythonTLSOfferedSuites, ["\(port)", caFile])
+        #expect(result.lines == [
+            "tls1.2 suites tried True",
+            "tls1.2 accepted ECDHE-ECDSA-AES128-GCM-SHA256 ECDHE-ECDSA-AES256-GCM-SHA384 ECDHE-ECDSA-CHACHA20-POLY1305",
+            "tls1.2 refused SSLV3_ALERT_HANDSHAKE_FAILURE",
+            "tls1.3 TLSv1.3 TLS_AES_256_GCM_SHA384",
+        ], "\(result.summary)")
+        let cbc = try runTool("/usr/bin/openssl", [
+            "s_client", "-connect", "127.0.0.1:\(port)", "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA",
+        ], input: .bytes([]), timeout: 30)
+        #expect(cbc.exit?.isSuccess == false, "\(cbc.summary)")
+        #expect(cbc.stderr.contains("sslv3 alert handshake failure"), "\(cbc.summary)")
+        let aead = try runTool("/usr/bin/openssl", [
+            "s_client", "-connect", "127.0.0.1:\(port)", "-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305",
+            "-CAfile", caFile, "-verify_return_error", "-servername", "localhost",
+        ], input: .bytes([]), timeout: 30)
+        #expect(aead.exit?.isSuccess == true, "\(aead.summary)")
+        #expect(aead.text.contains("Cipher is ECDHE-ECDSA-CHACHA20-POLY1305"), "\(aead.summary)")
         #expect(server.process.isRunning, "the server died: \(server.stderrText)")
     }
 

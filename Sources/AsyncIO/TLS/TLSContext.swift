@@ -71,10 +71,29 @@ public struct TLSConfiguration: Sendable {
     /// ALPN protocols in order of preference, e.g. `["h2", "http/1.1"]`. A server picks the
     /// first of its own that the client offers; none in common means no ALPN.
     public var alpnProtocols: [String]
-    /// The TLS 1.2 cipher list (OpenSSL syntax), `nil` for OpenSSL's default.
+    /// The TLS 1.2 cipher list (OpenSSL syntax); default ``defaultCiphers`` (AEAD suites
+    /// with forward secrecy only). `nil` leaves OpenSSL's own default, which includes CBC
+    /// suites (obsolete, and what LUCKY13 attacks) and suites without forward secrecy.
     public var ciphers: String?
-    /// The TLS 1.3 cipher suites, e.g. `"TLS_AES_128_GCM_SHA256"`, `nil` for the default.
+    /// The TLS 1.3 cipher suites, e.g. `"TLS_AES_128_GCM_SHA256"`, `nil` for OpenSSL's
+    /// default (AES-GCM and ChaCha20-Poly1305: every TLS 1.3 suite is AEAD with forward
+    /// secrecy).
     public var cipherSuites: String?
+
+    /// The default TLS 1.2 cipher list: Mozilla's "intermediate" server configuration
+    /// (version 5.7) without its DHE suites — ECDHE key exchange, ECDSA or RSA certificates,
+    /// AES-GCM and ChaCha20-Poly1305, the server's order of preference. No CBC suite, no
+    /// static RSA key exchange, no SHA-1 MAC. DHE is left out because it needs DH parameters
+    /// of our own to be safe; add it to ``ciphers`` with them if old clients need it.
+    ///
+    /// A TLS 1.2 client that offers none of these is refused with a handshake_failure alert.
+    /// Every suite here needs TLS 1.2: a ``minimumVersion`` below it needs a ``ciphers`` list
+    /// with suites of the older versions too.
+    public static let defaultCiphers = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ].joined(separator: ":")
     /// Whether a server issues session tickets so clients can resume (default true).
     public var sessionTickets: Bool
     /// How many TLS 1.3 tickets a server sends after each handshake (default 1, as Go does;
@@ -110,6 +129,7 @@ public struct TLSConfiguration: Sendable {
         clientVerification = .none
         minimumVersion = .v1_2
         alpnProtocols = []
+        ciphers = Self.defaultCiphers
         sessionTickets = true
         sessionTicketCount = 1
         releaseIdleBuffers = true

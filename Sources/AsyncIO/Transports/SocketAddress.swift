@@ -24,11 +24,19 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         self.storage = storage
     }
 
-    /// A numeric IPv4 or IPv6 address (`"127.0.0.1"`, `"::1"`) and a port.
-    /// - Throws: ``ResolutionError`` if `host` is not a numeric address or `port` is out of range.
+    /// A numeric IPv4 or IPv6 address (`"127.0.0.1"`, `"::1"`) and a port. An IPv6 address
+    /// may carry a scope (RFC 4007 zone), by interface name or index: `"fe80::1%eth0"`,
+    /// `"fe80::1%2"`.
+    /// - Throws: ``ResolutionError`` if `host` is not a numeric address (a NUL byte anywhere
+    ///   in it, an unknown interface name, a scope on an IPv4 address) or `port` is out of
+    ///   range.
     public init(ipAddress host: String, port: Int) throws(ResolutionError) {
         guard (0...65535).contains(port) else {
             throw ResolutionError(host: host, port: port, message: "port out of range 0-65535")
+        }
+        // A C string ends at the first NUL: "127.0.0.1\0junk" must not pass as 127.0.0.1.
+        guard !host.utf8.contains(0) else {
+            throw ResolutionError(host: host, port: port, message: "not a numeric IP address")
         }
         var v4 = sockaddr_in()
         if inet_pton(AF_INET, host, &v4.sin_addr) == 1 {
@@ -38,13 +46,41 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
             return
         }
         var v6 = sockaddr_in6()
-        if inet_pton(AF_INET6, host, &v6.sin6_addr) == 1 {
+        let percent = host.utf8.firstIndex(of: UInt8(ascii: "%"))
+        let address = percent.map { String(host[..<$0]) } ?? host
+        if inet_pton(AF_INET6, address, &v6.sin6_addr) == 1 {
+            if let percent {
+                guard let scope = Self.scopeID(String(host[host.utf8.index(after: percent)...])) else {
+                    throw ResolutionError(host: host, port: port, message: "not a numeric IP address (unknown IPv6 scope)")
+                }
+                v6.sin6_scope_id = scope
+            }
             v6.sin6_family = sa_family_t(AF_INET6)
             v6.sin6_port = in_port_t(UInt16(port).bigEndian)
             self.init(.v6(v6))
             return
         }
         throw ResolutionError(host: host, port: port, message: "not a numeric IP address")
+    }
+
+    /// An IPv6 scope: a decimal interface index (what the kernel stores), or the name of an
+    /// interface that exists.
+    private static func scopeID(_ scope: String) -> UInt32? {
+        if !scope.isEmpty && scope.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) {
+            return UInt32(scope)
+        }
+        guard !scope.isEmpty else { return nil }
+        let index = if_nametoindex(scope)
+        return index == 0 ? nil : index
+    }
+
+    /// How a scope is written: the interface's name while it exists, else its index.
+    private static func scopeName(_ scope: UInt32) -> String {
+        var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+        guard if_indextoname(scope, &name) != nil else { return String(scope) }
+        let text = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // A name that would not read back (all digits, a '%') is written as the index.
+        return scopeID(text) == scope ? text : String(scope)
     }
 
     /// A Unix-domain socket path.
@@ -91,7 +127,8 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// The numeric host (`127.0.0.1`, `::1`) of an IP address, or the path of a Unix address.
+    /// The numeric host (`127.0.0.1`, `::1`, `fe80::1%eth0` with an IPv6 scope) of an IP
+    /// address, or the path of a Unix address. ``init(ipAddress:port:)`` reads it back.
     public var host: String {
         switch storage {
         case .v4(var address):
@@ -101,13 +138,15 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         case .v6(var address):
             var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
             inet_ntop(AF_INET6, &address.sin6_addr, &buffer, socklen_t(buffer.count))
-            return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            // The scope tells link-local addresses on different interfaces apart.
+            return address.sin6_scope_id == 0 ? text : "\(text)%\(Self.scopeName(address.sin6_scope_id))"
         case .unix(let path):
             return path
         }
     }
 
-    /// `127.0.0.1:8888`, `[::1]:8888`, or the Unix path.
+    /// `127.0.0.1:8888`, `[::1]:8888`, `[fe80::1%eth0]:8888`, or the Unix path.
     public var description: String {
         switch storage {
         case .v4: "\(host):\(port ?? 0)"
@@ -149,7 +188,8 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Calls `body` with a `sockaddr` pointer and length for this address.
-    /// - Throws: ``TransportError`` if a Unix path is too long for `sockaddr_un`.
+    /// - Throws: ``TransportError`` `.invalidAddress` if a Unix path is empty, too long for
+    ///   `sockaddr_un` or has a NUL byte (the kernel would cut the path there).
     func withSockAddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> T) throws -> T {
         switch storage {
         case .v4(var address):
@@ -167,6 +207,9 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
             let capacity = MemoryLayout.size(ofValue: address.sun_path)
             guard !bytes.isEmpty, bytes.count < capacity else {
                 throw TransportError(.invalidAddress, "Unix socket path is empty or longer than \(capacity - 1) bytes: \(path)")
+            }
+            guard !bytes.contains(0) else {
+                throw TransportError(.invalidAddress, "Unix socket path contains a NUL byte: \(bytes)")
             }
             withUnsafeMutableBytes(of: &address.sun_path) { raw in
                 raw.copyBytes(from: bytes)
@@ -226,6 +269,10 @@ extension EventLoop {
 
     /// Blocking getaddrinfo (runs on an executor thread).
     static func getAddrInfo(host: String?, port: Int, passive: Bool) throws(ResolutionError) -> [SocketAddress] {
+        // A C string ends at the first NUL: "localhost\0.example.com" must not resolve localhost.
+        if let host, host.utf8.contains(0) {
+            throw ResolutionError(host: host, port: port, message: "host name contains a NUL byte")
+        }
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = casyncio_sock_stream()
@@ -258,8 +305,10 @@ extension EventLoop {
 }
 
 extension SocketAddress {
-    /// Whether `host` is a numeric IPv4 or IPv6 address (not a name).
+    /// Whether `host` is a numeric IPv4 or IPv6 address (not a name). An IPv6 address with a
+    /// scope is not (a certificate names no scope: TLS checks it as a name, and fails).
     static func isNumericHost(_ host: String) -> Bool {
+        guard !host.utf8.contains(0) else { return false }
         var v4 = in_addr()
         var v6 = in6_addr()
         return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1

@@ -1,0 +1,2 @@
+// Declarations only (CFuzzDriver.h); libFuzzer itself comes with -sanitize=fuzzer.
+#include "CFuzzDriver.h"
