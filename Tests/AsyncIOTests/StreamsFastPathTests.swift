@@ -122,6 +122,36 @@ struct StreamsFastPathTests {
         }
     }
 
+    // A read(into:) cancelled and not yet running, and a read of another task waiting
+    // meanwhile: the next bytes go to the waiting read, not to the cancelled read's memory.
+    @Test func bytesAfterACancelledReadGoToTheReadThatWaits() throws {
+        try withLoop { loop in
+            let reader = StreamReader(loop: loop)
+            let memory = Box(UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 1))
+            defer { memory.value.deallocate() }
+            let got = try loop.runUntilComplete { () async throws -> [String] in
+                let first = loop.createTask { try await reader.read(into: memory.value) }
+                try await waitUntil("the first read waits") { reader.isWaiting }
+                first.cancel()   // on the loop: resumed with CancellationError, not yet run
+                // Eager: waits before the first read's task runs again.
+                let second = loop.createTask(eager: true) { try await reader.read(max: 100) }
+                #expect(reader.isWaiting)
+                reader.feed(Array("xy".utf8))
+                reader.feedEOF()
+                var got: [String] = []
+                do {
+                    _ = try await first.value
+                    got.append("first read")
+                } catch is CancellationError {
+                    got.append("first cancelled")
+                }
+                got.append(String(decoding: try await second.value, as: UTF8.self))
+                return got
+            }
+            #expect(got == ["first cancelled", "xy"])
+        }
+    }
+
     // Inside a cover, the covered task's waits are woken by its one handler, also when the
     // task is cancelled from another thread; a child task reading from the same reader keeps
     // a handler of its own, and cancelling the child leaves the covered task's reads alone.

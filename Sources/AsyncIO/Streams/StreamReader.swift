@@ -135,8 +135,26 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         if let waiter {
             self.waiter = nil
             waiterCovered = false
+            forgetDelivery()
             waiter.resume()
         }
+    }
+
+    /// The waiting read is resumed (or gave up before it waited): no later bytes may go to
+    /// its memory or array. Before this, a read cancelled and not yet running left its memory
+    /// as the target, and a read of another task waiting meanwhile lost the next bytes to it.
+    private func forgetDelivery() {
+        target = nil
+        arrayWanted = 0
+    }
+
+    /// Resumes the waiting read with a cancellation (it takes no bytes).
+    private func cancelWaiter() {
+        guard let waiter else { return }
+        self.waiter = nil
+        waiterCovered = false
+        forgetDelivery()
+        waiter.resume(throwing: CancellationError())
     }
 
     /// The current task's address (nil outside a task): an identity to compare, never used
@@ -165,10 +183,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
             loop.execute { [self] in
                 guard coveredTask != nil else { return }
                 coverCancelled = true
-                guard waiterCovered, let waiter else { return }
-                self.waiter = nil
-                waiterCovered = false
-                waiter.resume(throwing: CancellationError())
+                if waiterCovered { cancelWaiter() }
             }
         }
     }
@@ -191,6 +206,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
             // (each a status-record lock) that the `isolation:` form adds around it.
             try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
                 if coverCancelled {
+                    forgetDelivery()
                     continuation.resume(throwing: CancellationError())
                 } else {
                     waiter = continuation
@@ -212,6 +228,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
                 // Cancelled before we got here: the handler below already ran and found no
                 // waiter.
                 if Task.isCancelled {
+                    forgetDelivery()
                     continuation.resume(throwing: CancellationError())
                 } else {
                     waiter = continuation
@@ -219,9 +236,8 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
             }
         } onCancel: {
             loop.execute { [self] in
-                guard waitCount == wait, !waiterCovered, let waiter else { return }
-                self.waiter = nil
-                waiter.resume(throwing: CancellationError())
+                guard waitCount == wait, !waiterCovered else { return }
+                cancelWaiter()
             }
         }
     }
