@@ -63,7 +63,7 @@ for target in "${targets[@]}"; do
         -artifact_prefix="$here/Artifacts/$target/" >"$log" 2>&1
     rc=$?
     set -e
-    grep -E '^#[0-9]+ +(DONE|pulse|NEW|REDUCE)' "$log" | tail -1 || true
+    grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE)' "$log" | tail -1 || true
     grep -E '^stat::(number_of_executed_units|peak_rss_mb)|Done [0-9]+ runs' "$log" || true
     if ((rc != 0)); then
         echo "fuzz-$target: FAILED (exit $rc); see $log and $here/Artifacts/$target/"

@@ -18,6 +18,7 @@ import Glibc
 
 @testable import AsyncIO
 
+/// libFuzzer's entry point: one host string, Unix path or kernel address.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzAddress(_ start: UnsafeRawPointer?, _ count: Int) -> Int32 {
     var input = FuzzInput(start, count)

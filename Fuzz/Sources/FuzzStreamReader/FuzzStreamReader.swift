@@ -80,6 +80,7 @@ private func loop() -> EventLoop {
     }
 }
 
+/// libFuzzer's entry point: one input, one stream read to its end.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzStreamReader(_ start: UnsafeRawPointer?, _ count: Int) -> Int32 {
     var input = FuzzInput(start, count)
