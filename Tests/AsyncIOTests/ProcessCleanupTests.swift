@@ -23,25 +23,7 @@ struct ProcessCleanupTests {
                 _ = "verdict: \(text)\n".withCString { write(2, $0, strlen($0)) }
             }
             // Each pipe, pidfd or socket as "number -> target", so a failure names what was left.
-            func openFDs() -> [String] {
-                guard let dir = opendir("/proc/self/fd") else { return [] }
-                defer { closedir(dir) }
-                var names: [String] = []
-                while let entry = readdir(dir) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                    }
-                    guard name != "." && name != ".." else { continue }
-                    var target = [CChar](repeating: 0, count: 256)
-                    let length = readlink("/proc/self/fd/" + name, &target, target.count - 1)
-                    let what = length > 0
-                        ? String(decoding: target[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
-                    if what.hasPrefix("pipe:") || what.hasPrefix("socket:") || what == "anon_inode:[pidfd]" {
-                        names.append(name + " -> " + what)
-                    }
-                }
-                return names.sorted()
-            }
+            func openFDs() -> [String] { AsyncIOTests.openFDs(["pipe:", "socket:", "anon_inode:[pidfd]"]) }
             do {
                 let loop = try EventLoop()
                 // One warm-up run first: the loop's own lazily opened fds are not leaks.

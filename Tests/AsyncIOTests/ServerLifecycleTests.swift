@@ -115,22 +115,7 @@ struct ServerLifecycleTests {
             // Sockets only: the test runtime in this process may open fds of its own
             // meanwhile (Dispatch's epoll, eventfd and timerfd on first use of a timer), which
             // can take the two free ones.
-            func openSockets() -> Int {
-                guard let dir = opendir("/proc/self/fd") else { return -1 }
-                defer { closedir(dir) }
-                var count = 0
-                var target = [CChar](repeating: 0, count: 64)
-                while let entry = readdir(dir) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                    }
-                    let length = readlink("/proc/self/fd/" + name, &target, target.count - 1)
-                    if length > 7 && String(decoding: target[..<7].map { UInt8(bitPattern: $0) }, as: UTF8.self) == "socket:" {
-                        count += 1
-                    }
-                }
-                return count
-            }
+            func openSockets() -> Int { openFDs(["socket:"]).count }
             let socketsBefore = openSockets()
             var failed = false
             do {

@@ -104,20 +104,7 @@ struct SubprocessTests {
     // 200 short processes in a row leave no zombie and no pidfd or pipe behind.
     @Test func manyShortProcessesLeaveNothingBehind() async {
         await #expect(processExitsWith: .success) {
-            func count(_ prefix: String) -> Int {
-                guard let dir = opendir("/proc/self/fd") else { return -1 }
-                defer { closedir(dir) }
-                var count = 0
-                while let entry = readdir(dir) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                    }
-                    var target = [UInt8](repeating: 0, count: 64)
-                    let n = readlink("/proc/self/fd/" + name, &target, target.count)
-                    if n > 0 && String(decoding: target[0..<n], as: UTF8.self).hasPrefix(prefix) { count += 1 }
-                }
-                return count
-            }
+            func count(_ prefix: String) -> Int { openFDs([prefix]).count }
             do {
                 let loop = try EventLoop()
                 let pipesBefore = count("pipe:")

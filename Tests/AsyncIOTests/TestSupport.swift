@@ -112,3 +112,26 @@ func waitUntil(_ what: String, timeout: Duration = .seconds(10), _ condition: ()
         try await sleep(for: .milliseconds(1))
     }
 }
+
+/// This process's open fds, each as "number -> target" (`socket:[…]`, `pipe:[…]`,
+/// `anon_inode:[pidfd]`, a path), sorted; only those whose target starts with one of
+/// `prefixes` (all if empty). For exit tests that check nothing is left open: the test
+/// runtime may open fds of its own kinds meanwhile, so compare only the kinds a test makes.
+func openFDs(_ prefixes: [String] = []) -> [String] {
+    guard let dir = opendir("/proc/self/fd") else { return [] }
+    defer { closedir(dir) }
+    var found: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        guard name != "." && name != ".." else { continue }
+        var target = [UInt8](repeating: 0, count: 256)
+        let length = readlink("/proc/self/fd/" + name, &target, target.count - 1)
+        let what = length > 0 ? String(decoding: target[..<length], as: UTF8.self) : "?"
+        if prefixes.isEmpty || prefixes.contains(where: { what.hasPrefix($0) }) {
+            found.append(name + " -> " + what)
+        }
+    }
+    return found.sorted()
+}

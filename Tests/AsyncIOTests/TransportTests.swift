@@ -522,20 +522,7 @@ struct TransportLeakTests {
             }
             // Sockets only: the test harness may open and close files and pipes of its own
             // in this process at any time; it opens no sockets.
-            func fdCount() -> Int {
-                guard let dir = opendir("/proc/self/fd") else { return -1 }
-                defer { closedir(dir) }
-                var count = 0
-                while let entry = readdir(dir) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                    }
-                    var target = [UInt8](repeating: 0, count: 64)
-                    let n = readlink("/proc/self/fd/" + name, &target, target.count)
-                    if n > 7 && String(decoding: target[0..<7], as: UTF8.self) == "socket:" { count += 1 }
-                }
-                return count
-            }
+            func fdCount() -> Int { openFDs(["socket:"]).count }
             do {
                 let loop = try EventLoop()
                 let code = try loop.runUntilComplete { () async throws -> Int32 in

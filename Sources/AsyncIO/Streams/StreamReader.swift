@@ -76,20 +76,18 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         // A read waiting on an empty buffer gets its bytes straight (one copy), the rest (if
         // it has no room) goes into the buffer behind them. Only while it still waits: a read
         // resumed by cancellation, not yet running, takes nothing.
+        var taken = 0
         if waiter != nil, let target, let source = bytes.baseAddress, let destination = target.baseAddress {
-            let count = Swift.min(bytes.count, target.count)
-            destination.copyMemory(from: source, byteCount: count)
-            delivered = count
+            taken = Swift.min(bytes.count, target.count)
+            destination.copyMemory(from: source, byteCount: taken)
+            delivered = taken
             self.target = nil
-            if count < bytes.count { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[count...])) }
         } else if waiter != nil, arrayWanted > 0 {
-            let count = Swift.min(bytes.count, arrayWanted)
-            deliveredArray = Array(UnsafeRawBufferPointer(rebasing: bytes[..<count]))
+            taken = Swift.min(bytes.count, arrayWanted)
+            deliveredArray = Array(UnsafeRawBufferPointer(rebasing: bytes[..<taken]))
             arrayWanted = 0
-            if count < bytes.count { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[count...])) }
-        } else {
-            buffer.append(contentsOf: bytes)
         }
+        if taken < bytes.count { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[taken...])) }
         wake()
         if !transportPaused, available > 2 * limit, let transport {
             transportPaused = true
