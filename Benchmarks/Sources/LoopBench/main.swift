@@ -6,6 +6,11 @@
 // run-loop-bench.sh runs all three and prints a table.
 //
 //   loop-bench [--target-seconds S] [--repetitions R] [--only NAME]
+//   loop-bench --units N [--only NAME]
+//                               runs each benchmark once with exactly N units, no warm-up
+//                               or calibration: the same work every run, for callgrind
+//                               (instructions per op = difference of two N / difference of
+//                               their operations)
 //   loop-bench --cpu-pools      CPU-bound jobs on pools of 1, cores and the default size
 //                               (cpu-pool-bench.sh runs it beside Python's thread and
 //                               process pools)
@@ -25,6 +30,8 @@ struct Options {
     var targetSeconds = 0.3
     var repetitions = 5
     var only: String?
+    /// Exactly this many units, run once (`--units`); `nil` calibrates to `targetSeconds`.
+    var units: Int?
 }
 
 func parseOptions() -> Options {
@@ -38,11 +45,13 @@ func parseOptions() -> Options {
             options.repetitions = max(1, arguments.next().flatMap(Int.init) ?? options.repetitions)
         case "--only":
             options.only = arguments.next()
+        case "--units":
+            options.units = arguments.next().flatMap(Int.init).map { max(1, $0) }
         case "--cpu-pools":
             runCPUPools()
             exit(0)
         default:
-            let usage = "usage: loop-bench [--target-seconds S] [--repetitions R] [--only NAME]\n"
+            let usage = "usage: loop-bench [--target-seconds S] [--repetitions R] [--units N] [--only NAME]\n"
             _ = usage.withCString { write(2, $0, strlen($0)) }
             exit(2)
         }
@@ -261,6 +270,9 @@ func benchTimeoutScope(_ loop: EventLoop, iterations: Int) throws -> Double {
 func measure(
     opsPerUnit: Int, options: Options, _ run: (Int) throws -> Double
 ) rethrows -> Double {
+    if let units = options.units {
+        return try run(units) * 1e9 / Double(units * opsPerUnit)
+    }
     var units = 1
     var seconds = try run(units)
     while seconds < options.targetSeconds / 8 {
