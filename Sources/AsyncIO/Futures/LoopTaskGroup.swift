@@ -41,10 +41,11 @@ public final class LoopTaskGroup: @unchecked Sendable {
     /// Failures of the children, in the order they happened.
     private var errors: [any Error] = []
     /// The child task running the body, while it runs.
-    private var body: Task<Void, Never>?
+    private var body: UnsafeCurrentTask?
     /// The scope waiting for the last child, once the body ended.
     private var joinWaiter: UnsafeContinuation<Void, Never>?
 
+    @usableFromInline
     init(loop: EventLoop) {
         self.loop = loop
     }
@@ -150,13 +151,17 @@ public final class LoopTaskGroup: @unchecked Sendable {
 
     // MARK: - The scope
 
-    /// Runs the scope; see ``withLoopTaskGroup(_:)``.
-    func run<T>(_ body: (LoopTaskGroup) async throws -> T) async throws -> T {
-        let outcome = await ScopedChild.run(on: loop, started: { self.body = $0 }) {
-            try await body(self)
-        }
-        var bodyFailure: (any Error)?
-        if case .failure(let error) = outcome { bodyFailure = error }
+    /// Runs the scope; see ``withLoopTaskGroup(_:)``. The body keeps its value itself (the
+    /// generic part is inlined into the caller).
+    @usableFromInline
+    func run(_ body: () async throws -> Void) async throws {
+        let bodyFailure = await ScopedChild.run(
+            started: { task in
+                // Aborted before the body's first step (a child failed): cancel it now.
+                if case .aborting = phase { task.cancel() } else { self.body = task }
+            },
+            ended: { self.body = nil },
+            body)
         bodyEnded(failure: bodyFailure)
         // The caller cancelled while the body ran: the body was cancelled with it and ended
         // with an error, so the group aborted above. Cancelled later: join() aborts it.
@@ -167,10 +172,10 @@ public final class LoopTaskGroup: @unchecked Sendable {
         // Failures take priority over the caller's cancellation, as in asyncio.
         if !errors.isEmpty { throw TaskGroupError(errors: errors) }
         // The caller's cancellation cancelled the children we waited for (or the body, whose
-        // CancellationError `get()` rethrows). A body that finished, with no child to cancel,
-        // returns its value, as in asyncio.
+        // CancellationError is rethrown below). A body that finished, with no child to
+        // cancel, returns its value, as in asyncio.
         if waited, Task.isCancelled { throw CancellationError() }
-        return try outcome.get()
+        if let bodyFailure { throw bodyFailure }
     }
 }
 
@@ -210,9 +215,14 @@ public final class LoopTaskGroup: @unchecked Sendable {
 ///   threw one of its own, or ``EventLoopError/Code-swift.struct/noRunningLoop`` if the caller
 ///   does not run on a loop.
 /// - Important: Loop-bound: call from a task running on an event loop.
+@inlinable
 public func withLoopTaskGroup<T>(_ body: (LoopTaskGroup) async throws -> T) async throws -> T {
     guard let loop = EventLoop.current else {
         throw EventLoopError(.noRunningLoop, "withLoopTaskGroup(_:) needs a task running on an event loop")
     }
-    return try await LoopTaskGroup(loop: loop).run(body)
+    let group = LoopTaskGroup(loop: loop)
+    var value: T?
+    try await group.run { value = try await body(group) }
+    guard let value else { preconditionFailure("withLoopTaskGroup: the body ended with neither a value nor an error") }
+    return value
 }

@@ -2,63 +2,67 @@
 // swift-asyncio — ScopedChild: a scope's body run as a child task that can be cancelled alone.
 //===----------------------------------------------------------------------===//
 
-/// Runs the body of a scope (``timeout(after:_:)``, ``withLoopTaskGroup(_:)``) in a child
-/// Swift task on a loop, so that the scope can cancel the body without cancelling the caller.
+/// Runs the body of a scope (``timeout(after:_:)``, ``withLoopTaskGroup(_:)``) in a structured
+/// child task (an `async let`), so that the scope can cancel the body without cancelling the
+/// caller.
 ///
 /// Why: asyncio's timeout and TaskGroup cancel the *current* task and later take the request
 /// back with `Task.uncancel()`. A Swift task's cancellation cannot be undone, so the body runs
 /// in a task of its own instead, and the scope cancels that one:
-/// - the caller awaits the child until it ends, whatever happens (its own cancellation is
-///   forwarded to the child, it does not stop the wait), so the non-escaping body never
-///   outlives the call (`withoutActuallyEscaping` checks that);
-/// - the child prefers the loop as its task executor: every step of the body runs on the
-///   loop's thread, as the caller's would have;
-/// - task-locals are copied, so ``LoopTask/current`` in the body is the caller's task.
+/// - the caller awaits the child until it ends; cancelling the caller cancels the child (a
+///   structured child), and the non-escaping body never outlives the call
+///   (`withoutActuallyEscaping` checks that);
+/// - the child inherits the caller's task executor preference, the loop: every step of the
+///   body runs on the loop's thread, as the caller's would have (a caller that found
+///   `EventLoop.current` runs on a loop task, which has that preference);
+/// - task-locals are inherited, so ``LoopTask/current`` in the body is the caller's task.
 ///
-/// Cost: one Swift task (its allocation and one extra pass of the loop to start it, one to
-/// resume the caller) and a small box for the outcome.
+/// Cost: one child task, allocated from the caller's task allocator (no `malloc`), one extra
+/// pass of the loop to start it and one to resume the caller.
 enum ScopedChild {
-    /// Runs `body` as a child task on `loop` and returns its outcome once it has ended.
+    /// Runs `body` as a child task and returns its error once it has ended, or `nil` if it
+    /// returned. Not generic: a scope's generic entry point (inlined into its caller) keeps
+    /// the body's value itself, so no generic metadata is looked up per scope.
     ///
-    /// `started` receives the child's handle before the child's first step runs, so the scope
-    /// can cancel it (from the loop's thread or any other: `Task.cancel()` is thread-safe).
-    static func run<T>(
-        on loop: EventLoop,
-        started: (Task<Void, Never>) -> Void,
-        _ body: () async throws -> T
-    ) async -> Result<T, any Error> {
-        await withoutActuallyEscaping(body) { escapable in
-            let outcome = Outcome<T>()
-            let transfer = Transfer(body: escapable, outcome: outcome)
-            let child = Task(executorPreference: loop.taskExecutor) {
-                let work = transfer
-                do {
-                    work.outcome.result = .success(try await work.body())
-                } catch {
-                    work.outcome.result = .failure(error)
+    /// In the child, on the loop's thread: `started` receives the child's task before the body
+    /// runs, so the scope can cancel it (and should at once if it already decided to);
+    /// `ended` is called after the body, while the child still exists. The scope must not use
+    /// the task after `ended`.
+    static func run(
+        started: (UnsafeCurrentTask) -> Void,
+        ended: () -> Void,
+        _ body: () async throws -> Void
+    ) async -> (any Error)? {
+        await withoutActuallyEscaping(body) { body in
+            await withoutActuallyEscaping(started) { started in
+                await withoutActuallyEscaping(ended) { ended in
+                    let transfer = Transfer(body: body, started: started, ended: ended)
+                    async let failure = transfer.run()
+                    return await failure
                 }
             }
-            started(child)
-            await withTaskCancellationHandler {
-                await child.value
-            } onCancel: {
-                child.cancel()
-            }
-            return outcome.result ?? .failure(CancellationError())
         }
     }
 
-    /// Where the child leaves the body's outcome for the caller.
-    private final class Outcome<T> {
-        var result: Result<T, any Error>?
-    }
-
-    /// The body and the outcome box, handed to the child task.
-    private struct Transfer<T>: @unchecked Sendable {
+    /// The body and the scope's callbacks, handed to the child task.
+    private struct Transfer: @unchecked Sendable {
         // @unchecked Sendable: the caller is suspended (awaiting the child) for the child's
-        // whole life and reads the outcome only after the child has ended, so the body and
-        // the box are never used by two tasks at once.
-        let body: () async throws -> T
-        let outcome: Outcome<T>
+        // whole life, so none of this is used by two tasks at once.
+        let body: () async throws -> Void
+        let started: (UnsafeCurrentTask) -> Void
+        let ended: () -> Void
+
+        func run() async -> (any Error)? {
+            withUnsafeCurrentTask { task in
+                if let task { started(task) }
+            }
+            defer { ended() }
+            do {
+                try await body()
+                return nil
+            } catch {
+                return error
+            }
+        }
     }
 }

@@ -34,9 +34,10 @@ public final class TimeoutScope: @unchecked Sendable {
     private var phase = Phase.active
     private var when: Double?
     private var timer: Handle?
-    /// The child task running the body (see ``timeout(after:_:)``).
-    private var body: Task<Void, Never>?
+    /// The child task running the body while it runs (see ``timeout(after:_:)``).
+    private var body: UnsafeCurrentTask?
 
+    @usableFromInline
     init(loop: EventLoop, deadline: Double?) {
         self.loop = loop
         self.when = deadline
@@ -93,27 +94,37 @@ public final class TimeoutScope: @unchecked Sendable {
         body?.cancel()
     }
 
-    /// Runs `body` in a child task with this scope's deadline; see ``timeout(after:_:)``.
-    func run<T>(_ body: (TimeoutScope) async throws -> T) async throws -> T {
+    /// Runs `body` in a child task with this scope's deadline; see ``timeout(after:_:)``. The
+    /// body keeps its value itself (the generic part is inlined into the caller).
+    @usableFromInline
+    func run(_ body: () async throws -> Void) async throws {
         arm()
-        let outcome = await ScopedChild.run(on: loop, started: { self.body = $0 }) {
-            try await body(self)
-        }
-        self.body = nil
+        let failure = await ScopedChild.run(
+            started: { task in
+                // Expired before the body's first step: cancel it now.
+                if case .expiring = phase { task.cancel() } else { self.body = task }
+            },
+            ended: { self.body = nil },
+            body)
         timer?.cancel()
         timer = nil
         let fired: Bool
         if case .expiring = phase { fired = true } else { fired = false }
         phase = .finished(expired: fired)
-        switch outcome {
-        case .success(let value):
-            // Finished before the cancellation reached it (or despite it): no error.
-            return value
-        case .failure(let error):
-            // The caller's own cancellation wins over the deadline, as in asyncio.
-            if fired, error is CancellationError, !Task.isCancelled { throw TimeoutError() }
-            throw error
-        }
+        // No failure: the body finished before the cancellation reached it (or despite it).
+        guard let failure else { return }
+        // The caller's own cancellation wins over the deadline, as in asyncio.
+        if fired, failure is CancellationError, !Task.isCancelled { throw TimeoutError() }
+        throw failure
+    }
+
+    /// Runs `body` with this scope, returning its value (the generic half of ``run(_:)``).
+    @inlinable
+    func value<T>(of body: (TimeoutScope) async throws -> T) async throws -> T {
+        var value: T?
+        try await run { value = try await body(self) }
+        guard let value else { preconditionFailure("timeout: the body ended with neither a value nor an error") }
+        return value
     }
 }
 
@@ -144,10 +155,11 @@ public final class TimeoutScope: @unchecked Sendable {
 ///   sees that error like any other error of its body.
 ///
 /// How it works, and what it costs: Swift cannot take a task's cancellation back (asyncio's
-/// `Task.uncancel()`), so the body does not run in the caller's task but in a child Swift task
-/// on the same loop, which the scope can cancel alone; the caller waits for it. The cost is
-/// that task (one allocation, a pass of the loop to start it and one to resume the caller) and
-/// one loop timer, cancelled when the body ends. Every step of the body runs on the loop's
+/// `Task.uncancel()`), so the body does not run in the caller's task but in a structured child
+/// task (an `async let`) on the same loop, which the scope can cancel alone; the caller waits
+/// for it. The cost is that task (allocated from the caller's task allocator, a pass of the
+/// loop to start it and one to resume the caller) and one loop timer, cancelled when the body
+/// ends. Every step of the body runs on the loop's
 /// thread, and task-locals (``LoopTask/current``) are the caller's.
 ///
 /// - Parameters:
@@ -157,6 +169,7 @@ public final class TimeoutScope: @unchecked Sendable {
 /// - Throws: ``TimeoutError`` as above; the body's error; `CancellationError`;
 ///   ``EventLoopError/Code-swift.struct/noRunningLoop`` if the caller does not run on a loop.
 /// - Important: Loop-bound: call from a task running on an event loop.
+@inlinable
 public func timeout<T>(
     after delay: Duration?,
     _ body: (TimeoutScope) async throws -> T
@@ -165,7 +178,7 @@ public func timeout<T>(
         throw EventLoopError(.noRunningLoop, "timeout(after:_:) needs a task running on an event loop")
     }
     let deadline = delay.map { loop.time() + $0.secondsAsDouble }
-    return try await TimeoutScope(loop: loop, deadline: deadline).run(body)
+    return try await TimeoutScope(loop: loop, deadline: deadline).value(of: body)
 }
 
 /// Runs `body` with a deadline at loop time `deadline` (see ``EventLoop/time()``), asyncio's
@@ -177,6 +190,7 @@ public func timeout<T>(
 ///   - body: The work, given the scope's handle.
 /// - Throws: as ``timeout(after:_:)``.
 /// - Important: Loop-bound: call from a task running on an event loop.
+@inlinable
 public func timeout<T>(
     at deadline: Double?,
     _ body: (TimeoutScope) async throws -> T
@@ -184,11 +198,12 @@ public func timeout<T>(
     guard let loop = EventLoop.current else {
         throw EventLoopError(.noRunningLoop, "timeout(at:_:) needs a task running on an event loop")
     }
-    return try await TimeoutScope(loop: loop, deadline: deadline).run(body)
+    return try await TimeoutScope(loop: loop, deadline: deadline).value(of: body)
 }
 
 extension Duration {
     /// The duration in seconds, as a `Double`.
+    @usableFromInline
     var secondsAsDouble: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) + Double(attoseconds) * 1e-18

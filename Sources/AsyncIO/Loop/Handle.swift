@@ -86,8 +86,10 @@ public final class Handle: @unchecked Sendable {
                 expected: Self.unclaimed, desired: Self.cancelledByThread, ordering: .acquiringAndReleasing)
             return
         }
-        if _isDebugAssertConfiguration(), let inbox {
-            precondition(
+        if let inbox {
+            // assert, not precondition: checked in debug builds only (a release build would
+            // otherwise warn that the message is never built).
+            assert(
                 inbox.mayTouchLoopState,
                 "EventLoop '\(inbox.name)': Handle.cancel() called from a foreign thread; use callSoonThreadSafe")
         }

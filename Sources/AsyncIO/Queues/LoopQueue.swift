@@ -274,8 +274,8 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
         let loop = try bindLoop()
         let id = nextWaiterID
         nextWaiterID &+= 1
-        try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+        try await _unsafeInheritExecutor_withTaskCancellationHandler {
+            try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
                 // Cancelled before getting in line: onCancel already ran and found nothing
                 // to remove. Cancelled later: onCancel hops to the loop and runs after this.
                 if Task.isCancelled {
