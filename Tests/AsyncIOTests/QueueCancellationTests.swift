@@ -1,5 +1,5 @@
 //===----------------------------------------------------------------------===//
-// swift-asyncio — Cancelling tasks that wait on a queue: no item lost, wake-ups passed on.
+// swift-asyncio — Cancelling tasks that wait on a queue: no item lost, nothing done twice.
 //===----------------------------------------------------------------------===//
 
 import Testing
@@ -48,27 +48,32 @@ struct QueueCancellationTests {
         }
     }
 
-    // A getter woken by a put and cancelled before it ran passes the wake-up on: the next
-    // getter in line gets the item.
-    @Test func wokenThenCancelledGetterPassesTheItemOn() throws {
+    // A getter served by a put (handed the item) and cancelled before it ran keeps the
+    // item: its get is done. The next getter in line is not given it, and gets the next put.
+    @Test func servedThenCancelledGetterKeepsItsItem() throws {
         try withLoop { loop in
             let queue = Queue<Int>()
             try loop.runUntilComplete {
                 let first = loop.createTask { try await queue.get() }
                 let second = loop.createTask { try await queue.get() }
                 try await waitUntil("2 getters wait") { queue.getters.count == 2 }
-                try queue.putNowait(5)   // wakes `first`…
+                try queue.putNowait(5)   // hands 5 to `first`…
                 #expect(queue.getters.count == 1)
-                first.cancel()           // …which is cancelled before it runs
-                await #expect(throws: CancellationError.self) { try await first.value }
-                #expect(try await waitForEvent(second, "the second getter got the item") == 5)
                 #expect(queue.isEmpty)
+                first.cancel()           // …which is cancelled before it runs
+                #expect(try await first.value == 5)
+                #expect(!second.isDone)
+                try queue.putNowait(6)
+                #expect(try await waitForEvent(second, "the second getter got the next item") == 6)
+                #expect(queue.isEmpty)
+                #expect(queue.unfinishedTasks == 2)
             }
         }
     }
 
-    // A putter woken by a get and cancelled before it ran passes the free slot on.
-    @Test func wokenThenCancelledPutterPassesTheSlotOn() throws {
+    // A putter served by a get (its item stored in the freed slot) and cancelled before it
+    // ran has put: the item stays, the next putter still waits.
+    @Test func servedThenCancelledPutterHasPut() throws {
         try withLoop { loop in
             let queue = Queue<Int>(maxSize: 1)
             try loop.runUntilComplete {
@@ -76,9 +81,13 @@ struct QueueCancellationTests {
                 let first = loop.createTask { try await queue.put(1) }
                 let second = loop.createTask { try await queue.put(2) }
                 try await waitUntil("2 putters wait") { queue.putters.count == 2 }
-                #expect(try queue.getNowait() == 0)   // wakes `first`…
-                first.cancel()                        // …which is cancelled before it runs
-                await #expect(throws: CancellationError.self) { try await first.value }
+                #expect(try queue.getNowait() == 0)   // stores 1 at once…
+                #expect(queue.count == 1)
+                #expect(queue.putters.count == 1)
+                first.cancel()                        // …and `first` is cancelled before it runs
+                try await first.value
+                #expect(!second.isDone)
+                #expect(try queue.getNowait() == 1)   // stores 2
                 try await waitForEvent(second, "the second putter put its item")
                 #expect(try queue.getNowait() == 2)
                 #expect(queue.isEmpty)

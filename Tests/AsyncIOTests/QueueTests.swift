@@ -174,6 +174,33 @@ struct QueueTests {
         }
     }
 
+    // An item put while a getter waits is that getter's: a getNowait (or a new get) right
+    // after the put finds the queue empty, and a put into a full queue whose putter waits
+    // cannot take the slot the putter was given.
+    @Test func waitersAreServedOnTheSpotAndCannotBeOvertaken() throws {
+        try withLoop { loop in
+            let queue = Queue<Int>(maxSize: 1)
+            try loop.runUntilComplete {
+                let getter = loop.createTask { try await queue.get() }
+                try await waitUntil("the getter waits") { queue.getters.count == 1 }
+                try queue.putNowait(7)
+                #expect(queue.count == 0)
+                #expect(throws: QueueEmpty.self) { try queue.getNowait() }
+                #expect(try await getter.value == 7)
+
+                try queue.putNowait(8)
+                let putter = loop.createTask { try await queue.put(9) }
+                try await waitUntil("the putter waits") { queue.putters.count == 1 }
+                #expect(try queue.getNowait() == 8)   // the slot goes to 9 at once
+                #expect(queue.isFull)
+                #expect(throws: QueueFull.self) { try queue.putNowait(10) }
+                try await putter.value
+                #expect(try queue.getNowait() == 9)
+                #expect(queue.unfinishedTasks == 3)
+            }
+        }
+    }
+
     // MARK: - taskDone and join
 
     @Test func joinWaitsForATaskDonePerItem() throws {

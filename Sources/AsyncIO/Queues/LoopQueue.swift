@@ -7,9 +7,18 @@
 /// ``Queue`` (FIFO), ``LifoQueue`` or ``PriorityQueue``.
 ///
 /// - ``put(_:)`` waits while the queue holds ``maxSize`` items; ``get()`` waits while it is
-///   empty. Waiting getters, and waiting putters, are served first come first served; a
-///   waiter woken and then cancelled before it ran passes its turn to the next in line.
-///   Cancelling a waiting task throws `CancellationError` to it and loses no item.
+///   empty. Waiting getters, and waiting putters, are served first come first served, and
+///   served on the spot: a put that finds a getter waiting hands it the item (through the
+///   storage, so a storage's order still applies), and a get that frees a slot stores the
+///   first waiting putter's item. The waiting task resumes with its operation done, so every
+///   hand-off costs one task switch, not two, and nobody can take an item or a slot promised
+///   to a waiter.
+/// - Cancelling a waiting task throws `CancellationError` to it and loses no item: nothing
+///   is taken, nothing is put. Once served, the operation is done: a getter cancelled after
+///   it was handed an item, but before it ran, returns the item (asyncio raises
+///   `CancelledError` there and hands the item to the next getter; a Swift task's
+///   cancellation is a request the task sees at its next wait, so a finished get is not
+///   undone). No item is lost either way.
 /// - ``taskDone()`` and ``join()`` track the items put but not yet processed.
 /// - ``shutdown(immediate:)`` ends the queue: puts throw ``QueueShutDown``; gets drain what
 ///   is left, then throw it (at once after an immediate shutdown, which drops the items).
@@ -66,20 +75,72 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
         case joiner
     }
 
+    /// A get waiting for an item. Resumed with the item, or with `nil` to look again (the
+    /// queue was shut down).
+    @usableFromInline
+    struct Getter: QueueWaiter {
+        @usableFromInline let id: UInt64
+        @usableFromInline let continuation: UnsafeContinuation<Element?, any Error>
+
+        @usableFromInline
+        init(id: UInt64, continuation: UnsafeContinuation<Element?, any Error>) {
+            self.id = id
+            self.continuation = continuation
+        }
+
+        @usableFromInline
+        func resumeCancelled() { continuation.resume(throwing: CancellationError()) }
+    }
+
+    /// A put waiting for a free slot, with its item. Resumed with `true` once the item is
+    /// stored, or with `false` to look again (the queue was shut down).
+    @usableFromInline
+    struct Putter: QueueWaiter {
+        @usableFromInline let id: UInt64
+        @usableFromInline let item: Element
+        @usableFromInline let continuation: UnsafeContinuation<Bool, any Error>
+
+        @usableFromInline
+        init(id: UInt64, item: Element, continuation: UnsafeContinuation<Bool, any Error>) {
+            self.id = id
+            self.item = item
+            self.continuation = continuation
+        }
+
+        @usableFromInline
+        func resumeCancelled() { continuation.resume(throwing: CancellationError()) }
+    }
+
+    /// A join waiting for the unfinished count to reach zero.
+    @usableFromInline
+    struct Joiner: QueueWaiter {
+        @usableFromInline let id: UInt64
+        @usableFromInline let continuation: UnsafeContinuation<Void, any Error>
+
+        @usableFromInline
+        init(id: UInt64, continuation: UnsafeContinuation<Void, any Error>) {
+            self.id = id
+            self.continuation = continuation
+        }
+
+        @usableFromInline
+        func resumeCancelled() { continuation.resume(throwing: CancellationError()) }
+    }
+
     /// The most items the queue holds; 0 (or less) means unbounded.
     public let maxSize: Int
 
     // Loop-confined, never accessed overlappingly: no runtime exclusivity checks.
     @usableFromInline @exclusivity(unchecked) var storage = Storage()
     @usableFromInline @exclusivity(unchecked) var lifecycle = Lifecycle.open
-    @usableFromInline @exclusivity(unchecked) var getters = QueueWaiters()
-    @usableFromInline @exclusivity(unchecked) var putters = QueueWaiters()
-    @usableFromInline @exclusivity(unchecked) var joiners = QueueWaiters()
+    @usableFromInline @exclusivity(unchecked) var getters = QueueLine<Getter>()
+    @usableFromInline @exclusivity(unchecked) var putters = QueueLine<Putter>()
+    @usableFromInline @exclusivity(unchecked) var joiners = QueueLine<Joiner>()
     /// Items put and not yet marked done with ``taskDone()``.
     @usableFromInline @exclusivity(unchecked) var unfinishedTasks = 0
     /// The loop of the first waiting task; `nil` until a task waited.
     @usableFromInline @exclusivity(unchecked) var loop: EventLoop?
-    @exclusivity(unchecked) private var nextWaiterID: UInt64 = 0
+    @usableFromInline @exclusivity(unchecked) var nextWaiterID: UInt64 = 0
 
     /// Creates an empty queue.
     /// - Parameter maxSize: The most items it holds before ``put(_:)`` waits; 0 (the default)
@@ -140,14 +201,21 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
     @inlinable
     nonisolated(nonsending) public func put(_ item: Element) async throws {
         checkLoop()
-        while isFull {
+        while true {
             if case .shutDown = lifecycle { throw QueueShutDown() }
-            try await waitInLine(.putter)
+            if !isFull {
+                store(item)
+                return
+            }
+            // Stored by a get that freed a slot: done. `false`: shut down, look again.
+            let stored = try await waitInLine(.putter) { id, continuation in
+                putters.append(Putter(id: id, item: item, continuation: continuation))
+            }
+            if stored { return }
         }
-        try putNowait(item)
     }
 
-    /// Puts `item` in the queue if it has a free slot, and wakes the first waiting getter.
+    /// Puts `item` in the queue if it has a free slot, and serves the first waiting getter.
     ///
     /// - Throws: ``QueueShutDown`` if the queue was shut down; ``QueueFull`` if it holds
     ///   ``maxSize`` items.
@@ -156,10 +224,36 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
     public func putNowait(_ item: Element) throws {
         checkLoop()
         if case .shutDown = lifecycle { throw QueueShutDown() }
-        if maxSize > 0 && storage.count >= maxSize { throw QueueFull() }
+        if isFull { throw QueueFull() }
+        store(item)
+    }
+
+    /// Stores `item` (the queue is open and has a free slot) and serves the waiters.
+    @inlinable
+    func store(_ item: Element) {
         storage.append(item)
         unfinishedTasks += 1
-        getters.wakeFirst()
+        if !getters.isEmpty { serveWaiters() }
+    }
+
+    /// Serves waiters while the queue can: hands items to waiting getters, stores waiting
+    /// putters' items in free slots. Afterwards, getters wait only while the storage is
+    /// empty and putters only while it is full, so a newcomer never overtakes them.
+    @inlinable
+    func serveWaiters() {
+        while true {
+            if !getters.isEmpty, let item = storage.removeNext(), let getter = getters.popFirst() {
+                getter.continuation.resume(returning: item)
+                continue
+            }
+            if !putters.isEmpty, case .open = lifecycle, !isFull, let putter = putters.popFirst() {
+                storage.append(putter.item)
+                unfinishedTasks += 1
+                putter.continuation.resume(returning: true)
+                continue
+            }
+            return
+        }
     }
 
     // MARK: - Getting
@@ -177,7 +271,7 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
         return item
     }
 
-    /// Removes and returns the next item if there is one, and wakes the first waiting putter.
+    /// Removes and returns the next item if there is one, and serves the first waiting putter.
     ///
     /// - Throws: ``QueueEmpty`` if the queue is empty; ``QueueShutDown`` if it is empty and
     ///   shut down.
@@ -189,7 +283,7 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
             if case .shutDown = lifecycle { throw QueueShutDown() }
             throw QueueEmpty()
         }
-        putters.wakeFirst()
+        if !putters.isEmpty { serveWaiters() }
         return item
     }
 
@@ -199,11 +293,15 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
         checkLoop()
         while true {
             if let item = storage.removeNext() {
-                putters.wakeFirst()
+                if !putters.isEmpty { serveWaiters() }
                 return item
             }
             if case .shutDown = lifecycle { return nil }
-            try await waitInLine(.getter)
+            // Handed an item by a put: done. `nil`: shut down, look again.
+            let handed = try await waitInLine(.getter) { id, continuation in
+                getters.append(Getter(id: id, continuation: continuation))
+            }
+            if let handed { return handed }
         }
     }
 
@@ -221,7 +319,7 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
             throw InvalidStateError("taskDone() called more times than items were put in the queue")
         }
         unfinishedTasks -= 1
-        if unfinishedTasks == 0 { joiners.wakeAll() }
+        if unfinishedTasks == 0 { wakeJoiners() }
     }
 
     /// Waits until every item put in the queue was marked with ``taskDone()`` (items dropped
@@ -233,7 +331,9 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
     nonisolated(nonsending) public func join() async throws {
         checkLoop()
         if unfinishedTasks > 0 {
-            try await waitInLine(.joiner)
+            try await waitInLine(.joiner) { id, continuation in
+                joiners.append(Joiner(id: id, continuation: continuation))
+            }
         }
     }
 
@@ -253,75 +353,65 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
             let dropped = storage.count
             storage.removeAll()
             unfinishedTasks = Swift.max(0, unfinishedTasks - dropped)
-            if unfinishedTasks == 0 { joiners.wakeAll() }
+            if unfinishedTasks == 0 { wakeJoiners() }
         }
-        // Every waiter re-checks: putters find the queue shut down, getters find it empty.
-        getters.wakeAll()
-        putters.wakeAll()
+        // Every waiter looks again: putters find the queue shut down, getters find it empty
+        // (getters wait only while it is empty).
+        while let getter = getters.popFirst() { getter.continuation.resume(returning: nil) }
+        while let putter = putters.popFirst() { putter.continuation.resume(returning: false) }
+    }
+
+    /// Resumes every task waiting in ``join()``.
+    func wakeJoiners() {
+        while let joiner = joiners.popFirst() { joiner.continuation.resume() }
     }
 
     // MARK: - Waiting
 
-    /// Suspends the calling task at the end of `role`'s line until it is woken, then returns
-    /// so the caller re-checks the queue.
+    /// Suspends the calling task in `role`'s line (`enter` appends it, with its number and
+    /// continuation) until the queue serves it, and returns what it was served with.
     ///
-    /// A task cancelled while in line is taken out of it and gets `CancellationError`. A task
-    /// woken, then cancelled before it ran, gets `CancellationError` too and passes the
-    /// wake-up on to the next in line if the queue can still serve it (asyncio's
-    /// `_wakeup_next` in the `except` of `get`/`put`), so no item or slot is lost.
-    @usableFromInline
-    nonisolated(nonsending) func waitInLine(_ role: Role) async throws {
+    /// A task cancelled while in line is taken out of it and gets `CancellationError`; one
+    /// already served returns normally (see the type's documentation). The handler and the
+    /// continuation inherit the caller's executor (the loop): no hop, no executor check.
+    @inlinable
+    nonisolated(nonsending) func waitInLine<Served: Sendable>(
+        _ role: Role,
+        _ enter: (UInt64, UnsafeContinuation<Served, any Error>) -> Void
+    ) async throws -> Served {
         let loop = try bindLoop()
         let id = nextWaiterID
         nextWaiterID &+= 1
-        try await _unsafeInheritExecutor_withTaskCancellationHandler {
-            try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+        return try await _unsafeInheritExecutor_withTaskCancellationHandler {
+            try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Served, any Error>) in
                 // Cancelled before getting in line: onCancel already ran and found nothing
                 // to remove. Cancelled later: onCancel hops to the loop and runs after this.
                 if Task.isCancelled {
                     continuation.resume(throwing: CancellationError())
-                    return
-                }
-                switch role {
-                case .getter: getters.append(id: id, continuation)
-                case .putter: putters.append(id: id, continuation)
-                case .joiner: joiners.append(id: id, continuation)
+                } else {
+                    enter(id, continuation)
                 }
             }
         } onCancel: {
             // The cancelling thread may be any thread: touch the lines on the loop only.
             loop.execute { self.leaveLine(role, id) }
         }
-        if Task.isCancelled {
-            passOnWakeUp(role)
-            throw CancellationError()
-        }
     }
 
     /// Takes the cancelled waiter `id` out of `role`'s line and resumes it with
-    /// `CancellationError`; nothing if it was woken already. Runs on the loop.
-    private func leaveLine(_ role: Role, _ id: UInt64) {
-        let continuation: UnsafeContinuation<Void, any Error>?
+    /// `CancellationError`; nothing if it was served already. Runs on the loop.
+    @usableFromInline
+    func leaveLine(_ role: Role, _ id: UInt64) {
         switch role {
-        case .getter: continuation = getters.remove(id)
-        case .putter: continuation = putters.remove(id)
-        case .joiner: continuation = joiners.remove(id)
-        }
-        continuation?.resume(throwing: CancellationError())
-    }
-
-    /// A woken waiter that will not act (its task was cancelled) hands the wake-up to the
-    /// next in its line, if the queue can still serve that one.
-    private func passOnWakeUp(_ role: Role) {
-        switch role {
-        case .getter: if storage.count > 0 { getters.wakeFirst() }
-        case .putter: if !isFull { putters.wakeFirst() }
-        case .joiner: break   // every joiner was woken at once
+        case .getter: getters.cancel(id)
+        case .putter: putters.cancel(id)
+        case .joiner: joiners.cancel(id)
         }
     }
 
     /// The queue's loop, bound to the current one by the first waiting task.
-    private func bindLoop() throws -> EventLoop {
+    @usableFromInline
+    func bindLoop() throws -> EventLoop {
         guard let current = EventLoop.current else {
             throw EventLoopError(.noRunningLoop, "waiting on a queue needs a task running on an event loop")
         }

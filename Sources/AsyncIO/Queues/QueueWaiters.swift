@@ -1,68 +1,75 @@
 //===----------------------------------------------------------------------===//
-// swift-asyncio — QueueWaiters: the tasks waiting in line on one side of a queue.
+// swift-asyncio — QueueLine: the tasks waiting in line on one side of a queue.
 //===----------------------------------------------------------------------===//
 
-import DequeModule
+/// A task suspended in one of a ``LoopQueue``'s lines: a getter, a putter or a joiner.
+@usableFromInline
+protocol QueueWaiter {
+    /// The waiter's number, unique within its queue (a cancelled waiter is found by it).
+    var id: UInt64 { get }
+    /// Resumes the waiter with `CancellationError` (its task was cancelled while in line).
+    func resumeCancelled()
+}
 
 /// The tasks suspended on one side of a ``LoopQueue`` (its getters, its putters, or the
 /// tasks in `join`), first come first served.
 ///
-/// A waiter leaves the line in one of two ways: woken (``wakeFirst()``, ``wakeAll()``: its
-/// continuation resumes normally and the task re-checks the queue), or cancelled
-/// (``remove(_:)`` hands its continuation back to be resumed with `CancellationError`).
-/// Either way it is gone from the line, so a waiter is never resumed twice.
+/// A waiter leaves the line in one of two ways: served (``popFirst()``: the queue resumes
+/// it with what it waited for), or cancelled (``cancel(_:)`` resumes it with
+/// `CancellationError`). Either way it is gone from the line, so a waiter is never resumed
+/// twice.
+///
+/// An array with a moving front, all of it inlinable: the queue's hand-off code is then
+/// specialized for its element type in the caller, with no generic metadata looked up per
+/// call (a `Deque` could not be used from inlinable code without re-exporting its module).
+/// The storage is kept between waits, and compacted once the served front is half of it.
 ///
 /// Loop-confined, like the queue that owns it. Resuming a continuation only schedules the
 /// task on the loop; nothing runs inside these calls.
 @usableFromInline
-struct QueueWaiters {
-    struct Waiter {
-        let id: UInt64
-        let continuation: UnsafeContinuation<Void, any Error>
+struct QueueLine<Waiter: QueueWaiter> {
+    /// The waiters from `front` on; the slots before it were served.
+    @usableFromInline var slots: ContiguousArray<Waiter> = []
+    @usableFromInline var front = 0
 
-        init(id: UInt64, continuation: UnsafeContinuation<Void, any Error>) {
-            self.id = id
-            self.continuation = continuation
-        }
-    }
-
-    private var line = Deque<Waiter>()
-
-    @usableFromInline
+    @inlinable
     init() {}
 
     /// How many tasks wait.
-    @usableFromInline
-    var count: Int { line.count }
+    @inlinable
+    var count: Int { slots.count - front }
+
+    /// Whether nobody waits.
+    @inlinable
+    var isEmpty: Bool { front == slots.count }
 
     /// Puts a suspended task at the end of the line.
-    @usableFromInline
-    mutating func append(id: UInt64, _ continuation: UnsafeContinuation<Void, any Error>) {
-        line.append(Waiter(id: id, continuation: continuation))
+    @inlinable
+    mutating func append(_ waiter: Waiter) {
+        slots.append(waiter)
     }
 
-    /// Wakes the task at the front of the line, if any (asyncio's `_wakeup_next`). Costs
-    /// nothing when nobody waits: an empty Deque has no storage.
-    @usableFromInline
-    mutating func wakeFirst() {
-        if let first = line.popFirst() {
-            first.continuation.resume()
+    /// Takes the task at the front of the line out, for the queue to serve it.
+    @inlinable
+    mutating func popFirst() -> Waiter? {
+        guard front < slots.count else { return nil }
+        let first = slots[front]
+        front += 1
+        if front == slots.count {
+            slots.removeAll(keepingCapacity: true)
+            front = 0
+        } else if front >= 16, front * 2 >= slots.count {
+            slots.removeFirst(front)
+            front = 0
         }
+        return first
     }
 
-    /// Wakes every waiting task, in line order.
+    /// Takes the waiter `id` out of the line and resumes it with `CancellationError`; nothing
+    /// if it already left the line (served).
     @usableFromInline
-    mutating func wakeAll() {
-        while let first = line.popFirst() {
-            first.continuation.resume()
-        }
-    }
-
-    /// Takes the waiter `id` out of the line (its task was cancelled) and returns its
-    /// continuation; `nil` if it already left the line (woken).
-    @usableFromInline
-    mutating func remove(_ id: UInt64) -> UnsafeContinuation<Void, any Error>? {
-        guard let index = line.firstIndex(where: { $0.id == id }) else { return nil }
-        return line.remove(at: index).continuation
+    mutating func cancel(_ id: UInt64) {
+        guard let index = slots[front...].firstIndex(where: { $0.id == id }) else { return }
+        slots.remove(at: index).resumeCancelled()
     }
 }
