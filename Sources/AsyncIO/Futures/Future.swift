@@ -304,8 +304,8 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
                 }
             }
             let loop = self.loop
-            return try await withTaskCancellationHandler {
-                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Value, any Error>) in
+            return try await _unsafeInheritExecutor_withTaskCancellationHandler {
+                try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Value, any Error>) in
                     if loop.inLoopThread {
                         self.addContinuation(continuation)
                     } else if !loop.execute({ self.addContinuation(continuation) }) {

@@ -198,7 +198,7 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
     ///   `CancellationError` if the task is cancelled while waiting (nothing is put);
     ///   ``EventLoopError/Code-swift.struct/noRunningLoop`` if it has to wait off a loop.
     /// - Important: Loop-bound: call from a task running on the queue's loop.
-    @inlinable
+    @inlinable @inline(__always)   // no async frame unless it waits
     nonisolated(nonsending) public func put(_ item: Element) async throws {
         checkLoop()
         while true {
@@ -265,7 +265,7 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
     ///   item is taken); ``EventLoopError/Code-swift.struct/noRunningLoop`` if it has to wait
     ///   off a loop.
     /// - Important: Loop-bound: call from a task running on the queue's loop.
-    @inlinable
+    @inlinable @inline(__always)   // no async frame unless it waits
     nonisolated(nonsending) public func get() async throws -> Element {
         guard let item = try await nextItem() else { throw QueueShutDown() }
         return item
@@ -288,7 +288,7 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
     }
 
     /// The next item as ``get()`` takes it, or `nil` once the queue is shut down and empty.
-    @inlinable
+    @inlinable @inline(__always)   // no async frame unless it waits
     nonisolated(nonsending) func nextItem() async throws -> Element? {
         checkLoop()
         while true {

@@ -102,8 +102,8 @@ final class WaiterQueue: @unchecked Sendable {
         let woken: Bool
         if cancellable {
             let loop = self.loop
-            woken = await withTaskCancellationHandler {
-                await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
+            woken = await _unsafeInheritExecutor_withTaskCancellationHandler {
+                await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
                     // Cancelled before we got here: the handler already ran and found nothing.
                     if Task.isCancelled {
                         continuation.resume(returning: false)
@@ -115,7 +115,7 @@ final class WaiterQueue: @unchecked Sendable {
                 loop.execute { [self] in cancelWaiter(id) }
             }
         } else {
-            woken = await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
+            woken = await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
                 entries.append(Entry(id: id, continuation: continuation))
             }
         }
