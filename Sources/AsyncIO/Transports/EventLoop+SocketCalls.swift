@@ -180,7 +180,7 @@ extension EventLoop {
     // MARK: - Waiting for the fd
 
     /// After a failed call: `nil` (wait and try again) for EAGAIN / EINTR, else the error.
-    private static func wouldBlock<T>(_ syscall: String) throws -> T? {
+    static func wouldBlock<T>(_ syscall: String) throws -> T? {
         if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return nil }
         throw TransportError(errno: errno, syscall: syscall)
     }
@@ -199,7 +199,7 @@ extension EventLoop {
 
     /// Calls `attempt` until it returns a value; while it returns `nil` (the call would
     /// block), waits until `fd` is readable (or writable, with `write`).
-    private func untilReady<T>(
+    func untilReady<T>(
         _ fd: Int32, write: Bool, _ operation: StaticString, firstTryDone: Bool = false,
         _ attempt: () throws -> T?
     ) async throws -> T {
