@@ -289,12 +289,19 @@ extension SubprocessTransport: LoopClosingAware {
         if returnCode == nil {
             Glibc.kill(pid, SIGKILL)
             var status: Int32 = 0
+            var reaped = false
             for _ in 0..<100 {
                 let rc = waitpid(pid, &status, WNOHANG)
+                if rc == pid { reaped = true }
                 if rc == pid || (rc < 0 && errno != EINTR) { break }
                 if rc == 0 { usleep(10_000) }
             }
-            returnCode = -SIGKILL
+            var decoded: Int32 = 0
+            switch reaped ? casyncio_wait_status(status, &decoded) : 0 {
+            case 1: returnCode = decoded            // it exited on its own just before
+            case 2: returnCode = -decoded
+            default: returnCode = -SIGKILL
+            }
         }
         if pidfd >= 0 {
             Glibc.close(pidfd)
