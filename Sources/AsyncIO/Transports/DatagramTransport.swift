@@ -39,7 +39,7 @@ extension DatagramProtocol {
 
 /// The loop's side of a datagram endpoint (asyncio's `DatagramTransport`).
 /// - Important: Loop-bound.
-public protocol DatagramTransport: AnyObject {
+public protocol DatagramTransport: SocketOptionProvider {
     /// The loop the endpoint runs on.
     var loop: EventLoop { get }
     /// Sends one datagram to `address` (`nil` for a connected endpoint's peer). Sent at once
