@@ -232,9 +232,11 @@ extension EventLoop {
     }
 
     /// Wraps a connected socket and waits until `connectionMade` ran (after the TLS handshake
-    /// with `tls`).
-    private func startTransport<P: StreamProtocol>(
-        fd: Int32, _ proto: P, tls: TLSContext?, serverHostname: String?, session: TLSSession?
+    /// with `tls`, as its client, or as its server with `serverSide`). Owns `fd` (closed on
+    /// any error).
+    func startTransport<P: StreamProtocol>(
+        fd: Int32, _ proto: P, tls: TLSContext?, serverHostname: String?, session: TLSSession?,
+        serverSide: Bool = false
     ) async throws -> (any StreamTransport, P) {
         guard let tls else {
             let transport = SocketTransport(loop: self, fd: fd, protocol: proto)
@@ -243,9 +245,11 @@ extension EventLoop {
             await made.waitDone()
             return (transport, proto)
         }
-        guard !tls.isServer else {
+        guard tls.isServer == serverSide else {
             Glibc.close(fd)
-            throw TLSError(.configuration, "a client connection needs a client TLSContext")
+            throw TLSError(
+                .configuration,
+                serverSide ? "an accepted connection needs a server TLSContext" : "a client connection needs a client TLSContext")
         }
         let handshake = Future<Void>(loop: self)
         let layer: TLSTransport
