@@ -237,6 +237,46 @@ struct AdoptedSocketTests {
         }
     }
 
+    // TLS over adopted sockets, both roles: the two ends of a socketpair, one taken by
+    // connectAcceptedSocket with a server context (its handshake runs as the server), the other
+    // by createUnixConnection(sock:) with a client context; the echo is exact and encrypted
+    // (a TLS version is negotiated). A client context on the accepted side is refused, and
+    // that fd, already taken, is closed.
+    @Test func tlsRunsOverAdoptedSocketsInBothRoles() throws {
+        let serverContext = try TLSContext(serverConfiguration())
+        let clientContext = try TLSContext(clientConfiguration())
+        try withLoop { loop in
+            try loop.runUntilComplete {
+                var pair: [Int32] = [0, 0]
+                #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
+                let serverSide = Box<(any StreamTransport)?>(nil)
+                let serverFD = pair[0]
+                let accepted = loop.createTask {
+                    serverSide.value = try await loop.connectAcceptedSocket(sock: serverFD, tls: serverContext) { EchoUntilEOF() }.0
+                }
+                let (client, proto) = try await loop.createUnixConnection(
+                    sock: pair[1], tls: clientContext, serverHostname: "localhost") { RecordingProtocol(loop: loop) }
+                try await accepted.value
+                let server = try #require(serverSide.value)
+                #expect(client.tlsInfo?.version.hasPrefix("TLSv1.") == true)
+                #expect(server.tlsInfo?.version == client.tlsInfo?.version)
+                let message = payload(50_000)
+                client.write(message)
+                try await waitForEvent(proto.whenReceived(atLeast: message.count), "the echo over TLS")
+                #expect(proto.received == message)
+                client.close()
+
+                var other: [Int32] = [0, 0]
+                #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &other) == 0)
+                defer { close(other[1]) }
+                await #expect(throws: TLSError(.configuration, "an accepted connection needs a server TLSContext")) {
+                    _ = try await loop.connectAcceptedSocket(sock: other[0], tls: clientContext) { EchoUntilEOF() }
+                }
+                #expect(fcntl(other[0], F_GETFD) == -1 && errno == EBADF)
+            }
+        }
+    }
+
     // A UDP socket bound with Glibc serves through createDatagramEndpoint(sock:): a Python
     // client's datagram comes back exactly from the same address.
     @Test func createDatagramEndpointAdoptsARawUDPSocket() throws {

@@ -111,6 +111,28 @@ struct SocketOptionTests {
         }
     }
 
+    // IPV6_TCLASS on an IPv6 connection over ::1 reads back as set, in the kernel too.
+    @Test func ipv6TrafficClassReadsBack() throws {
+        try withLoop { loop in
+            try loop.runUntilComplete {
+                let server: Server
+                do {
+                    server = try await loop.createServer(host: "::1", port: 0) { EchoUntilEOF() }
+                } catch let error as TransportError where error.code == .addressNotAvailable {
+                    return   // no IPv6 loopback here
+                }
+                defer { server.close() }
+                let (transport, _) = try await loop.createConnection(host: "::1", port: server.addresses[0].port ?? 0) {
+                    RecordingProtocol(loop: loop)
+                }
+                defer { transport.abort() }
+                try transport.setOption(.trafficClass, 0x28)
+                #expect(try transport.option(.trafficClass) == 0x28)
+                #expect(kernelInt(transport.fileDescriptor, Int32(IPPROTO_IPV6), IPV6_TCLASS) == 0x28)
+            }
+        }
+    }
+
     // A value out of range, one the option's type cannot carry, an option this socket does
     // not have and a closed transport each throw a TransportError naming the option and the
     // reason (the kernel's errno text where the kernel refused).

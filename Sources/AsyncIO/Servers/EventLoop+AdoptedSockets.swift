@@ -175,14 +175,7 @@ extension EventLoop {
         _ fd: Int32, call: String, families: [Int32], tls: TLSContext?, serverHostname: String?,
         session: TLSSession?, serverSide: Bool, _ factory: () -> P
     ) async throws -> (any StreamTransport, P) {
-        let found = try Socket.checkAdoptable(
-            fd, call: call, type: casyncio_sock_stream(), families: families, listening: false)
-        do {
-            try Socket.adopt(fd)
-        } catch {
-            Glibc.close(fd)
-            throw error
-        }
+        let found = try take(fd, call: call, type: casyncio_sock_stream(), families: families, listening: false)
         if found.family != AF_UNIX { Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
         return try await startTransport(
             fd: fd, factory(), tls: tls, serverHostname: serverHostname, session: session, serverSide: serverSide)
@@ -202,16 +195,25 @@ extension EventLoop {
         sock: Int32,
         _ factory: () -> P
     ) async throws -> (any DatagramTransport, P) {
-        let found = try Socket.checkAdoptable(
+        let found = try take(
             sock, call: "createDatagramEndpoint(sock:)", type: casyncio_sock_dgram(),
             families: [AF_INET, AF_INET6, AF_UNIX], listening: nil)
-        do {
-            try Socket.adopt(sock)
-        } catch {
-            Glibc.close(sock)
-            throw error
-        }
         let proto = factory()
         return (await startDatagramTransport(fd: sock, proto, peer: found.peer), proto)
+    }
+
+    /// Checks `fd` (see ``Socket/checkAdoptable(_:call:type:families:listening:)``: a refused
+    /// fd stays the caller's), then takes it: non-blocking, close-on-exec, closed if that fails.
+    private func take(
+        _ fd: Int32, call: String, type: Int32, families: [Int32], listening: Bool?
+    ) throws(TransportError) -> Socket.Inspection {
+        let found = try Socket.checkAdoptable(fd, call: call, type: type, families: families, listening: listening)
+        do {
+            try Socket.adopt(fd)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        return found
     }
 }
