@@ -111,4 +111,43 @@ struct AbstractUnixSocketTests {
             }
         }
     }
+
+    // Unix datagrams between abstract names, both ways: our endpoint (a socket bound to
+    // "\0ours" by hand, adopted with createDatagramEndpoint(sock:)) sends to Python's
+    // "\0py"; Python sees the sender as exactly b"\0ours" and answers it; we see the answer
+    // come from exactly "\0py".
+    @Test func datagramsCrossBetweenAbstractNames() throws {
+        let ours = uniqueName("dgram-ours")
+        let theirs = uniqueName("dgram-py")
+        try withLoop { loop in
+            try loop.runUntilComplete {
+                let python = try await startPython(loop, """
+                    import socket, sys
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                    s.settimeout(30)
+                    s.bind(b"\\0" + sys.argv[1].encode())
+                    print("ready", flush=True)
+                    data, source = s.recvfrom(1024)
+                    print(data.decode(), source == b"\\0" + sys.argv[2].encode(), flush=True)
+                    s.sendto(b"answer:" + data, source)
+                    """, [theirs, ours])
+                let reader = try #require(python.stdout)
+                #expect(try await reader.readLine() == Array("ready\n".utf8))
+                let fd = try rawSocket(AF_UNIX, Int32(SOCK_DGRAM.rawValue))
+                try bindUnix(fd, [0] + Array(ours.utf8))
+                let (endpoint, recorder) = try await loop.createDatagramEndpoint(sock: fd) { DatagramRecorder(loop: loop) }
+                defer { endpoint.close() }
+                #expect(endpoint.localAddress == SocketAddress(abstractUnixName: ours))
+                let next = Future<Void>(loop: loop)
+                recorder.next = next
+                endpoint.sendTo(Array("hello".utf8), SocketAddress(abstractUnixName: theirs))
+                #expect(try await reader.readLine() == Array("hello True\n".utf8))
+                try await waitForEvent(next, "Python's answer")
+                #expect(recorder.errors.isEmpty)
+                #expect(recorder.datagrams.map(\.0) == [Array("answer:hello".utf8)])
+                #expect(recorder.datagrams.map(\.1) == [SocketAddress(abstractUnixName: theirs)])
+                _ = try await finishPython(python)
+            }
+        }
+    }
 }
