@@ -261,6 +261,10 @@ struct AdoptedSocketTests {
                 let server = try #require(serverSide.value)
                 #expect(client.tlsInfo?.version.hasPrefix("TLSv1.") == true)
                 #expect(server.tlsInfo?.version == client.tlsInfo?.version)
+                // Options of a TLS transport are its socket's.
+                try client.setOption(.sendBufferSize, 32768)
+                #expect(try client.option(.sendBufferSize) == 65536)
+                #expect(kernelInt(pair[1], SOL_SOCKET, SO_SNDBUF) == 65536)
                 let message = payload(50_000)
                 client.write(message)
                 try await waitForEvent(proto.whenReceived(atLeast: message.count), "the echo over TLS")

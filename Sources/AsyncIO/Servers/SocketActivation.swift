@@ -15,6 +15,7 @@ public struct ActivatedSocket: Sendable, Hashable {
     /// The socket's name from `LISTEN_FDNAMES`, or `"unknown"`.
     public let name: String
 
+    /// A passed socket: its fd and its name.
     public init(fileDescriptor: Int32, name: String) {
         self.fileDescriptor = fileDescriptor
         self.name = name
