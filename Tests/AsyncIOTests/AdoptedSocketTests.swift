@@ -116,6 +116,33 @@ struct AdoptedSocketTests {
         }
     }
 
+    // Several listening sockets (as systemd passes them) make one Server with an address
+    // each; a Python client is echoed exactly on both.
+    @Test func oneServerServesSeveralAdoptedSockets() throws {
+        try withLoop { loop in
+            try loop.runUntilComplete {
+                var ports: [Int] = []
+                var fds: [Int32] = []
+                for _ in 0..<2 {
+                    let fd = try rawSocket(AF_INET, Int32(SOCK_STREAM.rawValue))
+                    ports.append(try bindLoopback(fd))
+                    #expect(listen(fd, 8) == 0)
+                    fds.append(fd)
+                }
+                let server = try await loop.createServer(sockets: fds) { EchoUntilEOF() }
+                defer { server.close() }
+                #expect(server.addresses.map(\.port) == ports)
+                #expect(server.socketDescriptors == fds)
+                let python = try await startPython(loop, pythonEchoCheck + """
+                    for port in sys.argv[1:]:
+                        check(socket.create_connection(("127.0.0.1", int(port))))
+                    """, ports.map(String.init))
+                let result = try await finishPython(python)
+                #expect(result.stdout == "exact\nexact\n")
+            }
+        }
+    }
+
     // A bound socket that does not listen yet is made to listen (asyncio does the same), and
     // a Unix listening socket works with createUnixServer(sock:) against a Python AF_UNIX
     // client; the server leaves the socket file alone (it did not make it).
