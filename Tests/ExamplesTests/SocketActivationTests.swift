@@ -39,6 +39,34 @@ for s, m in zip(socks, messages):
 print(f"exact {sum(recv_exact(s, len(m)) == m for s, m in zip(socks, messages))}")
 """#
 
+/// systemd's own tool plays systemd: systemd-socket-activate listens on a free port, execs
+/// tcp-echo-server at the first connection with the socket at fd 3; the client's bytes come
+/// back exactly, the server's line names that port, and SIGTERM ends it with status 0.
+private let pythonSystemdSocketActivate = #"""
+import signal, subprocess
+tool, binary = sys.argv[1], sys.argv[2]
+probe = socket.socket()
+probe.bind(("127.0.0.1", 0))
+port = probe.getsockname()[1]
+probe.close()
+p = subprocess.Popen([tool, "-l", f"127.0.0.1:{port}", "--fdname=echo", binary, "--port", "0"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+try:
+    print("tool:", p.stderr.readline().decode().strip(), flush=True)
+    c = connect(port)
+    message = b"via systemd-socket-activate\n" * 1000
+    c.sendall(message)
+    print("echo exact" if recv_exact(c, len(message)) == message else "echo differs", flush=True)
+    print("server:", p.stdout.readline().decode().strip() == f"listening on 127.0.0.1:{port}", flush=True)
+    c.close()
+    p.send_signal(signal.SIGTERM)
+    print("exit", p.wait(30), flush=True)
+finally:
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+"""#
+
 @Suite(.serialized, .timeLimit(.minutes(10)))
 struct SocketActivationEndToEndTests {
     /// Starts tcp-echo-server under the Python "systemd"; returns it, the port Python bound
@@ -79,5 +107,16 @@ struct SocketActivationEndToEndTests {
         let result = try runPython(pythonEchoes, ["\(ownPort)"])
         #expect(result.text == "exact 8\n", "\(result.summary)")
         server.expectGracefulExit(after: SIGTERM)
+    }
+
+    // systemd's own systemd-socket-activate starts tcp-echo-server (skipped without it).
+    @Test(.enabled(if: commandPath("systemd-socket-activate") != nil, "systemd-socket-activate is not installed"))
+    func systemdSocketActivateStartsTheServer() throws {
+        let tool = try #require(commandPath("systemd-socket-activate"))
+        let result = try runPython(pythonSystemdSocketActivate, [tool, examplePath("tcp-echo-server")], timeout: 120)
+        #expect(result.succeeded, "\(result.summary)")
+        #expect(result.lines.count == 4, "\(result.summary)")
+        #expect(result.lines.first?.hasPrefix("tool: Listening on 127.0.0.1:") == true, "\(result.summary)")
+        #expect(Array(result.lines.dropFirst()) == ["echo exact", "server: True", "exit 0"], "\(result.summary)")
     }
 }
