@@ -308,4 +308,27 @@ struct SocketOptionTests {
             #expect(String(decoding: result.stdout, as: UTF8.self) == "tos [184]\n")
         }
     }
+
+    // A ServerGroup sets an option on every loop's own listening socket (SO_REUSEPORT: one
+    // socket per loop), each on its loop; the kernel sees it on all of them.
+    @Test func serverGroupSetsOptionsOnEveryLoop() async throws {
+        let group = try EventLoopGroup(loops: 2, name: "options")
+        defer { group.shutdown() }
+        let servers = try await group.createServer(host: "127.0.0.1", port: 0) { EchoUntilEOF() }
+        #expect(try await servers.option(.keepAlive) == false)
+        try await servers.setOption(.keepAlive, true)
+        try await servers.setOption(.receiveBufferSize, 70_000)
+        #expect(try await servers.option(.keepAlive) == true)
+        var descriptors: [Int32] = []
+        for server in servers.servers {
+            descriptors += try await server.loop.submit { server.socketDescriptors }
+        }
+        #expect(descriptors.count == 2 && Set(descriptors).count == 2)
+        for fd in descriptors {
+            #expect(kernelInt(fd, SOL_SOCKET, SO_KEEPALIVE) == 1)
+            #expect(kernelInt(fd, SOL_SOCKET, SO_RCVBUF) == 140_000)
+        }
+        await servers.close()
+        await #expect(throws: TransportError.self) { try await servers.setOption(.keepAlive, false) }
+    }
 }

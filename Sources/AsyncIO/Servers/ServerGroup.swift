@@ -49,6 +49,24 @@ public final class ServerGroup: Sendable {
             _ = try? await server.loop.submit { await server.waitClosed() }
         }
     }
+
+    /// Sets a socket option on every listening socket of every loop's server (see
+    /// ``SocketOptionProvider/setOption(_:_:)``); each is set on its own loop.
+    /// - Throws: the first server's ``TransportError``; the servers after it are not changed.
+    public func setOption<Value: Sendable>(_ option: SocketOption<Value>, _ value: Value) async throws {
+        for server in servers {
+            try await server.loop.submit { try server.setOption(option, value) }
+        }
+    }
+
+    /// Reads a socket option from the first server's first listening socket (see
+    /// ``SocketOptionProvider/option(_:)``).
+    public func option<Value: Sendable>(_ option: SocketOption<Value>) async throws -> Value {
+        guard let first = servers.first else {
+            throw TransportError(.closed, "cannot read \(option.optionName): the group has no server", errno: EBADF)
+        }
+        return try await first.loop.submit { try first.option(option) }
+    }
 }
 
 extension EventLoopGroup {
