@@ -103,9 +103,7 @@ struct AbstractUnixSocketTests {
                 }
                 #expect(transport.peerAddress == SocketAddress(abstractUnixName: name))
                 let message = Array("through the abstract namespace".utf8)
-                transport.write(message)
-                transport.writeEOF()
-                try await waitForEvent(client.lost, "the echo and the close")
+                try await sendAndAwaitEcho(message, over: transport, client)
                 #expect(client.received == message)
                 _ = try await finishPython(python)
             }

@@ -82,6 +82,14 @@ let pythonEchoCheck = """
 
     """
 
+/// Writes `message`, half-closes, and waits until the peer (an echo that closes after EOF)
+/// is done: what `client` received is then the whole echo.
+func sendAndAwaitEcho(_ message: [UInt8], over transport: any StreamTransport, _ client: RecordingProtocol) async throws {
+    transport.write(message)
+    transport.writeEOF()
+    try await waitForEvent(client.lost, "the echo and the peer's close")
+}
+
 /// Echoes and closes after the peer's EOF once the echo is flushed.
 final class EchoUntilEOF: StreamProtocol, @unchecked Sendable {
     var transport: (any StreamTransport)?
@@ -211,9 +219,7 @@ struct AdoptedSocketTests {
                 #expect(try transport.option(.tcpNoDelay) == true)
                 #expect(transport.peerAddress == (try SocketAddress(ipAddress: "127.0.0.1", port: port)))
                 let message = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
-                transport.write(message)
-                transport.writeEOF()
-                try await waitForEvent(client.lost, "the echo and the server's close")
+                try await sendAndAwaitEcho(message, over: transport, client)
                 #expect(client.received == message)
                 _ = try await finishPython(python)
             }
@@ -256,9 +262,7 @@ struct AdoptedSocketTests {
                 let (server, _) = try await loop.connectAcceptedSocket(sock: pair[0]) { EchoUntilEOF() }
                 let (client, proto) = try await loop.createUnixConnection(sock: pair[1]) { RecordingProtocol(loop: loop) }
                 let message = Array("through a socketpair\n".utf8)
-                client.write(message)
-                client.writeEOF()
-                try await waitForEvent(proto.lost, "the echo and the close")
+                try await sendAndAwaitEcho(message, over: client, proto)
                 #expect(proto.received == message)
                 #expect(server.isClosing)
             }
