@@ -77,7 +77,6 @@ func serveWithAsyncChannels(group: MultiThreadedEventLoopGroup, host: String, po
         print("listening on \(host):\(server.channel.localAddress?.port ?? port)")
     }
     fflush(nil)
-    let signalSources = closeOnTermination(server.channel)
     try await withThrowingDiscardingTaskGroup { connections in
         try await server.executeThenClose { inbound in
             for try await connection in inbound {
@@ -91,8 +90,21 @@ func serveWithAsyncChannels(group: MultiThreadedEventLoopGroup, host: String, po
             }
         }
     }
-    _ = signalSources
     if let unixPath { unlink(unixPath) }
+}
+
+/// SIGTERM/SIGINT cancel the async server's task: its `for try await` loops end (closing the
+/// listening channel does not end the inbound sequence of a server NIOAsyncChannel).
+func cancelOnTermination(_ task: Task<Void, Never>) -> [any DispatchSourceSignal] {
+    signal(SIGTERM, SIG_IGN)
+    signal(SIGINT, SIG_IGN)
+    let queue = DispatchQueue(label: "signals")
+    return [SIGTERM, SIGINT].map { number in
+        let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+        source.setEventHandler { task.cancel() }
+        source.resume()
+        return source
+    }
 }
 
 var host = "127.0.0.1"
@@ -122,15 +134,19 @@ if asyncChannel {
     // async server in a task and block this thread until it is done.
     let done = DispatchSemaphore(value: 0)
     let failure = ErrorBox()
-    Task { [host, port, unixPath] in
+    let server = Task.detached { [host, port, unixPath] in   // detached: not on the main actor, whose thread waits below
         do {
             try await serveWithAsyncChannels(group: group, host: host, port: port, unixPath: unixPath)
+        } catch is CancellationError {
+            // SIGTERM or SIGINT: a normal end.
         } catch {
             failure.error = error   // read after done.wait(): the semaphore orders it
         }
         done.signal()
     }
+    let signalSources = cancelOnTermination(server)
     done.wait()
+    _ = signalSources
     try? group.syncShutdownGracefully()
     if let error = failure.error {
         printError("nio-echo-server: \(error)")
