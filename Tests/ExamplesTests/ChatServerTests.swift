@@ -196,7 +196,11 @@ fast = Chat(port, "fast"); fast.expect("* welcome fast, 2 online")
 reader = Chat(port, "reader"); reader.expect("* welcome reader, 3 online"); fast.expect("* reader joined")
 line = "m" * 1000
 left = False
-for i in range(3000):
+# The kernel may take up to tcp_wmem's maximum (4 MiB by default) into the slow client's
+# send buffer before the server's socket takes no more: with BBR it grows that far even
+# though the client's window is closed. Send enough lines to get past it.
+wmem_max = int(open("/proc/sys/net/ipv4/tcp_wmem").read().split()[2])
+for i in range((wmem_max + (1 << 20)) // len(line) + 500):
     fast.send(line + str(i))
     got = reader.line()
     while got == "* slow left":
