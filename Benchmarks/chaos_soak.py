@@ -19,9 +19,11 @@ with a bounded number of clients:
                    (1 byte/s); clients that send a lot and never read; TLS clients that send
                    garbage, stop mid-handshake (and stall, which the server's handshake timeout
                    must end), or send records after close_notify; chat clients with bad nicks,
-                   taken nicks, over-long lines, unknown commands, and one that never reads
-                   (the server must drop it); UDP floods that never read, empty and
-                   maximum-size datagrams
+                   taken nicks, over-long lines, unknown commands, resets mid-line, one that
+                   never reads (the server must drop it), one that quits without reading
+                   while a talker floods the room (the server must close its side within
+                   --idle-timeout); UDP floods that never read, empty and maximum-size
+                   datagrams
   fd bursts        every --burst-every seconds one stream server gets more connections than
                    its fd limit allows, held for a few seconds (the server hits EMFILE) while a
                    normal client waits its turn; after the burst a normal client must succeed
@@ -37,7 +39,9 @@ any check fails:
 
   - every normal client succeeded: no mismatched, lost or extra byte, no error, no timeout
   - every chaos client that the protocol says the server must drop was dropped in time
-    (stalled TLS handshakes, chat slowloris and never-reading chat clients)
+    (stalled TLS handshakes, TLS garbage, chat slowloris, never-reading chat clients, chat
+    clients that quit without reading), and TLS echoes data sent before a close_notify
+    that is followed by more records (RFC 8446 6.1: data after it MUST be ignored)
   - each stream server really hit its fd limit during a burst and served afterwards
   - fds at the end == at start; RSS at the end within 10 % or 4 MiB of start
   - each server idle (under 2 % of a core) in the settle time after the chaos
@@ -143,6 +147,20 @@ def trimmed_rss(pid: int) -> int:
     except (OSError, subprocess.TimeoutExpired):
         return -1
     return rss_kib(pid)
+
+
+def tcp_state(local_port: int, remote_port: int) -> str | None:
+    """The state (hex, "01" = ESTABLISHED) of the IPv4 TCP socket local_port -> remote_port
+    in /proc/net/tcp, None if there is none."""
+    with open("/proc/net/tcp") as table:
+        for row in table:
+            fields = row.split()
+            try:
+                if (int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)) == (local_port, remote_port):
+                    return fields[3]
+            except (IndexError, ValueError):
+                continue
+    return None
 
 
 def udp_socket_drops(port: int) -> int:
@@ -986,6 +1004,31 @@ class Soak:
                               f"({stalled} half-second send stalls)")
             finally:
                 self.reset(sock)
+        if kind == "quit-never-read":
+            # A talker floods the room (up to 3.2 MB) while this client never reads; it then
+            # quits, still not reading, and stays connected. Once --idle-timeout has passed
+            # the server must have given up its flush and closed its side (the kernel may
+            # still hold the bytes: FIN_WAIT1 is fine, ESTABLISHED is a held fd).
+            sock = await self.raw_socket(srv, rcvbuf=4096)
+            try:
+                await loop.sock_sendall(sock, b"qnr%d\n" % n)
+                reader, writer = await self.chat_join(srv, f"talk{n}")
+                try:
+                    writer.write((b"t" * 4000 + b"\n") * rng.randrange(0, 800) + b"/quit\n")
+                    await self.chat_expect(reader, b"* bye\n", 60)
+                finally:
+                    await self.close_writer(writer)
+                await loop.sock_sendall(sock, b"/quit\n")
+                await asyncio.sleep(CHAT_IDLE_TIMEOUT + 5)
+                state = await asyncio.get_running_loop().run_in_executor(
+                    None, tcp_state, srv.port, sock.getsockname()[1])
+                if state == "01":
+                    raise Failure(f"the server still holds the connection of a client that quit without "
+                                  f"reading, {CHAT_IDLE_TIMEOUT + 5} s later")
+                srv.stats.notes["chat quit-never-read: server side closed"] += 1
+            finally:
+                self.reset(sock)
+            return
         if kind == "invalid-nick":
             reader, writer = await self.open_stream(srv)
             try:
@@ -1203,6 +1246,10 @@ class Soak:
             async def slow(s, r):
                 await self.chaos(s, "chat slowloris", self.chat_slowloris(s, r))
             out.append(self.lane(srv, slow, gap=1))
+
+            async def quit_never_read(s, r):   # a lane of its own: each takes --idle-timeout + 5 s
+                await self.chaos(s, "chat quit-never-read", self.chat_chaos_one(s, r, "quit-never-read"))
+            out.append(self.lane(srv, quit_never_read, gap=1))
         return out
 
     async def warm_up(self) -> None:
