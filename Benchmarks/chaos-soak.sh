@@ -5,7 +5,7 @@
 # close_notify, fd bursts past the servers' lowered `ulimit -n`) for a set time.
 #
 #   Benchmarks/chaos-soak.sh [--minutes 10] [--nofile 256] [--seed N] [--servers tcp,tls,udp,unix,chat]
-#                            [--loops 2] [--slowloris 2] [--burst-every S] [--settle 3]
+#                            [--loops 2] [--slowloris 2] [--burst-every S] [--settle 3] [--trim]
 #
 # Prints a table (bytes verified, mismatches/losses, fds and RSS of each server at start, peak
 # and end, unexpected server log lines) and exits 1 if any check fails; see the docstring of
