@@ -196,7 +196,9 @@ fast = Chat(port, "fast"); fast.expect("* welcome fast, 2 online")
 reader = Chat(port, "reader"); reader.expect("* welcome reader, 3 online"); fast.expect("* reader joined")
 line = "m" * 1000
 left = False
-for i in range(3000):
+# Up to 10 MB: the slow client's lines pile up only once the kernel's send buffer is full,
+# and its autotuning takes it up to tcp_wmem's 4 MiB (3 MB was not always enough).
+for i in range(10000):
     fast.send(line + str(i))
     got = reader.line()
     while got == "* slow left":
