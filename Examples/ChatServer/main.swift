@@ -67,6 +67,10 @@ final class ChatServerState: @unchecked Sendable {
             client.outbox.shutdown()   // the writer flushes what is queued, then closes
             flushDeadline = reader.loop.callLater(after: idleTimeout) { writer.transport.abort() }
         }
+        // The writer has closed the connection, but the close waits for the client to read
+        // what the transport still buffers: the deadline stays armed until the connection is
+        // really closed (a client that never reads would keep it, and its fd, forever).
+        try? await writer.waitClosed()
     }
 
     /// Reads and handles the client's lines until it leaves or must be closed.

@@ -298,6 +298,73 @@ assert b"* bye" not in data, "the quitter's last lines were flushed: it was not 
 """#, port: port)
     }
 
+    // The same when what waits for the leaving client is short: its socket is full, and the
+    // few KiB that did not fit sit in the transport's buffer, under the high-water mark, so
+    // the writer is not held up: it closes at once, and the close waits for the client to
+    // read. The flush deadline must still drop it after --idle-timeout. Before the fix the
+    // deadline was cancelled as the connection's task returned, and a client that never read
+    // kept its connection and the server's fd for as long as it liked (found while writing
+    // Benchmarks/chaos_soak.py). Where the bytes are is read from /proc/net/tcp: what the
+    // server wrote minus what the two kernels hold is in the transport.
+    @Test func leavingClientThatNeverReadsIsClosedWhenLittleIsPending() throws {
+        let (server, port) = try startChatServer(["--idle-timeout", "10"])
+        defer { server.stop() }
+        try runChatScript(#"""
+watcher = Chat(port, "watcher"); watcher.expect("* welcome watcher, 1 online")
+quitter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+quitter.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+quitter.connect(("127.0.0.1", int(port))); quitter.sendall(b"quitter\n")
+watcher.expect("* quitter joined")
+me = quitter.getsockname()[1]
+def in_transport():
+    # What the server wrote to the quitter minus what the kernels hold (the server's send
+    # queue, the quitter's receive queue, from one read of /proc/net/tcp).
+    server_tx = quitter_rx = None
+    for row in open("/proc/net/tcp").readlines()[1:]:
+        f = row.split()
+        ends = (int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16))
+        if ends == (int(port), me):
+            server_tx = int(f[4].split(":")[0], 16)
+        elif ends == (me, int(port)):
+            quitter_rx = int(f[4].split(":")[1], 16)
+    assert server_tx is not None and quitter_rx is not None, "sockets not in /proc/net/tcp"
+    return written - server_tx - quitter_rx
+def who():
+    # A round trip through the server; the quitter's empty lines reach the watcher meanwhile.
+    watcher.send("/who")
+    while (got := watcher.line()) != "* online: quitter watcher":
+        assert got == "quitter: ", got
+written = len("* welcome quitter, 2 online\n")
+batch = ("x" * 4000 + "\n") * 12   # 48 KB: under the transport's 64 KiB high-water mark
+for _ in range(1000):
+    quitter.sendall(b"\n")   # an empty line each round: the quitter is not idle
+    watcher.send(batch); written += 12 * len("watcher: " + "x" * 4000 + "\n")
+    who()
+    if in_transport() > 0:
+        who(); who()   # two more turns of the server's loop: no write was in progress
+        if in_transport() > 0:
+            break
+else:
+    raise AssertionError("the server's socket to the quitter never filled up")
+quitter.sendall(b"/quit\n")
+while (got := watcher.line()) != "* quitter left":
+    assert got == "quitter: ", got
+time.sleep(12)   # never read for more than --idle-timeout: the server gives up its flush
+quitter.settimeout(20)
+data = b""
+try:
+    while True:
+        chunk = quitter.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+except ConnectionResetError:
+    pass
+assert b"* bye" not in data and len(data) < written, \
+    "the quitter got all %d bytes and its last lines: it was not dropped" % len(data)
+"""#, port: port)
+    }
+
     // Rule 7 and the examples contract: SIGTERM/SIGINT tell joined clients, close every
     // connection, and exit 0 soon (expectGracefulExit), even with a client that does not read.
     @Test(arguments: [SIGTERM, SIGINT])
