@@ -50,6 +50,24 @@ final class ChatRoom: @unchecked Sendable {
         }
     }
 
+    /// A line as the reader returned it.
+    enum Line: Equatable {
+        /// A complete line: its text, without the `\n` and a `\r` before it.
+        case text([UInt8])
+        /// No `\n` at the end: the stream ended inside a line.
+        case incomplete
+        /// Longer than ``maxLineBytes`` (not counting the `\n`).
+        case tooLong
+    }
+
+    /// Frames what `readLine()` returned (rule 3's limit and the dropped `\r`).
+    static func frame(_ line: [UInt8]) -> Line {
+        guard line.last == UInt8(ascii: "\n") else { return .incomplete }
+        var text = line.dropLast()
+        if text.last == UInt8(ascii: "\r") { text = text.dropLast() }
+        return text.count > maxLineBytes ? .tooLong : .text(Array(text))
+    }
+
     /// What happened to a client's line.
     enum Outcome {
         /// Keep reading.
@@ -95,6 +113,9 @@ final class ChatRoom: @unchecked Sendable {
         say("* \(nick) joined\n", except: client)
         return .stay
     }
+
+    /// The joined clients by nick (tests and the fuzzer).
+    var joined: [String: ChatClient] { members }
 
     /// Takes `client` out of the room (if it had joined) and tells the others. Idempotent.
     func leave(_ client: ChatClient) {

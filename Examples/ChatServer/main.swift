@@ -88,16 +88,16 @@ final class ChatServerState: @unchecked Sendable {
             } catch {
                 return   // reset, or the connection was aborted
             }
-            // End of stream: a last line without "\n" is not a complete line.
-            guard line.last == UInt8(ascii: "\n") else { return }
-            var text = line.dropLast()
-            if text.last == UInt8(ascii: "\r") { text = text.dropLast() }
-            if text.count > ChatRoom.maxLineBytes {
+            switch ChatRoom.frame(line) {
+            case .incomplete:
+                return   // end of stream: a last line without "\n" is not a complete line
+            case .tooLong:
                 client.send("* line too long\n")
                 return
+            case .text(let text):
+                if shuttingDown.isSet { return }
+                if room.handle(text, from: client) == .leave { return }
             }
-            if shuttingDown.isSet { return }
-            if room.handle(Array(text), from: client) == .leave { return }
         }
     }
 
