@@ -27,6 +27,7 @@ let package = Package(
         .executable(name: "fuzz-stream-reader", targets: ["FuzzStreamReader"]),
         .executable(name: "fuzz-address", targets: ["FuzzAddress"]),
         .executable(name: "fuzz-tls-receive", targets: ["FuzzTLSReceive"]),
+        .executable(name: "fuzz-chat", targets: ["FuzzChat"]),
     ],
     dependencies: [
         .package(path: ".."),
@@ -46,6 +47,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "FuzzTLSReceive",
+            dependencies: ["FuzzSupport", .product(name: "AsyncIO", package: parentIdentity)],
+            swiftSettings: settings
+        ),
+        // The chat room's source is Examples/ChatServer/ChatRoom.swift, linked into the target
+        // (an example's executable target cannot be depended on).
+        .executableTarget(
+            name: "FuzzChat",
             dependencies: ["FuzzSupport", .product(name: "AsyncIO", package: parentIdentity)],
             swiftSettings: settings
         ),

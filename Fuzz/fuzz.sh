@@ -3,7 +3,7 @@
 #
 #   Fuzz/fuzz.sh [--build-only] [--runs N] [--max-time SECONDS] [TARGET ...]
 #
-# TARGET: stream-reader, address, tls-receive (default: all, in that order). Each runs until
+# TARGET: stream-reader, address, tls-receive, chat (default: all, in that order). Each runs until
 # --runs executions (default 10,000,000) or --max-time seconds (default 1800), whichever
 # comes first, in one process (the machine is shared: no -jobs/-workers beyond one), with
 # Fuzz/Seeds/TARGET (committed, read only) and Fuzz/Corpus/TARGET (what the run adds; not
@@ -25,11 +25,11 @@ while (($#)); do
         --runs) runs=$2; shift 2 ;;
         --max-time) max_time=$2; shift 2 ;;
         -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-        stream-reader|address|tls-receive) targets+=("$1"); shift ;;
+        stream-reader|address|tls-receive|chat) targets+=("$1"); shift ;;
         *) echo "fuzz.sh: unknown argument $1" >&2; exit 64 ;;
     esac
 done
-((${#targets[@]})) || targets=(stream-reader address tls-receive)
+((${#targets[@]})) || targets=(stream-reader address tls-receive chat)
 
 # -parse-as-library: libFuzzer has the main; -enable-testing: @testable import AsyncIO in a
 # release (optimised) build.
@@ -46,6 +46,7 @@ max_len() {
         stream-reader) echo 4096 ;;
         address) echo 512 ;;
         tls-receive) echo 8192 ;;
+        chat) echo 8192 ;;
     esac
 }
 
