@@ -2,6 +2,7 @@
 // swift-asyncio — ServerGroup: one server per loop of an EventLoopGroup, sharing a port.
 //===----------------------------------------------------------------------===//
 
+public import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,13 +55,15 @@ public final class ServerGroup: Sendable {
 extension EventLoopGroup {
     /// Starts a TCP server on every loop of the group, all on the same port with
     /// `SO_REUSEPORT` (the kernel spreads connections over the loops). With `port` 0 the first
-    /// loop picks a free port and the others join it.
-    /// - Throws: as ``EventLoop/createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:_:)``.
+    /// loop picks a free port and the others join it. Each server logs through `logger`, or
+    /// through its loop's ``EventLoop/logger`` if it is `nil`.
+    /// - Throws: as ``EventLoop/createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:logger:_:)``.
     public func createServer(
         host: String? = nil,
         port: Int,
         tls: TLSContext? = nil,
         backlog: Int = 100,
+        logger: Logger? = nil,
         _ factory: @escaping @Sendable () -> any StreamProtocol
     ) async throws -> ServerGroup {
         var servers: [Server] = []
@@ -72,7 +75,7 @@ extension EventLoopGroup {
                 let server = try await loop.submit {
                     try await loop.createServer(
                         hosts: host.map { [$0] } ?? [], port: portToBind, tls: tls, backlog: backlog, reuseAddress: true,
-                        reusePort: true, requireFreePort: first, startServing: true, factory)
+                        reusePort: true, requireFreePort: first, startServing: true, logger: logger, factory)
                 }
                 servers.append(server)
                 if boundPort == 0 { boundPort = server.addresses.first?.port ?? 0 }
@@ -85,19 +88,21 @@ extension EventLoopGroup {
     }
 
     /// Starts a Unix socket server on every loop of the group: the first loop creates the
-    /// socket at `path` (see ``EventLoop/createUnixServer(path:tls:backlog:startServing:_:)``),
-    /// the others accept from duplicates of it.
-    /// - Throws: as ``EventLoop/createUnixServer(path:tls:backlog:startServing:_:)``, or the
+    /// socket at `path` (see ``EventLoop/createUnixServer(path:tls:backlog:startServing:logger:_:)``),
+    /// the others accept from duplicates of it. `logger` as in
+    /// ``createServer(host:port:tls:backlog:logger:_:)``.
+    /// - Throws: as ``EventLoop/createUnixServer(path:tls:backlog:startServing:logger:_:)``, or the
     ///   error of a later loop's server (e.g. no fd left for its duplicate); the servers
     ///   already made are then closed and the socket file is removed before the error is thrown.
     public func createUnixServer(
         path: String,
         tls: TLSContext? = nil,
         backlog: Int = 100,
+        logger: Logger? = nil,
         _ factory: @escaping @Sendable () -> any StreamProtocol
     ) async throws -> ServerGroup {
         let first = try await loops[0].submit {
-            try await self.loops[0].createUnixServer(path: path, tls: tls, backlog: backlog, factory)
+            try await self.loops[0].createUnixServer(path: path, tls: tls, backlog: backlog, logger: logger, factory)
         }
         var servers = [first]
         do {
@@ -107,7 +112,7 @@ extension EventLoopGroup {
                     // The server owns the duplicate from here (its deinit closes it).
                     let server = Server(
                         loop: loop, listeners: [listener], backlog: Int32(clamping: backlog), unixPath: nil,
-                        tls: tls, factory: factory)
+                        tls: tls, logger: logger, factory: factory)
                     try server.startServing()
                     return server
                 }
