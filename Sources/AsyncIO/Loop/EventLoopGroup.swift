@@ -123,6 +123,25 @@ public final class EventLoopGroup: Sendable {
             try? loop.close()
         }
     }
+
+    /// ``shutdown(timeout:)`` for async code: the blocking part (joining the loops' threads)
+    /// runs on a thread of its own, so no thread of Swift's cooperative pool is blocked while
+    /// the loops' tasks finish. Returns once the group is shut down; calling it again (or
+    /// after ``shutdown(timeout:)``) returns at once.
+    ///
+    /// - Important: Do not call it from a task running on one of the group's loops (it would
+    ///   wait for itself).
+    public func shutdownGracefully(timeout: Duration = .seconds(5)) async {
+        precondition(
+            !loops.contains { $0.inLoopThread },
+            "EventLoopGroup.shutdownGracefully called from one of its own loops; it would wait for itself")
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            _ = OSThread.spawn(name: "asyncio-shutdown", detached: true) {
+                self.shutdown(timeout: timeout)
+                done.resume()
+            }
+        }
+    }
 }
 
 extension EventLoop {
