@@ -92,7 +92,10 @@ let package = Package(
             name: "TCPEchoServer",
             dependencies: [
                 "AsyncIO",
+                "AsyncIOServiceLifecycle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Examples/TCPEchoServer",
             swiftSettings: strictSettings
