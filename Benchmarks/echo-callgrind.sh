@@ -54,7 +54,7 @@ export SWIFT_BACKTRACE=enable=no PYTHONHASHSEED=0
 callgrind_command() {
     server_command "$1"
     case "$1" in
-        ours | ours-streams | ours-reuse-streams | ours-iter-streams | nio)
+        ours | ours-streams | ours-reuse-streams | ours-iter-streams | nio | nio-async)
             local copy="$work_dir/$1-stripped"
             [[ -x "$copy" ]] || { cp "${server_cmd[0]}" "$copy" && strip --strip-debug "$copy"; }
             server_cmd[0]="$copy" ;;

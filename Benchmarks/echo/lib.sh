@@ -41,7 +41,7 @@
 # unix-echo-server, with --udp udp-echo-server, with TLS tls-echo-server, binary instead of
 # building one), NO_BUILD=1 (use what is built, build nothing), GO (default go).
 
-ECHO_ALL_SERVERS="ours ours-streams ours-reuse-streams ours-iter-streams c nio asyncio asyncio-streams uvloop uvloop-streams"
+ECHO_ALL_SERVERS="ours ours-streams ours-reuse-streams ours-iter-streams c nio nio-async asyncio asyncio-streams uvloop uvloop-streams"
 ECHO_UDP_SERVERS="ours c nio asyncio uvloop"
 ECHO_TLS_SERVERS="ours c nio go uvloop"
 ECHO_TLS_KNOWN="ours ours-streams ours-reuse-streams c nio go uvloop asyncio"
@@ -278,7 +278,7 @@ prepare_servers() {
             esac
             continue
         fi
-        if [[ "${ECHO_TRANSPORT:-tcp}" == udp && "$name" == *-streams ]]; then
+        if [[ "${ECHO_TRANSPORT:-tcp}" == udp && ( "$name" == *-streams || "$name" == nio-async ) ]]; then
             log "$name: no UDP form (streams are for byte streams); skipped"
             continue
         fi
@@ -286,7 +286,7 @@ prepare_servers() {
             ours) build_ours && servers+=(ours) ;;
             ours-streams | ours-reuse-streams | ours-iter-streams) build_streams && servers+=("$name") ;;
             c) servers+=(c) ;;
-            nio) build_nio && servers+=(nio) ;;
+            nio | nio-async) build_nio && servers+=("$name") ;;
             asyncio | asyncio-streams) servers+=("$name") ;;
             uvloop | uvloop-streams)
                 ensure_uvloop && servers+=("$name") ;;
@@ -326,6 +326,7 @@ label_of() {
         ours-iter-streams) echo "swift-asyncio streams, for try await" ;;
         c) echo "C epoll (baseline)" ;;
         nio) echo "SwiftNIO" ;;
+        nio-async) echo "SwiftNIO NIOAsyncChannel" ;;
         asyncio) echo "asyncio protocol" ;;
         asyncio-streams) echo "asyncio streams" ;;
         uvloop) echo "uvloop protocol" ;;
@@ -374,6 +375,7 @@ server_command() {
         ours-iter-streams) server_cmd=("$streams_bin" "${listen[@]}" --iterate) ;;
         c) server_cmd=("$tools_dir/c_echo_server" "${listen[@]}") ;;
         nio) server_cmd=("$nio_bin" "${listen[@]}") ;;
+        nio-async) server_cmd=("$nio_bin" "${listen[@]}" --async-channel) ;;
         asyncio) server_cmd=("$(python_exe)" "$echo_dir/py_echo_server.py" --loop asyncio --api protocol "${listen[@]}") ;;
         asyncio-streams) server_cmd=("$(python_exe)" "$echo_dir/py_echo_server.py" --loop asyncio --api streams "${listen[@]}") ;;
         uvloop) server_cmd=("$(python_exe)" "$echo_dir/py_echo_server.py" --loop uvloop --api protocol "${listen[@]}") ;;

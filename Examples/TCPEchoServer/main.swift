@@ -9,6 +9,11 @@
 // from that client until it drains, so memory stays bounded. On the client's EOF the pending
 // echo is flushed and the connection closed. SIGINT/SIGTERM close everything gracefully.
 //
+// Started by systemd with socket activation (LISTEN_FDS), it serves the sockets passed to it
+// instead of --host/--port:
+//
+//   $ systemd-socket-activate -l 127.0.0.1:8888 tcp-echo-server
+//
 // With --lifecycle the loops and the servers run as swift-service-lifecycle services
 // (AsyncIOServiceLifecycle): SIGINT/SIGTERM stop listening, let open connections finish for
 // --grace-period seconds, then close them.
@@ -89,12 +94,17 @@ struct TCPEchoServer: ParsableCommand {
         }
         let (host, port, loops) = (host, port, loops)
         do {
+            // Started by systemd (socket activation): serve the sockets it passed instead of
+            // binding --host/--port. Read (and unset) before any other thread runs.
+            let activated = try SocketActivation.listenFDs(unsetEnvironment: true)
             try EventLoop.run { main in
                 // The connections are served by `loops` loops on their own threads; this loop
                 // (the main thread) only waits for SIGINT/SIGTERM.
                 let group = try EventLoopGroup(loops: loops, name: "echo")
                 defer { group.shutdown(timeout: .milliseconds(200)) }
-                let servers = try await group.createServer(host: host, port: port) { EchoProtocol() }
+                let servers = activated.isEmpty
+                    ? try await group.createServer(host: host, port: port) { EchoProtocol() }
+                    : try await group.createServer(sockets: activated.map(\.fileDescriptor)) { EchoProtocol() }
                 say("listening on \(servers.addresses[0])")
 
                 let signal = try await main.waitForSignal([SIGINT, SIGTERM])

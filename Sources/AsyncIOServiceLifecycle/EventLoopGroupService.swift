@@ -5,7 +5,7 @@
 public import AsyncIO
 public import ServiceLifecycle
 
-/// An ``AsyncIO/EventLoopGroup`` as a swift-service-lifecycle `Service`: it runs until the
+/// An `EventLoopGroup` as a swift-service-lifecycle `Service`: it runs until the
 /// service group shuts down (gracefully, or by cancellation), then shuts the event loop group
 /// down: each loop's tasks are cancelled and get `shutdownTimeout` to finish, then the loops
 /// stop, their threads end and the loops close.
@@ -30,7 +30,7 @@ public struct EventLoopGroupService: Service {
     /// The group this service shuts down.
     public let group: EventLoopGroup
     /// How long the loops' tasks get to finish once cancelled (see
-    /// ``AsyncIO/EventLoopGroup/shutdown(timeout:)``).
+    /// `EventLoopGroup.shutdown(timeout:)`).
     public let shutdownTimeout: Duration
 
     /// A service that shuts `group` down when the service group shuts down.

@@ -5,14 +5,14 @@
 public import AsyncIO
 public import ServiceLifecycle
 
-/// A ``AsyncIO/Server`` or ``AsyncIO/ServerGroup`` as a swift-service-lifecycle `Service`.
+/// A `Server` or `ServerGroup` as a swift-service-lifecycle `Service`.
 ///
 /// It serves while the service group runs. On graceful shutdown (e.g. SIGTERM with
 /// `gracefulShutdownSignals: [.sigterm]`):
-/// 1. it stops listening (``AsyncIO/Server/close()``): new connections are refused, the open
+/// 1. it stops listening (`Server.close()`): new connections are refused, the open
 ///    ones go on;
 /// 2. it waits up to `gracePeriod` for the open connections to end on their own;
-/// 3. it closes those left (``AsyncIO/Server/closeClients()``: what they queued is flushed
+/// 3. it closes those left (`Server.closeClients()`: what they queued is flushed
 ///    first) and waits up to `closeTimeout` for them;
 /// 4. it aborts any still there (a peer that does not read), and returns.
 ///

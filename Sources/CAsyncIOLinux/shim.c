@@ -167,3 +167,76 @@ int casyncio_recvmmsg(int fd, struct casyncio_mmsghdr *messages, unsigned int co
 int casyncio_sendmmsg(int fd, struct casyncio_mmsghdr *messages, unsigned int count, int flags) {
     return sendmmsg(fd, (struct mmsghdr *)messages, count, flags);
 }
+
+// MARK: - Passing file descriptors over Unix sockets
+
+/// Room for the largest SCM_RIGHTS message, aligned for a cmsghdr.
+union casyncio_fd_control {
+    char buffer[CMSG_SPACE(sizeof(int) * 253)];
+    struct cmsghdr align;
+};
+
+long casyncio_send_with_fds(int sock, const void *buf, unsigned long len, const int *fds, int nfds) {
+    if (nfds < 0 || nfds > 253) { errno = EINVAL; return -1; }
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    union casyncio_fd_control control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (nfds > 0) {
+        memset(&control, 0, sizeof control);
+        msg.msg_control = control.buffer;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+        struct cmsghdr *header = CMSG_FIRSTHDR(&msg);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+        memcpy(CMSG_DATA(header), fds, sizeof(int) * (size_t)nfds);
+    }
+    return (long)sendmsg(sock, &msg, MSG_NOSIGNAL);
+}
+
+long casyncio_recv_with_fds(int sock, void *buf, unsigned long len, int *fds, int maxfds, int *nfds, int *truncated) {
+    *nfds = 0;
+    *truncated = 0;
+    if (maxfds < 0 || maxfds > 253) { errno = EINVAL; return -1; }
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    union casyncio_fd_control control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (maxfds > 0) {
+        msg.msg_control = control.buffer;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)maxfds);
+    }
+    ssize_t received = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    if (received < 0) return -1;
+    if (msg.msg_flags & MSG_CTRUNC) *truncated = 1;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&msg); header; header = CMSG_NXTHDR(&msg, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        int count = (int)((header->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(header) + sizeof(int) * (size_t)i, sizeof fd);
+            if (*nfds < maxfds) {
+                fds[(*nfds)++] = fd;
+            } else {
+                close(fd);   // cannot happen with our buffer size; never leak one
+                *truncated = 1;
+            }
+        }
+    }
+    return (long)received;
+}
+
+int casyncio_peer_credentials(int sock, int *pid, unsigned *uid, unsigned *gid) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    *pid = credentials.pid;
+    *uid = credentials.uid;
+    *gid = credentials.gid;
+    return 0;
+}

@@ -389,6 +389,35 @@ struct LoopClosingTransportsTests {
     // endpoint, a Unix server still listening): each lets go of its fd and its protocol (which
     // holds it: a cycle), with no callback; the server's socket file goes. Before, they kept
     // each other and the fds forever (found by LeakSanitizer).
+    // A child still running when its loop closes is killed and reaped (no zombie), its
+    // pidfd and pipes are closed, and its transport and protocol are let go.
+    @Test func closingTheLoopKillsAndReapsARunningChild() throws {
+        let loop = try EventLoop(name: "closing with a child")
+        let transport = Box<SubprocessTransport?>(nil)
+        let proto = Box(Weak(nil))
+        let pid = try loop.runUntilComplete { () async throws -> Int32 in
+            let (child, childProtocol) = try await loop.subprocessExec(
+                "sleep", ["30"], stdin: .pipe, stdout: .pipe, stderr: .devNull
+            ) { NullSubprocessProtocol() }
+            transport.value = child
+            proto.value = Weak(childProtocol)
+            return child.pid
+        }
+        #expect(loop.openResources.count == 3)   // the child, its stdin and stdout pipes
+        let stdin = try #require(transport.value?.pipeTransport(0) as? SocketTransport)
+        try loop.close()
+        var status: Int32 = 0
+        #expect(waitpid(pid, &status, WNOHANG) == -1 && errno == ECHILD, "the child was reaped")
+        #expect(kill(pid, 0) == -1 && errno == ESRCH, "the child is gone")
+        #expect(transport.value?.returnCode == -SIGKILL)
+        #expect(transport.value?.pidfd == -1)
+        #expect(stdin.fileDescriptor == -1)
+        let weakTransport = Weak(transport.value)
+        transport.value = nil
+        #expect(weakTransport.object == nil)
+        #expect(proto.value.object == nil)
+    }
+
     @Test func closingTheLoopReleasesTransportsProtocolsAndFDs() throws {
         let loop = try EventLoop(name: "closing with transports")
         let serverSides = Box<[Weak]>([])

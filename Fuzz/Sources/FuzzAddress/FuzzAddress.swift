@@ -92,9 +92,12 @@ private func unixPath(_ input: inout FuzzInput) {
     let path = String(decoding: bytes, as: UTF8.self)
     let address = SocketAddress(unixPath: path)
     fuzzCheck(address.family == AF_UNIX && address.port == nil, "a Unix address has family \(address.family)")
-    fuzzCheck(address.host == path && address.description == path, "a Unix address reads back as \(address.host)")
     let utf8 = Array(path.utf8)
-    let fits = !utf8.isEmpty && utf8.count <= 107 && !utf8.contains(0)
+    // A leading NUL: an abstract name (any bytes, 108 in all, shown as "@name").
+    let abstract = utf8.first == 0
+    let shown = abstract ? "@" + String(path.dropFirst()) : path
+    fuzzCheck(address.host == path && address.description == shown, "a Unix address reads back as \(address.host)")
+    let fits = abstract ? utf8.count <= 108 : !utf8.isEmpty && utf8.count <= 107 && !utf8.contains(0)
     do {
         let back = try address.withSockAddr { pointer, length -> SocketAddress? in
             var storage = sockaddr_storage()

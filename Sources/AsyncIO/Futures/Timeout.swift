@@ -83,7 +83,9 @@ public final class TimeoutScope: @unchecked Sendable {
     /// Starts the timer for the current deadline, if there is one.
     private func arm() {
         guard let when else { return }
-        timer = loop.callAt(when) { [unowned self] in self.expire() }
+        // A strong capture: the closure context is the scope itself (no box to allocate). The
+        // cycle ends when the timer fires or is cancelled (a cancelled handle drops its callback).
+        timer = loop.callAt(when) { [self] in expire() }
     }
 
     /// The timer fired: cancel the body (only the body: the caller's task is untouched).

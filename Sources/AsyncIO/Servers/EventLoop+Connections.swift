@@ -131,6 +131,8 @@ extension EventLoop {
 
     /// Starts a Unix stream socket server at `path` (asyncio's `create_unix_server`). A stale
     /// socket file (nothing listening) is replaced; the server removes its file on close.
+    /// A `path` with a leading NUL (`"\0name"`, see ``SocketAddress/init(abstractUnixName:)``)
+    /// is a name in Linux's abstract namespace: no file at all.
     ///
     /// With `tls`, connections are TLS, and `logger` is the server's, as in
     /// ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:logger:_:)``.
@@ -147,7 +149,8 @@ extension EventLoop {
         _ factory: @escaping () -> any StreamProtocol
     ) async throws -> Server {
         let address = SocketAddress(unixPath: path)
-        try removeStaleUnixSocket(address)
+        // An abstract name has no file: nothing stale to remove, nothing to unlink on close.
+        if !address.isAbstractUnix { try removeStaleUnixSocket(address) }
         let fd = try Socket.makeStream(family: AF_UNIX)
         do {
             try Socket.bind(fd, address)
@@ -157,7 +160,8 @@ extension EventLoop {
             throw error
         }
         let server = Server(
-            loop: self, listeners: [(fd, address)], backlog: Int32(clamping: backlog), unixPath: path,
+            loop: self, listeners: [(fd, address)], backlog: Int32(clamping: backlog),
+            unixPath: address.isAbstractUnix ? nil : path,
             tls: tls, logger: logger, factory: factory)
         if startServing { try server.startServing() }
         return server
@@ -223,7 +227,8 @@ extension EventLoop {
             log: ConnectionLogContext(base: logger ?? self.logger))
     }
 
-    /// Connects to the Unix stream socket at `path` (asyncio's `create_unix_connection`),
+    /// Connects to the Unix stream socket at `path` (asyncio's `create_unix_connection`; a
+    /// leading NUL, `"\0name"`, names an abstract socket),
     /// with TLS if `tls` is given (see
     /// ``createConnection(host:port:tls:serverHostname:session:happyEyeballsDelay:logger:_:)``;
     /// `serverHostname` has no default here, and a context that verifies the server's name
@@ -246,11 +251,13 @@ extension EventLoop {
     }
 
     /// Wraps a connected socket and waits until `connectionMade` ran (after the TLS handshake
-    /// with `tls`).
-    private func startTransport<P: StreamProtocol>(
+    /// with `tls`, as its client, or as its server with `serverSide`). Owns `fd` (closed on
+    /// any error). `log`: the connection's logging context (`nil`: the loop's logger).
+    func startTransport<P: StreamProtocol>(
         fd: Int32, _ proto: P, tls: TLSContext?, serverHostname: String?, session: TLSSession?,
-        log: ConnectionLogContext
+        serverSide: Bool = false, log: ConnectionLogContext? = nil
     ) async throws -> (any StreamTransport, P) {
+        let log = log ?? ConnectionLogContext(base: self.logger)
         guard let tls else {
             let transport = SocketTransport(loop: self, fd: fd, protocol: proto, log: log)
             let made = Future<Void>(loop: self)
@@ -258,9 +265,11 @@ extension EventLoop {
             await made.waitDone()
             return (transport, proto)
         }
-        guard !tls.isServer else {
+        guard tls.isServer == serverSide else {
             Glibc.close(fd)
-            throw TLSError(.configuration, "a client connection needs a client TLSContext")
+            throw TLSError(
+                .configuration,
+                serverSide ? "an accepted connection needs a server TLSContext" : "a client connection needs a client TLSContext")
         }
         let handshake = Future<Void>(loop: self)
         let layer: TLSTransport

@@ -50,6 +50,24 @@ public final class ServerGroup: Sendable {
             _ = try? await server.loop.submit { await server.waitClosed() }
         }
     }
+
+    /// Sets a socket option on every listening socket of every loop's server (see
+    /// ``SocketOptionProvider/setOption(_:_:)``); each is set on its own loop.
+    /// - Throws: the first server's ``TransportError``; the servers after it are not changed.
+    public func setOption<Value: Sendable>(_ option: SocketOption<Value>, _ value: Value) async throws {
+        for server in servers {
+            try await server.loop.submit { try server.setOption(option, value) }
+        }
+    }
+
+    /// Reads a socket option from the first server's first listening socket (see
+    /// ``SocketOptionProvider/option(_:)``).
+    public func option<Value: Sendable>(_ option: SocketOption<Value>) async throws -> Value {
+        guard let first = servers.first else {
+            throw TransportError(.closed, "cannot read \(option.optionName): the group has no server", errno: EBADF)
+        }
+        return try await first.loop.submit { try first.option(option) }
+    }
 }
 
 extension EventLoopGroup {
@@ -104,14 +122,41 @@ extension EventLoopGroup {
         let first = try await loops[0].submit {
             try await self.loops[0].createUnixServer(path: path, tls: tls, backlog: backlog, logger: logger, factory)
         }
+        return try await serveOnOtherLoops(first, tls: tls, backlog: backlog, logger: logger, factory)
+    }
+
+    /// Serves listening sockets made elsewhere on every loop of the group (e.g. the sockets
+    /// systemd passed, ``SocketActivation``): the first loop takes them as
+    /// ``EventLoop/createServer(sockets:tls:backlog:startServing:_:)`` does, the others accept
+    /// from duplicates of them.
+    /// - Throws: as ``EventLoop/createServer(sockets:tls:backlog:startServing:_:)``, or the
+    ///   error of a later loop's server; the servers already made are then closed.
+    public func createServer(
+        sockets: [Int32],
+        tls: TLSContext? = nil,
+        backlog: Int = 100,
+        _ factory: @escaping @Sendable () -> any StreamProtocol
+    ) async throws -> ServerGroup {
+        let first = try await loops[0].submit {
+            try await self.loops[0].createServer(sockets: sockets, tls: tls, backlog: backlog, factory)
+        }
+        return try await serveOnOtherLoops(first, tls: tls, backlog: backlog, logger: nil, factory)
+    }
+
+    /// A group of `first` and, on every other loop, a server accepting from duplicates of its
+    /// listening sockets, logging through `logger` (`nil`: its loop's).
+    private func serveOnOtherLoops(
+        _ first: Server, tls: TLSContext?, backlog: Int, logger: Logger?,
+        _ factory: @escaping @Sendable () -> any StreamProtocol
+    ) async throws -> ServerGroup {
         var servers = [first]
         do {
             for loop in loops.dropFirst() {
-                let listener = try await first.loop.submit { try first.duplicateListener() }
+                let listeners = try await first.loop.submit { try first.duplicateListeners() }
                 let server = try await loop.submit {
-                    // The server owns the duplicate from here (its deinit closes it).
+                    // The server owns the duplicates from here (its deinit closes them).
                     let server = Server(
-                        loop: loop, listeners: [listener], backlog: Int32(clamping: backlog), unixPath: nil,
+                        loop: loop, listeners: listeners, backlog: Int32(clamping: backlog), unixPath: nil,
                         tls: tls, logger: logger, factory: factory)
                     try server.startServing()
                     return server
@@ -119,7 +164,7 @@ extension EventLoopGroup {
                 servers.append(server)
             }
         } catch {
-            // Closing the first server also removes the socket file it created.
+            // Closing the first server also removes a socket file it created.
             await ServerGroup(servers: servers).close()
             throw error
         }
@@ -128,12 +173,20 @@ extension EventLoopGroup {
 }
 
 extension Server {
-    /// A duplicate of the first listening socket (for another loop to accept from).
-    func duplicateListener() throws -> (fd: Int32, address: SocketAddress) {
-        guard let listener = listenerList.first else { throw TransportError(.closed, "the server is closed") }
-        let fd = fcntl(listener.fd, F_DUPFD_CLOEXEC, 0)
-        guard fd >= 0 else { throw TransportError(errno: errno, syscall: "fcntl(F_DUPFD_CLOEXEC)") }
-        return (fd, listener.address)
+    /// Duplicates of the listening sockets (for another loop to accept from).
+    func duplicateListeners() throws -> [(fd: Int32, address: SocketAddress)] {
+        guard !listenerList.isEmpty else { throw TransportError(.closed, "the server is closed") }
+        var duplicates: [(fd: Int32, address: SocketAddress)] = []
+        for listener in listenerList {
+            let fd = fcntl(listener.fd, F_DUPFD_CLOEXEC, 0)
+            guard fd >= 0 else {
+                let error = TransportError(errno: errno, syscall: "fcntl(F_DUPFD_CLOEXEC)")
+                for duplicate in duplicates { Glibc.close(duplicate.fd) }
+                throw error
+            }
+            duplicates.append((fd, listener.address))
+        }
+        return duplicates
     }
 }
 

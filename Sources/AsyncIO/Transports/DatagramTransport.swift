@@ -39,7 +39,7 @@ extension DatagramProtocol {
 
 /// The loop's side of a datagram endpoint (asyncio's `DatagramTransport`).
 /// - Important: Loop-bound.
-public protocol DatagramTransport: AnyObject {
+public protocol DatagramTransport: SocketOptionProvider {
     /// The loop the endpoint runs on.
     var loop: EventLoop { get }
     /// Sends one datagram to `address` (`nil` for a connected endpoint's peer). Sent at once
@@ -432,7 +432,12 @@ extension EventLoop {
             Glibc.close(fd)
             throw error
         }
-        let transport = DatagramSocketTransport(loop: self, fd: fd, protocol: proto, peer: remote)
+        return await startDatagramTransport(fd: fd, proto, peer: remote)
+    }
+
+    /// Wraps a bound (or connected) datagram socket and waits until `connectionMade` ran.
+    func startDatagramTransport(fd: Int32, _ proto: any DatagramProtocol, peer: SocketAddress?) async -> any DatagramTransport {
+        let transport = DatagramSocketTransport(loop: self, fd: fd, protocol: proto, peer: peer)
         let made = Future<Void>(loop: self)
         transport.start { made.complete(.success(())) }
         await made.waitDone()

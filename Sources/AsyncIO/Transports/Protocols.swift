@@ -71,7 +71,7 @@ extension BufferedProtocol {
 /// a TLS layer over one of them.
 ///
 /// - Important: Loop-bound: call it on its loop's thread.
-public protocol StreamTransport: AnyObject {
+public protocol StreamTransport: SocketOptionProvider {
     /// The loop the transport runs on.
     var loop: EventLoop { get }
     /// Writes `bytes`: sent at once if the kernel takes them, otherwise the rest is copied

@@ -83,9 +83,23 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         return scopeID(text) == scope ? text : String(scope)
     }
 
-    /// A Unix-domain socket path.
+    /// A Unix-domain socket path, or with a leading NUL (`"\0name"`, as Python writes it) a
+    /// name in Linux's abstract namespace: no file, gone with the last socket, and only the
+    /// name's own bytes count (no trailing NUL), so it matches what other programs bind.
     public init(unixPath path: String) {
         self.init(.unix(path))
+    }
+
+    /// A name in Linux's abstract Unix-socket namespace (`SocketAddress(unixPath: "\0" + name)`):
+    /// no file in the filesystem; shown as `@name`, as `ss` and systemd show it.
+    public init(abstractUnixName name: String) {
+        self.init(.unix("\0" + name))
+    }
+
+    /// Whether this is a Unix address in the abstract namespace (a leading NUL).
+    public var isAbstractUnix: Bool {
+        if case .unix(let path) = storage { return path.utf8.first == 0 }
+        return false
     }
 
     /// Reads an address the kernel wrote (accept, getsockname, getpeername, recvfrom).
@@ -100,8 +114,11 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
             let path = withUnsafeBytes(of: &storage) { raw -> String in
                 let offset = MemoryLayout<sa_family_t>.size
                 let count = max(0, min(Int(length) - offset, MemoryLayout<sockaddr_un>.size - offset))
-                let bytes = raw[offset..<(offset + count)].prefix { $0 != 0 }
-                return String(decoding: bytes, as: UTF8.self)
+                let name = raw[offset..<(offset + count)]
+                // An abstract name is exactly the bytes the length counts, NULs included; a
+                // path ends at its NUL.
+                if name.first == 0 { return String(decoding: name, as: UTF8.self) }
+                return String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
             }
             self.init(.unix(path))
         default:
@@ -146,12 +163,13 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// `127.0.0.1:8888`, `[::1]:8888`, `[fe80::1%eth0]:8888`, or the Unix path.
+    /// `127.0.0.1:8888`, `[::1]:8888`, `[fe80::1%eth0]:8888`, the Unix path, or `@name` for
+    /// an abstract Unix name.
     public var description: String {
         switch storage {
         case .v4: "\(host):\(port ?? 0)"
         case .v6: "[\(host)]:\(port ?? 0)"
-        case .unix(let path): path
+        case .unix(let path): path.utf8.first == 0 ? "@" + String(path.dropFirst()) : path
         }
     }
 
@@ -189,7 +207,8 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// Calls `body` with a `sockaddr` pointer and length for this address.
     /// - Throws: ``TransportError`` `.invalidAddress` if a Unix path is empty, too long for
-    ///   `sockaddr_un` or has a NUL byte (the kernel would cut the path there).
+    ///   `sockaddr_un` or has a NUL byte (the kernel would cut the path there); an abstract
+    ///   name (a leading NUL) may hold any bytes, 108 in all.
     func withSockAddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> T) throws -> T {
         switch storage {
         case .v4(var address):
@@ -205,6 +224,17 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
             address.sun_family = sa_family_t(AF_UNIX)
             let bytes = Array(path.utf8)
             let capacity = MemoryLayout.size(ofValue: address.sun_path)
+            if bytes.first == 0 {
+                // Abstract: the length counts the name's bytes only (Linux compares them all).
+                guard bytes.count <= capacity else {
+                    throw TransportError(.invalidAddress, "abstract Unix socket name is longer than \(capacity - 1) bytes: \(description)")
+                }
+                withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+                let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count)
+                return try withUnsafeBytes(of: &address) {
+                    try body($0.baseAddress!.assumingMemoryBound(to: sockaddr.self), length)
+                }
+            }
             guard !bytes.isEmpty, bytes.count < capacity else {
                 throw TransportError(.invalidAddress, "Unix socket path is empty or longer than \(capacity - 1) bytes: \(path)")
             }

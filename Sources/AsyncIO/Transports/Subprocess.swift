@@ -59,7 +59,8 @@ public final class SubprocessTransport: @unchecked Sendable {
     private var pipes: [Int32: any StreamTransport] = [:]
     private let proto: any SubprocessProtocol
     private var protocolState: ProtocolState = .connecting([])
-    private var pidfd: Int32 = -1
+    /// The pidfd the exit is watched through; -1 without one, or once closed.
+    private(set) var pidfd: Int32 = -1
     private var exitWaiters: [Future<Int32>] = []
     private var pollTimer: Handle?
     private var selfReference: SubprocessTransport?
@@ -139,6 +140,7 @@ public final class SubprocessTransport: @unchecked Sendable {
     func start(pipes: [Int32: any StreamTransport]) throws {
         self.pipes = pipes
         selfReference = self
+        loop.openResources.insert(self)
         pidfd = casyncio_pidfd_open(pid)
         if pidfd >= 0 {
             try loop.addReader(pidfd) { [unowned self] in self.reap() }
@@ -184,6 +186,7 @@ public final class SubprocessTransport: @unchecked Sendable {
         pollTimer?.cancel()
         pollTimer = nil
         selfReference = nil
+        loop.openResources.remove(self)
     }
 
     /// From a pipe's adapter: bytes the child wrote (copied if held back).
@@ -268,7 +271,43 @@ public final class SubprocessTransport: @unchecked Sendable {
             exitWaiters = []
             for waiter in waiters { waiter.complete(.success(code)) }
             selfReference = nil
+            loop.openResources.remove(self)
         }
+    }
+}
+
+extension SubprocessTransport: LoopClosingAware {
+    /// The loop closed while the child runs, or before its exit was reported: kill the child
+    /// if it still runs and reap it (a SIGKILLed process exits at once; the wait is bounded
+    /// at about a second), close the pidfd and let the transport go. No protocol call, no
+    /// waiter woken: the loop is gone (asyncio drops them the same way). The pipes' transports
+    /// are told on their own.
+    func loopClosed() {
+        protocolState = .abandoned
+        pollTimer = nil
+        exitWaiters = []
+        if returnCode == nil {
+            Glibc.kill(pid, SIGKILL)
+            var status: Int32 = 0
+            var reaped = false
+            for _ in 0..<100 {
+                let rc = waitpid(pid, &status, WNOHANG)
+                if rc == pid { reaped = true }
+                if rc == pid || (rc < 0 && errno != EINTR) { break }
+                if rc == 0 { usleep(10_000) }
+            }
+            var decoded: Int32 = 0
+            switch reaped ? casyncio_wait_status(status, &decoded) : 0 {
+            case 1: returnCode = decoded            // it exited on its own just before
+            case 2: returnCode = -decoded
+            default: returnCode = -SIGKILL
+            }
+        }
+        if pidfd >= 0 {
+            Glibc.close(pidfd)
+            pidfd = -1
+        }
+        selfReference = nil
     }
 }
 

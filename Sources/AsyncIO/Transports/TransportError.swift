@@ -46,6 +46,13 @@ public struct TransportError: Error, Hashable, CustomStringConvertible {
         public static let other = Code("other")
         /// An argument is out of range (e.g. write-buffer limits with high below low).
         public static let invalidArgument = Code("invalidArgument")
+        /// A socket option this kind of socket does not have (ENOPROTOOPT, EOPNOTSUPP), e.g.
+        /// `TCP_NODELAY` on a Unix socket.
+        public static let optionNotSupported = Code("optionNotSupported")
+        /// A file descriptor that is not a socket of the kind the call needs (ENOTSOCK, a
+        /// datagram socket given to `createServer(sock:)`, a server's socket that does not
+        /// listen, …).
+        public static let invalidSocket = Code("invalidSocket")
     }
 
     /// The kind of failure.
@@ -80,6 +87,8 @@ public struct TransportError: Error, Hashable, CustomStringConvertible {
         case EACCES, EPERM: code = .permissionDenied
         case EMFILE, ENFILE: code = .tooManyOpenFiles
         case EAFNOSUPPORT: code = .invalidAddress
+        case ENOPROTOOPT: code = .optionNotSupported
+        case ENOTSOCK: code = .invalidSocket
         default: code = .other
         }
         let reason = strerror(errno).map { String(cString: $0) }?.lowercased() ?? "errno \(errno)"

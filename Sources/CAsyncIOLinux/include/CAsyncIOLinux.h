@@ -82,4 +82,21 @@ static inline int casyncio_msg_nosignal(void) { return MSG_NOSIGNAL; }
 static inline int casyncio_sock_dgram(void) { return SOCK_DGRAM; }
 static inline int casyncio_sock_nonblock_cloexec(void) { return SOCK_NONBLOCK | SOCK_CLOEXEC; }
 
+/// The most descriptors one message may carry (the kernel's SCM_MAX_FD).
+static inline int casyncio_max_passed_fds(void) { return 253; }
+
+/// sendmsg(2) of `len` bytes (at least 1) with `nfds` descriptors (0 to 253) attached as
+/// SCM_RIGHTS, MSG_NOSIGNAL. Returns the bytes sent, or -1 with errno.
+long casyncio_send_with_fds(int sock, const void *buf, unsigned long len, const int *fds, int nfds);
+
+/// recvmsg(2) of up to `len` bytes and up to `maxfds` descriptors (0 to 253), received
+/// close-on-exec. Stores the descriptors in `fds` and their number in `*nfds`; `*truncated`
+/// is set when more were sent than fit (the kernel closed the rest: MSG_CTRUNC). Returns the
+/// bytes received, or -1 with errno.
+long casyncio_recv_with_fds(int sock, void *buf, unsigned long len, int *fds, int maxfds, int *nfds, int *truncated);
+
+/// SO_PEERCRED: the pid, uid and gid of the process at the other end of a connected Unix
+/// socket (as it was when it connected). 0, or -1 with errno.
+int casyncio_peer_credentials(int sock, int *pid, unsigned *uid, unsigned *gid);
+
 #endif
