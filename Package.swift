@@ -2,6 +2,13 @@
 //
 // swift-asyncio: asyncio's model (event loop, Futures, Tasks, transports and protocols,
 // executor offload) native in Swift on Linux.
+//
+// Platforms: Linux only. The I/O backend is epoll (with eventfd, timerfd, signalfd, accept4
+// and pipe2 through the CAsyncIOLinux shim) and the code imports Glibc, so nothing here builds
+// on macOS or another BSD; CI builds and tests on Linux (x86_64) alone. There is no
+// `platforms:` entry: it only sets minimum versions of Apple platforms, which this package
+// does not support (Linux has no availability checks, so Synchronization's Mutex and Atomic
+// need none). README.md, "Platforms", says where a kqueue backend would plug in.
 
 import PackageDescription
 
@@ -12,9 +19,11 @@ let strictSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "swift-asyncio",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "AsyncIO", targets: ["AsyncIO"]),
+        // Services for swift-service-lifecycle. A product of its own: a package that uses only
+        // AsyncIO does not fetch or build swift-service-lifecycle.
+        .library(name: "AsyncIOServiceLifecycle", targets: ["AsyncIOServiceLifecycle"]),
         .executable(name: "task-sample", targets: ["TaskSample"]),
         .executable(name: "executor-sample", targets: ["ExecutorSample"]),
         .executable(name: "tcp-echo-server", targets: ["TCPEchoServer"]),
@@ -29,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C shim for what Swift's Glibc module does not expose (epoll, eventfd, timerfd,
@@ -48,6 +58,15 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "AsyncIOServiceLifecycle",
+            dependencies: [
+                "AsyncIO",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -73,7 +92,10 @@ let package = Package(
             name: "TCPEchoServer",
             dependencies: [
                 "AsyncIO",
+                "AsyncIOServiceLifecycle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Examples/TCPEchoServer",
             swiftSettings: strictSettings
@@ -142,6 +164,16 @@ let package = Package(
         .testTarget(
             name: "AsyncIOTests",
             dependencies: ["AsyncIO", "CAsyncIOLinux", "CAsyncIOOpenSSL"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AsyncIOServiceLifecycleTests",
+            dependencies: [
+                "AsyncIO",
+                "AsyncIOServiceLifecycle",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -13,9 +13,18 @@
 // instead of --host/--port:
 //
 //   $ systemd-socket-activate -l 127.0.0.1:8888 tcp-echo-server
+//
+// With --lifecycle the loops and the servers run as swift-service-lifecycle services
+// (AsyncIOServiceLifecycle): SIGINT/SIGTERM stop listening, let open connections finish for
+// --grace-period seconds, then close them.
+//
+//   $ swift run tcp-echo-server --lifecycle --grace-period 10
 
 import ArgumentParser
 import AsyncIO
+import AsyncIOServiceLifecycle
+import Logging
+import ServiceLifecycle
 
 #if canImport(Glibc)
 import Glibc
@@ -64,12 +73,25 @@ struct TCPEchoServer: ParsableCommand {
     @Option(help: "Event loops (threads) serving connections.")
     var loops = 1
 
+    @Flag(help: "Run the loops and the server as swift-service-lifecycle services.")
+    var lifecycle = false
+
+    @Option(help: "With --lifecycle: seconds open connections get to finish after SIGINT/SIGTERM before they are closed.")
+    var gracePeriod = 1.0
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535, got \(port)") }
         guard (1...256).contains(loops) else { throw ValidationError("--loops must be 1-256, got \(loops)") }
+        guard gracePeriod >= 0 && gracePeriod <= 3600 else {
+            throw ValidationError("--grace-period must be 0-3600 seconds, got \(gracePeriod)")
+        }
     }
 
     func run() throws {
+        if lifecycle {
+            try runServices()
+            return
+        }
         let (host, port, loops) = (host, port, loops)
         do {
             // Started by systemd (socket activation): serve the sockets it passed instead of
@@ -94,6 +116,39 @@ struct TCPEchoServer: ParsableCommand {
                 } catch {
                     await servers.abortClients()   // clients that do not read their echo
                 }
+            }
+        } catch {
+            log("tcp-echo-server: error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+extension TCPEchoServer {
+    /// --lifecycle: a ServiceGroup runs the loops and the servers and turns SIGINT/SIGTERM
+    /// into a graceful shutdown (stop listening, drain for --grace-period, close, stop).
+    func runServices() throws {
+        let (host, port, loops, grace) = (host, port, loops, Duration.seconds(gracePeriod))
+        let logger = Logger(label: "tcp-echo-server")   // swift-log's default: stderr, info and up
+        do {
+            try EventLoop.run { _ in
+                let group = try EventLoopGroup(loops: loops, name: "echo", logger: logger)
+                let servers: ServerGroup
+                do {
+                    servers = try await group.createServer(host: host, port: port) { EchoProtocol() }
+                } catch {
+                    await group.shutdownGracefully()
+                    throw error
+                }
+                say("listening on \(servers.addresses[0])")
+                try await ServiceGroup(
+                    services: [
+                        EventLoopGroupService(group, shutdownTimeout: .milliseconds(200)),
+                        ServerService(servers, gracePeriod: grace, closeTimeout: .milliseconds(500)),
+                    ],
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger
+                ).run()
             }
         } catch {
             log("tcp-echo-server: error: \(error)")

@@ -2,6 +2,7 @@
 // swift-asyncio — helpers shared by the tests.
 //===----------------------------------------------------------------------===//
 
+import Logging
 import Synchronization
 import Testing
 
@@ -41,8 +42,10 @@ struct TestError: Error, Equatable {
 /// `Task.detached`, no `Task {}` without the loop's executor). Use `OSThread` for "another
 /// thread". Check with `taskset -c 0 swift test --skip-build`: on one core a test that waits
 /// for the pool hangs until the watchdog instead of passing by luck.
-func withLoop<T>(timeout: Duration = .seconds(60), _ body: (EventLoop) throws -> T) throws -> T {
-    let loop = try EventLoop(name: "test")
+func withLoop<T>(
+    timeout: Duration = .seconds(60), logger: Logger? = nil, _ body: (EventLoop) throws -> T
+) throws -> T {
+    let loop = try EventLoop(name: "test", logger: logger)
     defer { try? loop.close() }
     let watchdog = loop.callLater(after: timeout) {
         Issue.record("the test's event loop was stopped by the watchdog after \(timeout)")

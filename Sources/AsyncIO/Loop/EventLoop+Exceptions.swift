@@ -2,7 +2,7 @@
 // swift-asyncio — The loop's exception handler (asyncio's call_exception_handler).
 //===----------------------------------------------------------------------===//
 
-import Logging
+public import Logging
 
 /// What ``EventLoop/callExceptionHandler(_:)`` reports: an error that escaped a callback, or
 /// another condition the loop could not hand back to a caller (asyncio's exception context).
@@ -13,12 +13,17 @@ public struct ExceptionContext: Sendable, CustomStringConvertible {
     public var error: (any Error)?
     /// What it came from: a callback, a future or a task's description.
     public var source: String?
+    /// The logger of what it came from, if it has its own: a connection's logger (see
+    /// ``StreamTransport/logger``) carries its `connection` and `peer` metadata. The default
+    /// handler logs through it, or through the loop's logger if it is `nil`.
+    public var logger: Logger?
 
     /// Creates a context for ``EventLoop/callExceptionHandler(_:)``.
-    public init(message: String, error: (any Error)? = nil, source: String? = nil) {
+    public init(message: String, error: (any Error)? = nil, source: String? = nil, logger: Logger? = nil) {
         self.message = message
         self.error = error
         self.source = source
+        self.logger = logger
     }
 
     public var description: String {
@@ -32,7 +37,7 @@ public struct ExceptionContext: Sendable, CustomStringConvertible {
 extension EventLoop {
 
     /// Replaces the exception handler; `nil` restores the default, which logs the context
-    /// at error level through ``logger``.
+    /// at error level through the context's logger, or ``logger`` if it has none.
     /// - Important: Loop-bound.
     public func setExceptionHandler(_ handler: ((EventLoop, ExceptionContext) -> Void)?) {
         assertInLoop()
@@ -50,11 +55,14 @@ extension EventLoop {
         }
     }
 
-    /// Logs `context` at error level (the default exception handler).
+    /// Logs `context` at error level (the default exception handler) through
+    /// ``ExceptionContext/logger``, or through the loop's ``logger`` (whose metadata has the
+    /// loop's name as `loop`) if the context has none; the error and the source go in the
+    /// metadata as `error` and `source`.
     public func defaultExceptionHandler(_ context: ExceptionContext) {
-        var metadata: Logger.Metadata = ["loop": "\(name)"]
+        var metadata: Logger.Metadata = [:]
         if let error = context.error { metadata["error"] = "\(error)" }
         if let source = context.source { metadata["source"] = "\(source)" }
-        logger.error("\(context.message)", metadata: metadata)
+        (context.logger ?? logger).error("\(context.message)", metadata: metadata)
     }
 }

@@ -18,7 +18,7 @@ extension EventLoop: SerialExecutor, TaskExecutor {
         if inLoopThread {
             ready.append(.job(job))
         } else if !inbox.enqueue(.job(job)) {
-            LoopTaskExecutor.refused(job, loopName: name, logger: logger)
+            LoopTaskExecutor.refused(job, logger: logger)
         }
     }
 
@@ -85,15 +85,14 @@ public final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
         if inbox.inLoopThread {
             loop.unsafelyUnwrapped.ready.append(.taskJob(job))
         } else if !inbox.enqueue(.taskJob(job)) {
-            Self.refused(job, loopName: inbox.name, logger: logger)
+            Self.refused(job, logger: logger)
         }
     }
 
     /// Reports a job that reached a closed loop. It is not run: running it on another thread
     /// would break the promise that every step of a loop's task runs on the loop's thread.
-    static func refused(_ job: UnownedJob, loopName: String, logger: Logger) {
-        logger.error(
-            "a task step was enqueued on a closed event loop and will never run",
-            metadata: ["loop": "\(loopName)"])
+    static func refused(_ job: UnownedJob, logger: Logger) {
+        // The logger's metadata names the loop.
+        logger.error("a task step was enqueued on a closed event loop and will never run")
     }
 }

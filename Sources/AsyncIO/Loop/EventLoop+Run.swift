@@ -192,9 +192,7 @@ extension EventLoop {
             case .closure: what = "an internal callback"
             case .handle(let handle): what = "callback \(ObjectIdentifier(handle))"
             }
-            logger.warning(
-                "Executing \(what) took \(Double(elapsed) / 1e9) seconds",
-                metadata: ["loop": "\(name)"])
+            logger.warning("Executing \(what) took \(Double(elapsed) / 1e9) seconds")
         }
     }
 

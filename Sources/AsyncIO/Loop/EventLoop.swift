@@ -90,7 +90,10 @@ public final class EventLoop: @unchecked Sendable {
     let selector: Selector
     /// The thread-safe part: running thread, cross-thread queue, wake-up, closed flag.
     let inbox: LoopInbox
-    /// The logger for loop diagnostics and the default exception handler.
+    /// The logger for loop diagnostics and the default exception handler: the one given to
+    /// ``init(name:debug:logger:)`` (by default `Logger(label: "swift-asyncio")`) with the
+    /// loop's name as metadata `loop`. Servers and connections on the loop start from it
+    /// unless given their own.
     public let logger: Logger
     /// The loop as a task executor for `Task(executorPreference:)` and
     /// `withTaskExecutorPreference`: steps of such tasks run on the loop's thread. Prefer it to
@@ -132,15 +135,23 @@ public final class EventLoop: @unchecked Sendable {
     /// ``runUntilComplete(_:)-(Future<T>)``.
     ///
     /// - Parameters:
-    ///   - name: A name for logs.
+    ///   - name: A name for logs (the metadata `loop` of its ``logger``).
     ///   - debug: Debug mode; defaults to whether `ASYNCIO_DEBUG` is set to a non-empty value
     ///     other than `0`.
+    ///   - logger: Where the loop, and the servers and connections on it that are given no
+    ///     logger of their own, log. The default, `Logger(label: "swift-asyncio")`, goes to
+    ///     the handler `LoggingSystem.bootstrap` chose (swift-log's default: standard error,
+    ///     from `info` up). The library stays quiet at that level while nothing goes wrong:
+    ///     it logs errors nobody could be told of (`error`), trouble it works around
+    ///     (`warning`), and per-connection events such as a failed TLS handshake (`debug`).
     /// - Throws: ``IOError`` if epoll or the eventfd cannot be created (e.g. EMFILE).
-    public init(name: String = "asyncio-loop", debug: Bool? = nil) throws(IOError) {
+    public init(name: String = "asyncio-loop", debug: Bool? = nil, logger: Logger? = nil) throws(IOError) {
         self.name = name
         self.selector = try Selector()
         self.inbox = LoopInbox(wakeFD: selector.eventFD, name: name)
-        self.logger = Logger(label: "swift-asyncio.\(name)")
+        var logger = logger ?? Logger(label: "swift-asyncio")
+        logger[metadataKey: "loop"] = "\(name)"
+        self.logger = logger
         if let debug {
             self.debug = debug
         } else if let value = getenv("ASYNCIO_DEBUG").map({ String(cString: $0) }) {
@@ -254,9 +265,7 @@ public final class EventLoop: @unchecked Sendable {
             }
         }
         if pendingJobs > 0 {
-            logger.warning(
-                "EventLoop closed with \(pendingJobs) task step(s) pending; those tasks never finish",
-                metadata: ["loop": "\(name)"])
+            logger.warning("EventLoop closed with \(pendingJobs) task step(s) pending; those tasks never finish")
         }
         // Tasks that can never run again end as cancelled, so whoever waits for them (another
         // thread's ConcurrentFuture, a done callback) is not left waiting forever.

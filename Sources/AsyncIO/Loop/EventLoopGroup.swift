@@ -2,6 +2,7 @@
 // swift-asyncio — EventLoopGroup: N loops on N threads for multi-core servers.
 //===----------------------------------------------------------------------===//
 
+public import Logging
 import Synchronization
 
 /// N event loops, each running forever on its own named thread (`<name>-<i>`), handed out
@@ -20,6 +21,10 @@ import Synchronization
 public final class EventLoopGroup: Sendable {
     /// The loops, in thread order.
     public let loops: [EventLoop]
+    /// The logger given to ``init(loops:name:logger:)`` (by default
+    /// `Logger(label: "swift-asyncio")`); each loop's ``EventLoop/logger`` is this one with
+    /// the loop's name as metadata `loop`.
+    public let logger: Logger
     private let threads: [OSThread]
     private let counter = Atomic<Int>(0)
     private let isShutDown = Atomic<Bool>(false)
@@ -30,14 +35,18 @@ public final class EventLoopGroup: Sendable {
     /// - Parameters:
     ///   - loops: How many loops (at least 1); the number of cores by default.
     ///   - name: Prefix of the loops' and threads' names.
+    ///   - logger: Where the loops (and servers and connections on them given no logger of
+    ///     their own) log; see ``EventLoop/init(name:debug:logger:)``.
     /// - Throws: ``IOError`` if a loop cannot be created (e.g. out of fds).
-    public init(loops: Int? = nil, name: String = "asyncio-loop") throws(IOError) {
+    public init(loops: Int? = nil, name: String = "asyncio-loop", logger: Logger? = nil) throws(IOError) {
         let count = loops ?? availableCores()
         precondition(count > 0, "EventLoopGroup needs at least one loop")
+        let logger = logger ?? Logger(label: "swift-asyncio")
+        self.logger = logger
         var made: [EventLoop] = []
         do {
             for i in 0..<count {
-                made.append(try EventLoop(name: "\(name)-\(i)"))
+                made.append(try EventLoop(name: "\(name)-\(i)", logger: logger))
             }
         } catch {
             for loop in made { try? loop.close() }
@@ -112,6 +121,25 @@ public final class EventLoopGroup: Sendable {
         for loop in loops {
             loop.shutdownDefaultExecutorBlocking()
             try? loop.close()
+        }
+    }
+
+    /// ``shutdown(timeout:)`` for async code: the blocking part (joining the loops' threads)
+    /// runs on a thread of its own, so no thread of Swift's cooperative pool is blocked while
+    /// the loops' tasks finish. Returns once the group is shut down; calling it again (or
+    /// after ``shutdown(timeout:)``) returns at once.
+    ///
+    /// - Important: Do not call it from a task running on one of the group's loops (it would
+    ///   wait for itself).
+    public func shutdownGracefully(timeout: Duration = .seconds(5)) async {
+        precondition(
+            !loops.contains { $0.inLoopThread },
+            "EventLoopGroup.shutdownGracefully called from one of its own loops; it would wait for itself")
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            _ = OSThread.spawn(name: "asyncio-shutdown", detached: true) {
+                self.shutdown(timeout: timeout)
+                done.resume()
+            }
         }
     }
 }

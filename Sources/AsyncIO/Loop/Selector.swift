@@ -18,6 +18,9 @@ struct IOInterest: OptionSet, Hashable {
 
 /// epoll plus an eventfd used to wake a blocked `wait` from any thread.
 ///
+/// The I/O backend seam: this is the only file that calls epoll or eventfd. A kqueue backend
+/// (BSD, macOS) or an io_uring one would provide the same members (README, "Platforms").
+///
 /// Not thread-safe except for ``wakeUp()``, which any thread may call. The epoll user data
 /// is a 64-bit token chosen by the caller (the loop packs a registration generation and the
 /// fd into it so events for a closed and reused fd can be recognised and dropped).
@@ -108,6 +111,17 @@ final class Selector {
             capacity = bigger
         }
         return Int(n)
+    }
+
+    /// Whether the backend can watch `fd`: true for pipes, FIFOs, sockets and most character
+    /// devices; false for regular files, directories and devices such as /dev/null (epoll
+    /// refuses them with EPERM). Thread-safe (a throwaway epoll instance).
+    static func canWatch(_ fd: Int32) -> Bool {
+        let epoll = epoll_create1(casyncio_epoll_cloexec())
+        guard epoll >= 0 else { return false }
+        defer { Glibc.close(epoll) }
+        var event = epoll_event()
+        return epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0
     }
 
     /// Makes a blocked or the next ``wait(timeoutMillis:_:)`` return. Thread-safe.

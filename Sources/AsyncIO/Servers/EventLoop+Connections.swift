@@ -2,6 +2,7 @@
 // swift-asyncio — createServer, createUnixServer, createConnection, createUnixConnection.
 //===----------------------------------------------------------------------===//
 
+public import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,6 +29,9 @@ extension EventLoop {
     ///   - reusePort: `SO_REUSEPORT` (several sockets, e.g. one per loop, share the port).
     ///   - startServing: Accept at once; otherwise call ``Server/startServing()`` or
     ///     ``Server/serveForever()``.
+    ///   - logger: The server's ``Server/logger``, which each connection's
+    ///     ``StreamTransport/logger`` extends with `connection` and `peer` metadata; `nil`:
+    ///     the loop's ``EventLoop/logger``.
     ///   - factory: Makes the protocol of each accepted connection.
     /// - Throws: ``TransportError`` (`.addressInUse` names the address), ``ResolutionError``.
     /// - Important: Call from a task running on this loop.
@@ -39,15 +43,16 @@ extension EventLoop {
         reuseAddress: Bool = true,
         reusePort: Bool = false,
         startServing: Bool = true,
+        logger: Logger? = nil,
         _ factory: @escaping () -> any StreamProtocol
     ) async throws -> Server {
         try await createServer(
             hosts: host.map { [$0] } ?? [], port: port, tls: tls, backlog: backlog, reuseAddress: reuseAddress,
-            reusePort: reusePort, startServing: startServing, factory)
+            reusePort: reusePort, startServing: startServing, logger: logger, factory)
     }
 
     /// Starts a TCP server on several hosts at once (asyncio's `create_server` with a list of
-    /// hosts); see ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:_:)``.
+    /// hosts); see ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:logger:_:)``.
     public func createServer(
         hosts: [String],
         port: Int,
@@ -56,11 +61,12 @@ extension EventLoop {
         reuseAddress: Bool = true,
         reusePort: Bool = false,
         startServing: Bool = true,
+        logger: Logger? = nil,
         _ factory: @escaping () -> any StreamProtocol
     ) async throws -> Server {
         try await createServer(
             hosts: hosts, port: port, tls: tls, backlog: backlog, reuseAddress: reuseAddress, reusePort: reusePort,
-            requireFreePort: false, startServing: startServing, factory)
+            requireFreePort: false, startServing: startServing, logger: logger, factory)
     }
 
     /// `requireFreePort`: with `reusePort`, first check with a plain bind that nobody else
@@ -75,6 +81,7 @@ extension EventLoop {
         reusePort: Bool,
         requireFreePort: Bool,
         startServing: Bool,
+        logger: Logger?,
         _ factory: @escaping () -> any StreamProtocol
     ) async throws -> Server {
         var addresses: [SocketAddress] = []
@@ -117,7 +124,7 @@ extension EventLoop {
         }
         let server = Server(
             loop: self, listeners: listeners, backlog: Int32(clamping: backlog), unixPath: nil, tls: tls,
-            factory: factory)
+            logger: logger, factory: factory)
         if startServing { try server.startServing() }
         return server
     }
@@ -127,8 +134,8 @@ extension EventLoop {
     /// A `path` with a leading NUL (`"\0name"`, see ``SocketAddress/init(abstractUnixName:)``)
     /// is a name in Linux's abstract namespace: no file at all.
     ///
-    /// With `tls`, connections are TLS as in
-    /// ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:_:)``.
+    /// With `tls`, connections are TLS, and `logger` is the server's, as in
+    /// ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:logger:_:)``.
     ///
     /// - Throws: ``TransportError``: `.addressInUse` if a server already listens at `path`
     ///   or a file that is not a socket is in the way; `.invalidAddress` for a path too long.
@@ -138,6 +145,7 @@ extension EventLoop {
         tls: TLSContext? = nil,
         backlog: Int = 100,
         startServing: Bool = true,
+        logger: Logger? = nil,
         _ factory: @escaping () -> any StreamProtocol
     ) async throws -> Server {
         let address = SocketAddress(unixPath: path)
@@ -154,7 +162,7 @@ extension EventLoop {
         let server = Server(
             loop: self, listeners: [(fd, address)], backlog: Int32(clamping: backlog),
             unixPath: address.isAbstractUnix ? nil : path,
-            tls: tls, factory: factory)
+            tls: tls, logger: logger, factory: factory)
         if startServing { try server.startServing() }
         return server
     }
@@ -194,6 +202,8 @@ extension EventLoop {
     ///   - serverHostname: The name for SNI and for checking the server's certificate;
     ///     defaults to `host`. An IP address is checked against the certificate's IP SANs.
     ///   - session: A ``TLSSession`` from an earlier connection to resume.
+    ///   - logger: What the connection's ``StreamTransport/logger`` extends with `connection`
+    ///     and `peer` metadata; `nil`: the loop's ``EventLoop/logger``.
     /// - Throws: ``TransportError`` (`.connectionRefused`, `.timedOut`, `.unreachable`, …: the
     ///   first attempt's error if all fail), ``ResolutionError``, ``TLSError``
     ///   (`.certificateVerificationFailed` with the reason, `.handshakeFailed`,
@@ -206,19 +216,21 @@ extension EventLoop {
         serverHostname: String? = nil,
         session: TLSSession? = nil,
         happyEyeballsDelay: Duration = .milliseconds(250),
+        logger: Logger? = nil,
         _ factory: () -> P
     ) async throws -> (any StreamTransport, P) {
         let addresses = Self.interleaveFamilies(try await resolve(host: host, port: port))
         let fd = try await connectHappyEyeballs(addresses, delay: happyEyeballsDelay)
         Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         return try await startTransport(
-            fd: fd, factory(), tls: tls, serverHostname: serverHostname ?? host, session: session)
+            fd: fd, factory(), tls: tls, serverHostname: serverHostname ?? host, session: session,
+            log: ConnectionLogContext(base: logger ?? self.logger))
     }
 
     /// Connects to the Unix stream socket at `path` (asyncio's `create_unix_connection`; a
     /// leading NUL, `"\0name"`, names an abstract socket),
     /// with TLS if `tls` is given (see
-    /// ``createConnection(host:port:tls:serverHostname:session:happyEyeballsDelay:_:)``;
+    /// ``createConnection(host:port:tls:serverHostname:session:happyEyeballsDelay:logger:_:)``;
     /// `serverHostname` has no default here, and a context that verifies the server's name
     /// needs one: the name its certificate carries).
     /// - Throws: ``TransportError`` (`.connectionRefused` if nothing listens or the file does
@@ -229,22 +241,25 @@ extension EventLoop {
         tls: TLSContext? = nil,
         serverHostname: String? = nil,
         session: TLSSession? = nil,
+        logger: Logger? = nil,
         _ factory: () -> P
     ) async throws -> (any StreamTransport, P) {
         let fd = try await connectAttempt(SocketAddress(unixPath: path))
         return try await startTransport(
-            fd: fd, factory(), tls: tls, serverHostname: serverHostname, session: session)
+            fd: fd, factory(), tls: tls, serverHostname: serverHostname, session: session,
+            log: ConnectionLogContext(base: logger ?? self.logger))
     }
 
     /// Wraps a connected socket and waits until `connectionMade` ran (after the TLS handshake
     /// with `tls`, as its client, or as its server with `serverSide`). Owns `fd` (closed on
-    /// any error).
+    /// any error). `log`: the connection's logging context (`nil`: the loop's logger).
     func startTransport<P: StreamProtocol>(
         fd: Int32, _ proto: P, tls: TLSContext?, serverHostname: String?, session: TLSSession?,
-        serverSide: Bool = false
+        serverSide: Bool = false, log: ConnectionLogContext? = nil
     ) async throws -> (any StreamTransport, P) {
+        let log = log ?? ConnectionLogContext(base: self.logger)
         guard let tls else {
-            let transport = SocketTransport(loop: self, fd: fd, protocol: proto)
+            let transport = SocketTransport(loop: self, fd: fd, protocol: proto, log: log)
             let made = Future<Void>(loop: self)
             transport.start { made.complete(.success(())) }
             await made.waitDone()
@@ -266,7 +281,7 @@ extension EventLoop {
             Glibc.close(fd)
             throw error
         }
-        let transport = SocketTransport(loop: self, fd: fd, protocol: layer)
+        let transport = SocketTransport(loop: self, fd: fd, protocol: layer, log: log)
         transport.start()
         do {
             try await handshake.value

@@ -3,6 +3,7 @@
 //===----------------------------------------------------------------------===//
 
 import CAsyncIOLinux
+public import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,6 +22,10 @@ public final class Server: @unchecked Sendable {
 
     /// The loop the server runs on.
     public let loop: EventLoop
+    /// Where the server logs (accept trouble), and what each connection's
+    /// ``StreamTransport/logger`` starts from: the logger given to `createServer` or, by
+    /// default, the loop's ``EventLoop/logger``.
+    public let logger: Logger
     private var listeners: [(fd: Int32, address: SocketAddress)]
     var listenerList: [(fd: Int32, address: SocketAddress)] { listeners }
     private let factory: () -> any StreamProtocol
@@ -40,8 +45,10 @@ public final class Server: @unchecked Sendable {
     let tls: TLSContext?
 
     init(loop: EventLoop, listeners: [(fd: Int32, address: SocketAddress)], backlog: Int32,
-         unixPath: String?, tls: TLSContext? = nil, factory: @escaping () -> any StreamProtocol) {
+         unixPath: String?, tls: TLSContext? = nil, logger: Logger? = nil,
+         factory: @escaping () -> any StreamProtocol) {
         self.loop = loop
+        self.logger = logger ?? loop.logger
         self.listeners = listeners
         self.backlog = backlog
         self.unixPath = unixPath
@@ -62,7 +69,7 @@ public final class Server: @unchecked Sendable {
     /// How many connections are open.
     public var connectionCount: Int { clients.count }
 
-    /// Starts accepting (``EventLoop/createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:_:)``
+    /// Starts accepting (``EventLoop/createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:logger:_:)``
     /// does this unless told not to).
     /// - Important: Loop-bound.
     public func startServing() throws {
@@ -104,7 +111,7 @@ public final class Server: @unchecked Sendable {
                     continue
                 case EMFILE, ENFILE, ENOBUFS, ENOMEM:
                     let error = TransportError(errno: errno, syscall: "accept4")
-                    loop.logger.warning(
+                    logger.warning(
                         "cannot accept more connections, retrying in \(Self.acceptRetryDelay)",
                         metadata: ["error": "\(error)"])
                     unwatchListeners()
@@ -117,7 +124,7 @@ public final class Server: @unchecked Sendable {
                 default:
                     loop.callExceptionHandler(ExceptionContext(
                         message: "accept failed", error: TransportError(errno: errno, syscall: "accept4"),
-                        source: "\(self)"))
+                        source: "\(self)", logger: logger))
                     return
                 }
             }
@@ -130,14 +137,15 @@ public final class Server: @unchecked Sendable {
                 do {
                     layer = try TLSTransport(loop: loop, context: tls, app: nil, factory: factory)
                 } catch {
-                    loop.logger.warning("cannot start TLS on an accepted connection", metadata: ["error": "\(error)"])
+                    logger.warning("cannot start TLS on an accepted connection", metadata: ["error": "\(error)"])
                     Glibc.close(fd)
                     continue
                 }
             }
             let proto: any StreamProtocol
             if let layer { proto = layer } else { proto = factory() }
-            let transport = SocketTransport(loop: loop, fd: fd, protocol: proto)
+            let transport = SocketTransport(
+                loop: loop, fd: fd, protocol: proto, log: ConnectionLogContext(base: logger))
             clients[ObjectIdentifier(transport)] = layer ?? transport
             transport.onClosed = { [weak self] transport in self?.detach(transport) }
             transport.start()

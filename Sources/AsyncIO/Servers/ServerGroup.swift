@@ -2,6 +2,7 @@
 // swift-asyncio — ServerGroup: one server per loop of an EventLoopGroup, sharing a port.
 //===----------------------------------------------------------------------===//
 
+public import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -72,13 +73,15 @@ public final class ServerGroup: Sendable {
 extension EventLoopGroup {
     /// Starts a TCP server on every loop of the group, all on the same port with
     /// `SO_REUSEPORT` (the kernel spreads connections over the loops). With `port` 0 the first
-    /// loop picks a free port and the others join it.
-    /// - Throws: as ``EventLoop/createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:_:)``.
+    /// loop picks a free port and the others join it. Each server logs through `logger`, or
+    /// through its loop's ``EventLoop/logger`` if it is `nil`.
+    /// - Throws: as ``EventLoop/createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:logger:_:)``.
     public func createServer(
         host: String? = nil,
         port: Int,
         tls: TLSContext? = nil,
         backlog: Int = 100,
+        logger: Logger? = nil,
         _ factory: @escaping @Sendable () -> any StreamProtocol
     ) async throws -> ServerGroup {
         var servers: [Server] = []
@@ -90,7 +93,7 @@ extension EventLoopGroup {
                 let server = try await loop.submit {
                     try await loop.createServer(
                         hosts: host.map { [$0] } ?? [], port: portToBind, tls: tls, backlog: backlog, reuseAddress: true,
-                        reusePort: true, requireFreePort: first, startServing: true, factory)
+                        reusePort: true, requireFreePort: first, startServing: true, logger: logger, factory)
                 }
                 servers.append(server)
                 if boundPort == 0 { boundPort = server.addresses.first?.port ?? 0 }
@@ -103,21 +106,23 @@ extension EventLoopGroup {
     }
 
     /// Starts a Unix socket server on every loop of the group: the first loop creates the
-    /// socket at `path` (see ``EventLoop/createUnixServer(path:tls:backlog:startServing:_:)``),
-    /// the others accept from duplicates of it.
-    /// - Throws: as ``EventLoop/createUnixServer(path:tls:backlog:startServing:_:)``, or the
+    /// socket at `path` (see ``EventLoop/createUnixServer(path:tls:backlog:startServing:logger:_:)``),
+    /// the others accept from duplicates of it. `logger` as in
+    /// ``createServer(host:port:tls:backlog:logger:_:)``.
+    /// - Throws: as ``EventLoop/createUnixServer(path:tls:backlog:startServing:logger:_:)``, or the
     ///   error of a later loop's server (e.g. no fd left for its duplicate); the servers
     ///   already made are then closed and the socket file is removed before the error is thrown.
     public func createUnixServer(
         path: String,
         tls: TLSContext? = nil,
         backlog: Int = 100,
+        logger: Logger? = nil,
         _ factory: @escaping @Sendable () -> any StreamProtocol
     ) async throws -> ServerGroup {
         let first = try await loops[0].submit {
-            try await self.loops[0].createUnixServer(path: path, tls: tls, backlog: backlog, factory)
+            try await self.loops[0].createUnixServer(path: path, tls: tls, backlog: backlog, logger: logger, factory)
         }
-        return try await serveOnOtherLoops(first, tls: tls, backlog: backlog, factory)
+        return try await serveOnOtherLoops(first, tls: tls, backlog: backlog, logger: logger, factory)
     }
 
     /// Serves listening sockets made elsewhere on every loop of the group (e.g. the sockets
@@ -135,13 +140,14 @@ extension EventLoopGroup {
         let first = try await loops[0].submit {
             try await self.loops[0].createServer(sockets: sockets, tls: tls, backlog: backlog, factory)
         }
-        return try await serveOnOtherLoops(first, tls: tls, backlog: backlog, factory)
+        return try await serveOnOtherLoops(first, tls: tls, backlog: backlog, logger: nil, factory)
     }
 
     /// A group of `first` and, on every other loop, a server accepting from duplicates of its
-    /// listening sockets.
+    /// listening sockets, logging through `logger` (`nil`: its loop's).
     private func serveOnOtherLoops(
-        _ first: Server, tls: TLSContext?, backlog: Int, _ factory: @escaping @Sendable () -> any StreamProtocol
+        _ first: Server, tls: TLSContext?, backlog: Int, logger: Logger?,
+        _ factory: @escaping @Sendable () -> any StreamProtocol
     ) async throws -> ServerGroup {
         var servers = [first]
         do {
@@ -151,7 +157,7 @@ extension EventLoopGroup {
                     // The server owns the duplicates from here (its deinit closes them).
                     let server = Server(
                         loop: loop, listeners: listeners, backlog: Int32(clamping: backlog), unixPath: nil,
-                        tls: tls, factory: factory)
+                        tls: tls, logger: logger, factory: factory)
                     try server.startServing()
                     return server
                 }

@@ -2,6 +2,8 @@
 // swift-asyncio — StreamWriter, openConnection, startServer.
 //===----------------------------------------------------------------------===//
 
+public import Logging
+
 /// The writing half of a connection for async/await code (asyncio's `StreamWriter`).
 ///
 /// `write` never blocks and never fails: bytes go to the transport's buffer. Call ``drain()``
@@ -121,16 +123,16 @@ public final class StreamWriter: @unchecked Sendable {
 
 extension EventLoop {
     /// Connects over TCP (TLS with `tls`) and returns a reader and a writer (asyncio's
-    /// `open_connection`).
-    /// - Throws: as ``createConnection(host:port:tls:serverHostname:session:happyEyeballsDelay:_:)``.
+    /// `open_connection`). `logger`: as in `createConnection`.
+    /// - Throws: as ``createConnection(host:port:tls:serverHostname:session:happyEyeballsDelay:logger:_:)``.
     /// - Important: Call from a task running on this loop.
     public func openConnection(
         host: String, port: Int, tls: TLSContext? = nil, serverHostname: String? = nil,
-        session: TLSSession? = nil, limit: Int = 64 * 1024
+        session: TLSSession? = nil, limit: Int = 64 * 1024, logger: Logger? = nil
     ) async throws -> (StreamReader, StreamWriter) {
         let reader = StreamReader(loop: self, limit: limit)
         let (transport, proto) = try await createConnection(
-            host: host, port: port, tls: tls, serverHostname: serverHostname, session: session
+            host: host, port: port, tls: tls, serverHostname: serverHostname, session: session, logger: logger
         ) {
             StreamReaderProtocol(reader: reader)
         }
@@ -141,11 +143,12 @@ extension EventLoop {
     /// `open_unix_connection`).
     /// - Important: Call from a task running on this loop.
     public func openUnixConnection(
-        path: String, tls: TLSContext? = nil, serverHostname: String? = nil, limit: Int = 64 * 1024
+        path: String, tls: TLSContext? = nil, serverHostname: String? = nil, limit: Int = 64 * 1024,
+        logger: Logger? = nil
     ) async throws -> (StreamReader, StreamWriter) {
         let reader = StreamReader(loop: self, limit: limit)
         let (transport, proto) = try await createUnixConnection(
-            path: path, tls: tls, serverHostname: serverHostname
+            path: path, tls: tls, serverHostname: serverHostname, logger: logger
         ) {
             StreamReaderProtocol(reader: reader)
         }
@@ -155,26 +158,30 @@ extension EventLoop {
     /// Starts a TCP server whose connections are handled by `clientConnected`, each in its own
     /// task on this loop (asyncio's `start_server`). When the handler returns, the connection is
     /// closed (after flushing); an error it throws goes to the exception handler.
-    /// With `tls`, the handler runs once the connection's TLS handshake succeeded.
-    /// - Throws: as ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:_:)``.
+    /// With `tls`, the handler runs once the connection's TLS handshake succeeded. `logger` is
+    /// the server's (see `createServer`); an error a handler throws is logged through its
+    /// connection's ``StreamTransport/logger``.
+    /// - Throws: as ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:logger:_:)``.
     /// - Important: Call from a task running on this loop.
     public func startServer(
         host: String? = nil, port: Int, tls: TLSContext? = nil, limit: Int = 64 * 1024, backlog: Int = 100,
+        logger: Logger? = nil,
         _ clientConnected: @escaping @Sendable (StreamReader, StreamWriter) async throws -> Void
     ) async throws -> Server {
-        try await createServer(host: host, port: port, tls: tls, backlog: backlog) { [unowned self] in
+        try await createServer(host: host, port: port, tls: tls, backlog: backlog, logger: logger) { [unowned self] in
             self.streamProtocol(limit: limit, clientConnected)
         }
     }
 
     /// Starts a Unix socket server with a handler per connection (asyncio's
-    /// `start_unix_server`); see ``startServer(host:port:tls:limit:backlog:_:)``.
+    /// `start_unix_server`); see ``startServer(host:port:tls:limit:backlog:logger:_:)``.
     /// - Important: Call from a task running on this loop.
     public func startUnixServer(
         path: String, tls: TLSContext? = nil, limit: Int = 64 * 1024, backlog: Int = 100,
+        logger: Logger? = nil,
         _ clientConnected: @escaping @Sendable (StreamReader, StreamWriter) async throws -> Void
     ) async throws -> Server {
-        try await createUnixServer(path: path, tls: tls, backlog: backlog) { [unowned self] in
+        try await createUnixServer(path: path, tls: tls, backlog: backlog, logger: logger) { [unowned self] in
             self.streamProtocol(limit: limit, clientConnected)
         }
     }
@@ -191,7 +198,7 @@ extension EventLoop {
                 } catch {
                     self.callExceptionHandler(ExceptionContext(
                         message: "error in stream client handler", error: error,
-                        source: writer.peerAddress.map { "\($0)" }))
+                        source: writer.peerAddress.map { "\($0)" }, logger: writer.transport.logger))
                 }
                 writer.close()
             }

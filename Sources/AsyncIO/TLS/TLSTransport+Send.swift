@@ -114,7 +114,7 @@ extension TLSTransport {
     func protocolCallbackFailed(_ error: any Error, _ callback: String) {
         loop.callExceptionHandler(ExceptionContext(
             message: "error in protocol callback \(callback); the transport is aborted",
-            error: error, source: "\(self)"))
+            error: error, source: "\(self)", logger: logger))
         failure = error
         core.abort()
         inner?.abort()

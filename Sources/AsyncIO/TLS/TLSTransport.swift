@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 import CAsyncIOOpenSSL
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -316,10 +317,11 @@ final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, Wr
     }
 
     func logHandshakeFailure(_ error: any Error) {
-        loop.logger.debug("TLS handshake failed", metadata: [
-            "peer": "\(inner?.peerAddress.map { "\($0)" } ?? "?")", "error": "\(error)",
-        ])
+        logger.debug("TLS handshake failed", metadata: ["error": "\(error)"])
     }
+
+    /// The logger of the connection below (with its `connection` and `peer` metadata).
+    var logger: Logger { inner?.logger ?? loop.logger }
 }
 
 extension TLSTransport: CustomStringConvertible {

@@ -48,11 +48,7 @@ extension EventLoop {
     /// Whether epoll can watch `fd`: true for pipes, FIFOs, sockets and most character
     /// devices; false for regular files, directories and devices such as /dev/null. Thread-safe.
     public static func canWatch(_ fd: Int32) -> Bool {
-        let epoll = epoll_create1(casyncio_epoll_cloexec())
-        guard epoll >= 0 else { return false }
-        defer { Glibc.close(epoll) }
-        var event = epoll_event()
-        return epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0
+        Selector.canWatch(fd)
     }
 
     private func startPipe<P: StreamProtocol>(

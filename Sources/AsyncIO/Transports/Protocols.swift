@@ -2,6 +2,8 @@
 // swift-asyncio — Transports and protocols: asyncio's callback interfaces.
 //===----------------------------------------------------------------------===//
 
+public import Logging
+
 /// The application's side of a byte stream (asyncio's `Protocol`): the transport calls it on
 /// the loop's thread.
 ///
@@ -109,6 +111,12 @@ public protocol StreamTransport: SocketOptionProvider {
     /// The protocol receiving the callbacks; assigning one switches protocols (asyncio's
     /// `set_protocol`).
     var streamProtocol: any StreamProtocol { get set }
+    /// The connection's logger: the logger of its ``Server`` (or the one given to
+    /// `createConnection`, by default the loop's) with the metadata `connection` (a number,
+    /// unique in the process) and `peer` (the peer's address, if it is a socket). Errors the
+    /// loop reports for the connection are logged through it. It is made when asked for:
+    /// keep it in a variable rather than asking for it per message.
+    var logger: Logger { get }
 }
 
 /// What a transport that can pause its protocol's writing tells a layer put over it (TLS
@@ -119,6 +127,13 @@ protocol WritePauseReporting {
 }
 
 extension StreamTransport {
+
+    /// The loop's logger with `peer` metadata, for transports that have no logger of their own.
+    public var logger: Logger {
+        var logger = loop.logger
+        if let peer = peerAddress { logger[metadataKey: "peer"] = "\(peer)" }
+        return logger
+    }
 
     /// Writes `bytes`.
     public func write(_ bytes: [UInt8]) {

@@ -4,6 +4,7 @@
 
 import CAsyncIOLinux
 import DequeModule
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -82,10 +83,17 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     private var cachedLocal: SocketAddress?
     /// The loop's shared read buffer and iovecs, looked up once (not once per read).
     private let buffers: SocketBuffers
+    /// Where the connection logs (`nil`: through the loop's logger).
+    private let logContext: ConnectionLogContext?
 
     /// Wraps a connected, non-blocking socket or pipe end. Call ``start()`` next.
-    init(loop: EventLoop, fd: Int32, protocol: any StreamProtocol, kind: Kind = .socket) {
+    /// `log`: the connection's logging context (a server's or a caller's logger).
+    init(
+        loop: EventLoop, fd: Int32, protocol: any StreamProtocol, kind: Kind = .socket,
+        log: ConnectionLogContext? = nil
+    ) {
         self.loop = loop
+        self.logContext = log
         self.buffers = loop.socketBuffers
         self.kind = kind
         self.fileDescriptor = fd
@@ -410,7 +418,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         if let callback {
             loop.callExceptionHandler(ExceptionContext(
                 message: "error in protocol callback \(callback); the transport is aborted",
-                error: error, source: "\(self)"))
+                error: error, source: "\(self)", logger: logger))
         }
         forceClose(error)
     }
@@ -457,6 +465,10 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     var localAddress: SocketAddress? {
         if cachedLocal == nil, fileDescriptor >= 0 { cachedLocal = Socket.localAddress(fileDescriptor) }
         return cachedLocal
+    }
+
+    var logger: Logger {
+        logContext?.logger(peer: peerAddress) ?? loop.logger
     }
 
     var streamProtocol: any StreamProtocol {

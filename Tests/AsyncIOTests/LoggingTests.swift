@@ -1,0 +1,156 @@
+//===----------------------------------------------------------------------===//
+// swift-asyncio — injectable loggers: loop, group, server and connection metadata.
+//===----------------------------------------------------------------------===//
+
+import Logging
+import Synchronization
+import Testing
+
+@testable import AsyncIO
+
+/// A swift-log handler that keeps every record in memory (level, message, and the handler's
+/// metadata merged with the call's), shared by every copy of the handler.
+struct MemoryLogHandler: LogHandler {
+    struct Record: Sendable {
+        let level: Logger.Level
+        let message: String
+        let metadata: [String: String]
+    }
+
+    final class Store: Sendable {
+        private let records = Mutex<[Record]>([])
+        func append(_ record: Record) { records.withLock { $0.append(record) } }
+        var all: [Record] { records.withLock { $0 } }
+    }
+
+    let store: Store
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:]) { _, call in call }
+        store.append(Record(
+            level: event.level, message: "\(event.message)", metadata: merged.mapValues { "\($0)" }))
+    }
+
+    /// A logger labelled `label` with `metadata` whose records go to `store`.
+    static func logger(_ label: String, _ store: Store, metadata: Logger.Metadata = [:]) -> Logger {
+        var logger = Logger(label: label) { _ in MemoryLogHandler(store: store) }
+        for (key, value) in metadata { logger[metadataKey: key] = value }
+        return logger
+    }
+}
+
+/// A protocol whose `dataReceived` throws: the loop reports the error for its connection.
+private final class FailingProtocol: StreamProtocol {
+    func connectionMade(_ transport: any StreamTransport) {}
+    func dataReceived(_ bytes: UnsafeRawBufferPointer) throws { throw TestError(id: 7) }
+}
+
+/// `made` completes with its transport's logger when the connection is made.
+private final class Holder: StreamProtocol {
+    let made: Future<Logger>
+    init(loop: EventLoop) { made = Future(loop: loop) }
+    func connectionMade(_ transport: any StreamTransport) { made.complete(.success(transport.logger)) }
+    func dataReceived(_ bytes: UnsafeRawBufferPointer) {}
+}
+
+@Suite(.timeLimit(.minutes(10)))
+struct LoggingTests {
+    // A Python client makes a server-side protocol throw: the loop's error line is logged
+    // through the connection's logger: the server's logger as given (its metadata, not the
+    // loop's), the peer's exact address (the port Python connected from) and a connection number.
+    @Test func connectionErrorIsLoggedWithServerAndConnectionMetadata() throws {
+        let store = MemoryLogHandler.Store()
+        let serverLogger = MemoryLogHandler.logger("test-server", store, metadata: ["service": "echo-api"])
+        let result = try withLoop { loop in
+            try loop.runUntilComplete { () async throws -> ProcessResult in
+                let server = try await loop.createServer(host: "127.0.0.1", port: 0, logger: serverLogger) {
+                    FailingProtocol()
+                }
+                defer { server.close() }
+                #expect(server.logger.label == "test-server")
+                // Connects, prints its own port, sends a request and reads until the server
+                // drops the connection.
+                return try await loop.runProcess("python3", ["-c", """
+                    import socket, sys
+                    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+                    print(s.getsockname()[1], flush=True)
+                    s.sendall(b"GET /\\n")
+                    try:
+                        while s.recv(100): pass
+                    except ConnectionResetError:
+                        pass
+                    """, "\(server.addresses[0].port ?? 0)"])
+            }
+        }
+        #expect(result.returnCode == 0, "\(String(decoding: result.stderr, as: UTF8.self))")
+        let clientPort = String(decoding: result.stdout, as: UTF8.self).trimmingSuffixNewline()
+        let errors = store.all.filter { $0.level == .error }
+        try #require(errors.count == 1, "\(store.all)")
+        let record = errors[0]
+        #expect(record.message == "error in protocol callback dataReceived; the transport is aborted")
+        #expect(record.metadata["service"] == "echo-api")
+        #expect(record.metadata.keys.sorted() == ["connection", "error", "peer", "service", "source"])
+        #expect(record.metadata["peer"] == "127.0.0.1:\(clientPort)")
+        #expect(record.metadata["error"] == "\(TestError(id: 7))")
+        #expect(UInt64(record.metadata["connection"] ?? "") != nil, "\(record.metadata)")
+    }
+
+    // Both ends of a real connection: the client's logger (given to createConnection) names
+    // the server as its peer, the server's connection logger names the client's address, and
+    // the two connections have different numbers. Nothing was logged while all went well.
+    @Test func connectionLoggersCarryPeerAndNumber() throws {
+        let store = MemoryLogHandler.Store()
+        let clientLogger = MemoryLogHandler.logger("test-client", store, metadata: ["side": "client"])
+        let (clientSide, serverSide, clientAddress, serverAddress) = try withLoop(
+            logger: MemoryLogHandler.logger("test-loop", store)
+        ) { loop in
+            try loop.runUntilComplete { () async throws -> (Logger, Logger, SocketAddress?, SocketAddress?) in
+                let accepted = Holder(loop: loop)
+                let server = try await loop.createServer(host: "127.0.0.1", port: 0) { accepted }
+                defer { server.close() }
+                let (transport, _) = try await loop.createConnection(
+                    host: "127.0.0.1", port: server.addresses[0].port ?? 0, logger: clientLogger) { Holder(loop: loop) }
+                defer { transport.close() }
+                let serverSide = try await waitForEvent(accepted.made, "the server's connectionMade")
+                return (transport.logger, serverSide, transport.localAddress, server.addresses.first)
+            }
+        }
+        #expect(clientSide.label == "test-client")
+        #expect(clientSide[metadataKey: "side"] == "client")
+        #expect(clientSide[metadataKey: "peer"] == "\(try #require(serverAddress))")
+        #expect(serverSide.label == "test-loop")
+        #expect(serverSide[metadataKey: "loop"] == "test")
+        #expect(serverSide[metadataKey: "peer"] == "\(try #require(clientAddress))")
+        let numbers = [clientSide[metadataKey: "connection"], serverSide[metadataKey: "connection"]]
+        #expect(numbers[0] != nil && numbers[1] != nil && numbers[0] != numbers[1], "\(numbers)")
+        #expect(store.all.isEmpty, "\(store.all)")
+    }
+
+    // A group's logger reaches each of its loops, with the loop's name as metadata.
+    @Test func groupLoopsInheritTheGroupLogger() throws {
+        let store = MemoryLogHandler.Store()
+        let group = try EventLoopGroup(loops: 2, name: "logged", logger: MemoryLogHandler.logger("group", store))
+        defer { group.shutdown() }
+        #expect(group.logger.label == "group")
+        #expect(group.loops.map(\.logger.label) == ["group", "group"])
+        #expect(group.loops.map { $0.logger[metadataKey: "loop"] } == ["logged-0", "logged-1"])
+        group.loops[1].logger.info("hello")
+        #expect(store.all.map(\.message) == ["hello"])
+        #expect(store.all.map { $0.metadata["loop"] } == ["logged-1"])
+    }
+
+    // Without a logger the loop's is `swift-asyncio` with its name as metadata.
+    @Test func defaultLoopLogger() throws {
+        let loop = try EventLoop(name: "plain")
+        defer { try? loop.close() }
+        #expect(loop.logger.label == "swift-asyncio")
+        #expect(loop.logger[metadataKey: "loop"] == "plain")
+    }
+}
