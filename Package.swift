@@ -22,7 +22,7 @@ let package = Package(
     products: [
         .library(name: "AsyncIO", targets: ["AsyncIO"]),
         // Services for swift-service-lifecycle. A product of its own: a package that uses only
-        // AsyncIO does not fetch or build swift-service-lifecycle.
+        // AsyncIO does not build or link swift-service-lifecycle (SwiftPM still clones it).
         .library(name: "AsyncIOServiceLifecycle", targets: ["AsyncIOServiceLifecycle"]),
         .executable(name: "task-sample", targets: ["TaskSample"]),
         .executable(name: "executor-sample", targets: ["ExecutorSample"]),
