@@ -101,4 +101,34 @@ struct TLSCipherTests {
             #expect(pair.serverApp.received == Array("aead".utf8))
         }
     }
+
+    // A context chosen by SNI brings its own cipher lists: a TLS 1.2 client offering only a
+    // suite the chosen context allows (and the default context does not) is accepted with it,
+    // and the reverse is refused. (A review suspected SSL_set_SSL_CTX kept the first context's
+    // lists; it does not, as the SSL reads its context's: this pins that.)
+    @Test func serverNameSwitchAppliesTheChosenCipherList() throws {
+        var alternate = TLSConfiguration.server(
+            certificateChain: "\(certificates)/server.crt", privateKey: "\(certificates)/server.key")
+        alternate.ciphers = "ECDHE-ECDSA-CHACHA20-POLY1305"
+        let alternateContext = try TLSContext(alternate)
+        for (offered, accepted) in [("ECDHE-ECDSA-CHACHA20-POLY1305", true), ("ECDHE-ECDSA-AES256-GCM-SHA384", false)] {
+            try withLoop { loop in
+                let pair = try TLSPair(loop: loop) { server in
+                    server.ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384"
+                    server.serverNameCallback = { name in name == "localhost" ? alternateContext : nil }
+                } configureClient: { client in
+                    client.maximumVersion = .v1_2
+                    client.ciphers = offered
+                }
+                try pair.exchange()
+                if accepted {
+                    #expect(pair.handshake.isDone && pair.handshake.error == nil, "\(String(describing: pair.handshake.error))")
+                    #expect(pair.serverApp.transport?.tlsInfo?.cipher == offered)
+                } else {
+                    let serverError = try #require(pair.server.failure as? TLSError)
+                    #expect(serverError.reason == "no shared cipher")
+                }
+            }
+        }
+    }
 }

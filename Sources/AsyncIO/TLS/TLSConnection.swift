@@ -357,7 +357,9 @@ final class TLSConnection {
         }
         if let chosen = callback(String(cString: name)), chosen !== context, chosen.isServer {
             // SSL_set_SSL_CTX takes the certificate, key and session id context only: the
-            // client-certificate policy, options and tickets are copied by hand.
+            // client-certificate policy, options and tickets are copied by hand. The cipher
+            // lists need nothing: the SSL has none of its own and reads its context's
+            // (TLSCipherTests.serverNameSwitchAppliesTheChosenCipherList).
             SSL_set_SSL_CTX(ssl, chosen.context)
             SSL_set_verify(ssl, SSL_CTX_get_verify_mode(chosen.context), nil)
             SSL_clear_options(ssl, SSL_get_options(ssl))
