@@ -39,7 +39,7 @@ print(data.decode(), flush=True)
 
 /// Connects to 127.0.0.1:`port` and returns everything the server sends until it closes.
 private func fetch(_ loop: EventLoop, port: Int) async throws -> String {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+    let fd = try nonBlockingSocket()
     defer { close(fd) }
     try await loop.sockConnect(fd, to: SocketAddress(ipAddress: "127.0.0.1", port: port))
     var all: [UInt8] = []
@@ -61,11 +61,11 @@ struct FDPassingTests {
         try withLoop { loop in
             let path = "/tmp/asyncio-fdpass-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
             defer { unlink(path) }
-            let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            let listener = try nonBlockingSocket()
             try Socket.bind(listener, try SocketAddress(ipAddress: "127.0.0.1", port: 0))
             #expect(listen(listener, 16) == 0)
             let port = try #require(Socket.localAddress(listener)?.port)
-            let control = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            let control = try nonBlockingSocket(AF_UNIX)
             defer { close(control) }
             try Socket.bind(control, SocketAddress(unixPath: path))
             #expect(listen(control, 1) == 0)
@@ -117,7 +117,7 @@ struct FDPassingTests {
             #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &pair) == 0)
             let (a, b) = (pair[0], pair[1])
             defer { close(a); close(b) }
-            let unconnected = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            let unconnected = try rawSocket(AF_UNIX, Int32(SOCK_STREAM.rawValue))
             defer { close(unconnected) }
             try loop.runUntilComplete {
                 await #expect {

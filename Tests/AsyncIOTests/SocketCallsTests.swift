@@ -10,16 +10,14 @@ import Testing
 import Glibc
 #endif
 
-/// A non-blocking, close-on-exec socket.
-private func makeSocket(_ family: Int32 = AF_INET, _ type: Int32 = Int32(SOCK_STREAM.rawValue)) throws -> Int32 {
-    let fd = socket(family, type | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw TransportError(errno: errno, syscall: "socket") }
-    return fd
+/// A non-blocking, close-on-exec socket (what the socket calls need; `rawSocket` is blocking).
+func nonBlockingSocket(_ family: Int32 = AF_INET, _ type: Int32 = Int32(SOCK_STREAM.rawValue)) throws -> Int32 {
+    try rawSocket(family, type | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
 }
 
 /// A non-blocking socket of `type` bound to 127.0.0.1 on a free port, and that port.
 private func boundSocket(_ type: Int32 = Int32(SOCK_STREAM.rawValue)) throws -> (Int32, Int) {
-    let fd = try makeSocket(AF_INET, type)
+    let fd = try nonBlockingSocket(AF_INET, type)
     let address = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
     try Socket.bind(fd, address)
     return (fd, try #require(Socket.localAddress(fd)?.port))
@@ -43,10 +41,10 @@ private func pattern(_ count: Int) -> [UInt8] {
     (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 10) }
 }
 
-/// Starts `script` in Python; its first stdout line is a port, returned with the process.
-private func startPython(_ loop: EventLoop, _ script: String, _ arguments: [String] = []) async throws -> (Process, Int) {
-    let process = try await loop.createSubprocessExec(
-        "python3", ["-c", script] + arguments, stdin: .devNull, stdout: .pipe, stderr: .pipe)
+/// Starts `script` in Python (`startPython`); its first stdout line is a port, returned with
+/// the process.
+private func startPythonOnPort(_ loop: EventLoop, _ script: String, _ arguments: [String] = []) async throws -> (Process, Int) {
+    let process = try await startPython(loop, script, arguments)
     let line = try await process.stdout?.readLine() ?? []
     let port = Int(String(decoding: line.filter { $0 != 10 }, as: UTF8.self)) ?? 0
     return (process, port)
@@ -75,8 +73,8 @@ struct SocketCallsTests {
         try withLoop { loop in
             let sent = pattern(1 << 20)
             let received = try loop.runUntilComplete { () async throws -> [UInt8] in
-                let (python, port) = try await startPython(loop, pythonEchoServer)
-                let fd = try makeSocket()
+                let (python, port) = try await startPythonOnPort(loop, pythonEchoServer)
+                let fd = try nonBlockingSocket()
                 defer { close(fd) }
                 try await loop.sockConnect(fd, to: SocketAddress(ipAddress: "127.0.0.1", port: port))
                 let reader = loop.createTask { () async throws -> [UInt8] in
@@ -142,7 +140,7 @@ struct SocketCallsTests {
             let (fd, port) = try boundSocket(Int32(SOCK_DGRAM.rawValue))
             defer { close(fd) }
             let (datagram, reply) = try loop.runUntilComplete { () async throws -> ([UInt8], String) in
-                let (python, pythonPort) = try await startPython(loop, """
+                let (python, pythonPort) = try await startPythonOnPort(loop, """
                 import socket, sys
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 s.bind(("127.0.0.1", 0))
@@ -162,6 +160,32 @@ struct SocketCallsTests {
             }
             #expect(datagram == Array("ping ".utf8) + [0, 0xFF])
             #expect(reply == "706f6e67\n")   // "pong"
+        }
+    }
+
+    // A peer that resets the connection (SO_LINGER 0, then close) makes a waiting sockRecv
+    // throw .connectionReset, not return EOF.
+    @Test func aResetByThePeerIsAnError() throws {
+        try withLoop { loop in
+            let (listener, port) = try boundSocket()
+            defer { close(listener) }
+            #expect(listen(listener, 1) == 0)
+            try loop.runUntilComplete {
+                let python = try await startPython(loop, """
+                    import socket, struct, sys
+                    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+                    s.recv(1)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    s.close()
+                    """, ["\(port)"])
+                let (fd, _) = try await loop.sockAccept(listener)
+                defer { close(fd) }
+                try await loop.sockSendAll(fd, [1])   // the client resets once it has this byte
+                await #expect {
+                    while try await !loop.sockRecv(fd, max: 100).isEmpty {}   // EOF would end it: no error, a failure
+                } throws: { ($0 as? TransportError)?.code == .connectionReset }
+                _ = try await finishPython(python)
+            }
         }
     }
 
@@ -208,7 +232,7 @@ struct SocketCallsTests {
                 #expect(write(pair[1], "x", 1) == 1)
                 #expect(try await first.value == Array("x".utf8))
 
-                let fd = try makeSocket()
+                let fd = try nonBlockingSocket()
                 defer { close(fd) }
                 let address = try SocketAddress(ipAddress: "127.0.0.1", port: closedPort)
                 await #expect {
