@@ -37,7 +37,7 @@ private func socketPair(nonBlocking: Bool) throws -> [Int32] {
 }
 
 /// `count` bytes that are not a short repeat (so a lost or reordered chunk shows).
-private func pattern(_ count: Int) -> [UInt8] {
+func pattern(_ count: Int) -> [UInt8] {
     (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 10) }
 }
 

@@ -57,6 +57,15 @@ public final class StreamWriter: @unchecked Sendable {
         try await proto.drain()
     }
 
+    /// Sends `count` bytes of the file `file` from `offset` (all of it to its end if `nil`)
+    /// after the buffered bytes, and returns the bytes sent: `sendfile(2)` on a plain socket,
+    /// chunks read in the executor on TLS. Write nothing else until it returns.
+    /// See ``EventLoop/sendfile(_:file:offset:count:fallback:)``.
+    /// - Important: Call from a task running on the connection's loop.
+    public func sendfile(file: Int32, offset: Int = 0, count: Int? = nil, fallback: Bool = true) async throws -> Int {
+        try await transport.loop.sendfile(transport, file: file, offset: offset, count: count, fallback: fallback)
+    }
+
     /// Sends EOF after the buffered bytes (half-close).
     public func writeEOF() {
         transport.writeEOF()

@@ -89,7 +89,9 @@ extension EventLoop {
         }
     }
 
-    private static func ignoreSIGPIPE() {
+    /// Makes the process ignore SIGPIPE if it has the default action (as Python does at
+    /// start-up): for the calls that cannot say MSG_NOSIGNAL (write on a pipe, sendfile).
+    static func ignoreSIGPIPE() {
         var current = sigaction()
         sigaction(SIGPIPE, nil, &current)
         if current.__sigaction_handler.sa_handler == nil {   // SIG_DFL

@@ -73,6 +73,8 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     /// Unsent bytes (heap copies with stable addresses for gathered sends).
     @exclusivity(unchecked) private var writeQueue = WriteQueue()
     @exclusivity(unchecked) private var flow = FlowControl()
+    /// The file being sent with sendfile(2), if any (``sendFile(_:completion:)``).
+    @exclusivity(unchecked) private var fileSend: FileSendOperation?
     /// Whether the protocol was told `pauseWriting` and not yet `resumeWriting` (startTLS).
     var isWritingPaused: Bool { flow.isPaused }
     /// Keeps the transport alive while the connection is open.
@@ -276,6 +278,14 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         guard kind != .readPipe, acceptsWrites, let base = bytes.baseAddress, bytes.count > 0 else {
             return
         }
+        if let fileSend {
+            // A file is being sent: these bytes follow it.
+            fileSend.heldWrites.append(copying: bytes)
+            if flow.needsPause(bufferSize: writeBufferSize) {
+                proto.pauseWriting()
+            }
+            return
+        }
         var sent = 0
         if writeQueue.isEmpty {
             // Fast path: straight to the kernel, nothing copied if it takes everything.
@@ -299,17 +309,23 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
             if sent == bytes.count { return }
         }
         writeQueue.append(copying: UnsafeRawBufferPointer(rebasing: bytes[sent...]))
-        if !registered.contains(.write) {
-            do {
-                try loop.addWriter(fileDescriptor) { [unowned self] in self.writeReady() }
-                registered.insert(.write)
-            } catch {
-                forceClose(TransportError.boundary(error, address: cachedPeer))
-                return
-            }
-        }
+        guard registerWriter() else { return }
         if flow.needsPause(bufferSize: writeQueue.byteCount) {
             proto.pauseWriting()
+        }
+    }
+
+    /// Watches for writability unless already watching; false if that failed (the transport
+    /// is closed then).
+    private func registerWriter() -> Bool {
+        guard !registered.contains(.write) else { return true }
+        do {
+            try loop.addWriter(fileDescriptor) { [unowned self] in self.writeReady() }
+            registered.insert(.write)
+            return true
+        } catch {
+            forceClose(TransportError.boundary(error, address: cachedPeer))
+            return false
         }
     }
 
@@ -318,8 +334,92 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         flushQueue()
     }
 
-    /// Writes as much of the queue as the kernel takes, one gathered send (sendmsg) per batch.
+    /// Writes as much of the queue, then of the file being sent, then of the bytes written
+    /// after it, as the kernel takes.
     private func flushQueue() {
+        while true {
+            guard flushWriteQueue() else { return }
+            guard let operation = fileSend else { break }
+            switch sendFileSegment(operation) {
+            case .finished:
+                fileSend = nil
+                let sent = operation.segment.sent
+                writeQueue.append(takingAllOf: &operation.heldWrites)
+                operation.complete(.success(sent))
+                guard lifecycle != .closed else { return }
+            case .wouldBlock, .sliceUsed:
+                _ = registerWriter()
+                return
+            case .failed(let code):
+                fileSend = nil
+                writeQueue.append(takingAllOf: &operation.heldWrites)
+                if operation.segment.sent == 0, Self.sendfileUnsupported(code) {
+                    // Not this file or socket (EINVAL: not a regular file, say): nothing was
+                    // sent, the caller falls back to reading and writing.
+                    operation.complete(.failure(TransportError(
+                        .sendfileNotAvailable, "sendfile(2) cannot send this file on this transport",
+                        errno: code)))
+                    continue
+                }
+                let error = TransportError(errno: code, syscall: "sendfile", address: cachedPeer)
+                operation.complete(.failure(error))
+                forceClose(error)
+                return
+            }
+        }
+        finishFlush()
+    }
+
+    /// The errnos with which sendfile(2) says it cannot do this transfer at all.
+    private static func sendfileUnsupported(_ code: Int32) -> Bool {
+        code == EINVAL || code == ENOSYS || code == EOPNOTSUPP
+    }
+
+    private func sendFileSegment(_ operation: FileSendOperation) -> FileSegment.Progress {
+        let socket = fileDescriptor
+        let file = operation.segment.file
+        return operation.segment.send { offset, count in Glibc.sendfile(socket, file, &offset, count) }
+    }
+
+    /// Sends `segment` of a file after the queued bytes, with sendfile(2) (the native path of
+    /// ``EventLoop/sendfile(_:file:offset:count:fallback:)``). Bytes written meanwhile are
+    /// held and sent after the file. `completion` runs once on the loop with the bytes sent,
+    /// `.sendfileNotAvailable` (nothing sent: the caller may fall back), or the error that
+    /// closed the transport.
+    func sendFile(_ segment: FileSegment, completion: @escaping (Result<Int, TransportError>) -> Void) {
+        loop.assertInLoop()
+        guard kind != .readPipe, acceptsWrites else {
+            completion(.failure(.closedTransport))
+            return
+        }
+        guard fileSend == nil else {
+            completion(.failure(TransportError(.invalidArgument, "a sendfile is already in progress on this transport")))
+            return
+        }
+        fileSend = FileSendOperation(segment, completion: completion)
+        if writeQueue.isEmpty {
+            flushQueue()
+        }
+    }
+
+    /// Stops sending the file (its sender was cancelled): what was sent stays sent, the bytes
+    /// written meanwhile go next. The completion is not called.
+    func cancelFileSend() {
+        loop.assertInLoop()
+        guard let operation = fileSend else { return }
+        fileSend = nil
+        writeQueue.append(takingAllOf: &operation.heldWrites)
+        guard lifecycle != .closed else { return }
+        if writeQueue.isEmpty {
+            finishFlush()
+        } else {
+            _ = registerWriter()
+        }
+    }
+
+    /// Sends the queue's bytes with gathered sends (sendmsg); false if the kernel took no more
+    /// for now or the transport failed.
+    private func flushWriteQueue() -> Bool {
         let fd = fileDescriptor
         let isSocket = kind == .socket
         let result = writeQueue.drain(iovecs: buffers.iovecs, capacity: SocketBuffers.iovecCount) { iovecs, count in
@@ -337,13 +437,18 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         }
         switch result {
         case .drained:
-            break
+            return true
         case .wouldBlock:
-            return
+            return false
         case .failed(let code):
             forceClose(TransportError(errno: code, syscall: "sendmsg", address: cachedPeer))
-            return
+            return false
         }
+    }
+
+    /// Everything was sent: stops watching for writability, resumes the protocol, and goes on
+    /// with a pending writeEOF or close.
+    private func finishFlush() {
         if registered.contains(.write) {
             registered.remove(.write)
             loop.removeWriter(fileDescriptor)
@@ -364,7 +469,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     func writeEOF() {
         loop.assertInLoop()
         guard kind != .readPipe, move(.writeEOF) else { return }
-        if writeQueue.isEmpty {
+        if writeQueue.isEmpty && fileSend == nil {
             writeEOFNow()
         }
     }
@@ -381,16 +486,16 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
 
     var canWriteEOF: Bool { kind != .readPipe }
 
-    var writeBufferSize: Int { writeQueue.byteCount }
+    var writeBufferSize: Int { writeQueue.byteCount + (fileSend?.heldWrites.byteCount ?? 0) }
 
     var writeBufferLimits: (low: Int, high: Int) { (flow.low, flow.high) }
 
     func setWriteBufferLimits(high: Int?, low: Int?) throws(TransportError) {
         loop.assertInLoop()
         try flow.setLimits(high: high, low: low)
-        if flow.needsPause(bufferSize: writeQueue.byteCount) {
+        if flow.needsPause(bufferSize: writeBufferSize) {
             proto.pauseWriting()
-        } else if flow.needsResume(bufferSize: writeQueue.byteCount) && lifecycle != .closed {
+        } else if flow.needsResume(bufferSize: writeBufferSize) && lifecycle != .closed {
             proto.resumeWriting()
         }
     }
@@ -403,7 +508,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         loop.assertInLoop()
         guard move(.close) else { return }
         unregisterReader()
-        if writeQueue.isEmpty {
+        if writeQueue.isEmpty && fileSend == nil {
             forceClose(nil)
         }
     }
@@ -435,6 +540,11 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         }
         writeQueue.removeAll()
         flow.reset()
+        if let operation = fileSend {
+            fileSend = nil
+            operation.complete(.failure(
+                (error as? TransportError) ?? TransportError(.closed, "the transport was closed while sending a file")))
+        }
         loop.schedule { [self] in callConnectionLost(error) }
     }
 
@@ -492,6 +602,7 @@ extension SocketTransport: LoopClosingAware {
     func loopClosed() {
         _ = move(.closeNow)
         writeQueue.removeAll()
+        fileSend = nil
         proto = ClosedProtocol.shared
         buffered = nil
         if fileDescriptor >= 0 {

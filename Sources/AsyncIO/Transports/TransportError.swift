@@ -53,6 +53,10 @@ public struct TransportError: Error, Hashable, CustomStringConvertible {
         /// datagram socket given to `createServer(sock:)`, a server's socket that does not
         /// listen, …).
         public static let invalidSocket = Code("invalidSocket")
+        /// `sendfile(2)` cannot send this file on this transport (a TLS transport, a file that
+        /// is not a regular file) and the caller asked for no fallback (asyncio's
+        /// `SendfileNotAvailableError`).
+        public static let sendfileNotAvailable = Code("sendfileNotAvailable")
     }
 
     /// The kind of failure.

@@ -38,6 +38,24 @@ struct WriteQueue {
         byteCount += chunk.count
     }
 
+    /// Moves every chunk of `other` to the end of this queue (no copy); `other` is left empty.
+    mutating func append(takingAllOf other: inout WriteQueue) {
+        guard !other.isEmpty else { return }
+        if isEmpty {
+            swap(&self, &other)
+            return
+        }
+        // Chunks after the first are never partly sent: the other queue's first one may be.
+        if other.firstOffset > 0, let first = other.chunks.first {
+            append(copying: UnsafeRawBufferPointer(rebasing: first[other.firstOffset...]))
+            other.consume(first.count - other.firstOffset)
+        }
+        chunks.append(contentsOf: other.chunks)
+        byteCount += other.byteCount
+        other.chunks.removeAll()
+        other.byteCount = 0
+    }
+
     /// Points up to `capacity` iovecs at the unsent bytes, in order; returns how many.
     func fill(_ iovecs: UnsafeMutablePointer<iovec>, capacity: Int) -> Int {
         let count = min(chunks.count, capacity)
