@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "nio-udp-echo-server", targets: ["NIOUDPEchoServer"]),
         .executable(name: "nio-tls-echo-server", targets: ["NIOTLSEchoServer"]),
         .executable(name: "streams-echo-server", targets: ["StreamsEchoServer"]),
+        .executable(name: "sendfile-server", targets: ["SendfileServer"]),
     ],
     dependencies: [
         .package(path: ".."),
@@ -44,6 +45,14 @@ let package = Package(
         ),
         .executableTarget(
             name: "StreamsEchoServer",
+            dependencies: [.product(name: "AsyncIO", package: parentIdentity)],
+            swiftSettings: [
+                .enableUpcomingFeature("ExistentialAny"),
+                .enableUpcomingFeature("InternalImportsByDefault"),
+            ]
+        ),
+        .executableTarget(
+            name: "SendfileServer",
             dependencies: [.product(name: "AsyncIO", package: parentIdentity)],
             swiftSettings: [
                 .enableUpcomingFeature("ExistentialAny"),
