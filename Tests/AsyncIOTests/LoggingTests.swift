@@ -8,6 +8,10 @@ import Testing
 
 @testable import AsyncIO
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A swift-log handler that keeps every record in memory (level, message, and the handler's
 /// metadata merged with the call's), shared by every copy of the handler.
 struct MemoryLogHandler: LogHandler {
@@ -130,6 +134,63 @@ struct LoggingTests {
         #expect(serverSide[metadataKey: "peer"] == "\(try #require(clientAddress))")
         let numbers = [clientSide[metadataKey: "connection"], serverSide[metadataKey: "connection"]]
         #expect(numbers[0] != nil && numbers[1] != nil && numbers[0] != numbers[1], "\(numbers)")
+        #expect(store.all.isEmpty, "\(store.all)")
+    }
+
+    // The calls that take a socket, a pipe or a process made elsewhere take a logger too: an
+    // adopted server and connection, a pipe transport, a subprocess (with `pid`) and its pipes
+    // (with `pid` and `fd`) log through what they were given, not the loop's logger.
+    @Test func adoptedSocketsPipesAndProcessesTakeALogger() throws {
+        let store = MemoryLogHandler.Store()
+        let loggers = try withLoop(logger: MemoryLogHandler.logger("test-loop", store)) { loop in
+            try loop.runUntilComplete { () async throws -> [Logger] in
+                var pair: [Int32] = [-1, -1]
+                guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+                    throw TransportError(errno: errno, syscall: "socketpair")
+                }
+                defer { close(pair[1]) }
+                let (accepted, _) = try await loop.connectAcceptedSocket(
+                    sock: pair[0], logger: MemoryLogHandler.logger("accepted", store, metadata: ["side": "server"])
+                ) { Holder(loop: loop) }
+                defer { accepted.close() }
+
+                let listener = try rawSocket(AF_INET, Int32(SOCK_STREAM.rawValue))
+                _ = try bindLoopback(listener)
+                let server = try await loop.createServer(sock: listener, logger: MemoryLogHandler.logger("adopted-server", store)) {
+                    Holder(loop: loop)
+                }
+                defer { server.close() }
+
+                var ends: [Int32] = [-1, -1]
+                guard pipe(&ends) == 0 else { throw TransportError(errno: errno, syscall: "pipe") }
+                defer { close(ends[1]) }
+                let (pipe, _) = try await loop.connectReadPipe(ends[0], logger: MemoryLogHandler.logger("pipe", store)) {
+                    Holder(loop: loop)
+                }
+                defer { pipe.close() }
+
+                final class Quiet: SubprocessProtocol {}
+                let (process, _) = try await loop.subprocessExec(
+                    "true", stdin: .devNull, stdout: .pipe, stderr: .devNull,
+                    logger: MemoryLogHandler.logger("child", store)) { Quiet() }
+                let stdout = try #require(process.pipeTransport(1))
+                _ = try await process.waitForExit()
+                return [accepted.logger, server.logger, pipe.logger, process.logger, stdout.logger,
+                        Logger(label: "pid \(process.pid)")]
+            }
+        }
+        #expect(loggers[0].label == "accepted")
+        #expect(loggers[0][metadataKey: "side"] == "server")
+        #expect(loggers[0][metadataKey: "connection"] != nil)
+        #expect(loggers[1].label == "adopted-server")
+        #expect(loggers[2].label == "pipe")
+        #expect(loggers[2][metadataKey: "connection"] != nil)
+        let pid = String(loggers[5].label.dropFirst(4))
+        #expect(loggers[3].label == "child")
+        #expect(loggers[3][metadataKey: "pid"] == .string(pid))
+        #expect(loggers[4].label == "child")
+        #expect(loggers[4][metadataKey: "pid"] == .string(pid))
+        #expect(loggers[4][metadataKey: "fd"] == "1")
         #expect(store.all.isEmpty, "\(store.all)")
     }
 

@@ -81,7 +81,8 @@ struct SubprocessLifecycleTests {
                 let (process, recorder) = try await loop.subprocessExec(
                     "sh", ["-c", "echo early"], stdin: .pipe, stdout: .pipe, stderr: .pipe,
                     environment: nil, currentDirectory: nil, { CallRecorder() }
-                ) { pid, target, fd, adapter in
+                ) { process, target, fd, adapter in
+                    let pid = process.pid
                     switch target {
                     case 0: return try await loop.connectWritePipe(fd) { adapter }.0
                     case 1:
@@ -129,7 +130,8 @@ struct SubprocessLifecycleTests {
                     _ = try await loop.subprocessExec(
                         "sleep", ["30"], stdin: .pipe, stdout: .pipe, stderr: .pipe,
                         environment: nil, currentDirectory: nil, { recorder }
-                    ) { pid, target, fd, adapter in
+                    ) { process, target, fd, adapter in
+                        let pid = process.pid
                         child.value = pid
                         switch target {
                         case 0: connected.value.append(try await loop.connectWritePipe(fd) { adapter }.0)

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import CAsyncIOLinux
+public import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,8 +29,8 @@ extension EventLoop {
     /// - Parameters:
     ///   - sock: The socket. Owned by the server once checked (see the file's ownership note:
     ///     the server closes it; a Unix socket's file is not removed, the server did not make it).
-    ///   - tls, backlog, startServing, factory: as in
-    ///     ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:_:)``.
+    ///   - tls, backlog, startServing, logger, factory: as in
+    ///     ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:logger:_:)``.
     /// - Throws: ``TransportError`` `.invalidSocket` naming what `sock` is if it is not a
     ///   stream socket that listens or can (a datagram socket, a connected socket, not a
     ///   socket), and the fd stays the caller's; a failing `listen` (then the fd is closed).
@@ -39,47 +40,50 @@ extension EventLoop {
         tls: TLSContext? = nil,
         backlog: Int = 100,
         startServing: Bool = true,
+        logger: Logger? = nil,
         _ factory: @escaping () -> any StreamProtocol
     ) async throws -> Server {
         try adoptListeners(
             [sock], call: "createServer(sock:)", families: [AF_INET, AF_INET6, AF_UNIX], tls: tls, backlog: backlog,
-            startServing: startServing, factory)
+            startServing: startServing, logger: logger, factory)
     }
 
     /// Serves on several listening stream sockets at once, one ``Server`` for all (e.g. the
     /// sockets systemd passed, see ``SocketActivation``); each is taken as in
-    /// ``createServer(sock:tls:backlog:startServing:_:)``. All are checked before any is
+    /// ``createServer(sock:tls:backlog:startServing:logger:_:)``. All are checked before any is
     /// taken: if one is refused, every fd stays the caller's.
     public func createServer(
         sockets: [Int32],
         tls: TLSContext? = nil,
         backlog: Int = 100,
         startServing: Bool = true,
+        logger: Logger? = nil,
         _ factory: @escaping () -> any StreamProtocol
     ) async throws -> Server {
         try adoptListeners(
             sockets, call: "createServer(sockets:)", families: [AF_INET, AF_INET6, AF_UNIX], tls: tls,
-            backlog: backlog, startServing: startServing, factory)
+            backlog: backlog, startServing: startServing, logger: logger, factory)
     }
 
     /// Serves on a listening Unix stream socket made elsewhere (asyncio's
-    /// `create_unix_server(sock=)`); as ``createServer(sock:tls:backlog:startServing:_:)`` but
+    /// `create_unix_server(sock=)`); as ``createServer(sock:tls:backlog:startServing:logger:_:)`` but
     /// the socket must be `AF_UNIX`. The server does not remove the socket's file.
     public func createUnixServer(
         sock: Int32,
         tls: TLSContext? = nil,
         backlog: Int = 100,
         startServing: Bool = true,
+        logger: Logger? = nil,
         _ factory: @escaping () -> any StreamProtocol
     ) async throws -> Server {
         try adoptListeners(
             [sock], call: "createUnixServer(sock:)", families: [AF_UNIX], tls: tls, backlog: backlog,
-            startServing: startServing, factory)
+            startServing: startServing, logger: logger, factory)
     }
 
     private func adoptListeners(
         _ fds: [Int32], call: String, families: [Int32], tls: TLSContext?, backlog: Int, startServing: Bool,
-        _ factory: @escaping () -> any StreamProtocol
+        logger: Logger?, _ factory: @escaping () -> any StreamProtocol
     ) throws -> Server {
         guard !fds.isEmpty else { throw TransportError(.invalidArgument, "\(call): no sockets") }
         guard Set(fds).count == fds.count else {
@@ -106,7 +110,7 @@ extension EventLoop {
         }
         let server = Server(
             loop: self, listeners: listeners, backlog: Int32(clamping: backlog), unixPath: nil, tls: tls,
-            factory: factory)
+            logger: logger, factory: factory)
         if startServing { try server.startServing() }
         return server
     }
@@ -119,8 +123,11 @@ extension EventLoop {
     ///
     /// With `tls` the handshake runs as the client first; a context that checks the server's
     /// name needs `serverHostname`.
-    /// - Parameter sock: The socket. Owned by the transport once checked (see the file's
-    ///   ownership note).
+    /// - Parameters:
+    ///   - sock: The socket. Owned by the transport once checked (see the file's
+    ///     ownership note).
+    ///   - logger: What the connection's ``StreamTransport/logger`` extends with `connection`
+    ///     and `peer` metadata; `nil`: the loop's ``EventLoop/logger``.
     /// - Throws: ``TransportError`` `.invalidSocket` if `sock` is not a connected stream
     ///   socket (the fd stays the caller's); ``TLSError``.
     /// - Important: Call from a task running on this loop.
@@ -129,25 +136,27 @@ extension EventLoop {
         tls: TLSContext? = nil,
         serverHostname: String? = nil,
         session: TLSSession? = nil,
+        logger: Logger? = nil,
         _ factory: () -> P
     ) async throws -> (any StreamTransport, P) {
         try await adoptConnection(
             sock, call: "createConnection(sock:)", families: [AF_INET, AF_INET6, AF_UNIX], tls: tls,
-            serverHostname: serverHostname, session: session, serverSide: false, factory)
+            serverHostname: serverHostname, session: session, serverSide: false, logger: logger, factory)
     }
 
-    /// As ``createConnection(sock:tls:serverHostname:session:_:)`` for a connected Unix
+    /// As ``createConnection(sock:tls:serverHostname:session:logger:_:)`` for a connected Unix
     /// stream socket (asyncio's `create_unix_connection(sock=)`): `AF_UNIX` only.
     public func createUnixConnection<P: StreamProtocol>(
         sock: Int32,
         tls: TLSContext? = nil,
         serverHostname: String? = nil,
         session: TLSSession? = nil,
+        logger: Logger? = nil,
         _ factory: () -> P
     ) async throws -> (any StreamTransport, P) {
         try await adoptConnection(
             sock, call: "createUnixConnection(sock:)", families: [AF_UNIX], tls: tls,
-            serverHostname: serverHostname, session: session, serverSide: false, factory)
+            serverHostname: serverHostname, session: session, serverSide: false, logger: logger, factory)
     }
 
     /// Runs a protocol over a connection accepted elsewhere (asyncio's
@@ -156,29 +165,34 @@ extension EventLoop {
     ///
     /// With `tls` (a server context) the handshake runs as the server first and the call
     /// returns once it succeeded.
-    /// - Parameter sock: The socket. Owned by the transport once checked (see the file's
-    ///   ownership note).
+    /// - Parameters:
+    ///   - sock: The socket. Owned by the transport once checked (see the file's
+    ///     ownership note).
+    ///   - logger: What the connection's ``StreamTransport/logger`` extends with `connection`
+    ///     and `peer` metadata; `nil`: the loop's ``EventLoop/logger``.
     /// - Throws: ``TransportError`` `.invalidSocket` if `sock` is not a connected stream
     ///   socket (the fd stays the caller's); ``TLSError``.
     /// - Important: Call from a task running on this loop.
     public func connectAcceptedSocket<P: StreamProtocol>(
         sock: Int32,
         tls: TLSContext? = nil,
+        logger: Logger? = nil,
         _ factory: () -> P
     ) async throws -> (any StreamTransport, P) {
         try await adoptConnection(
             sock, call: "connectAcceptedSocket(sock:)", families: [AF_INET, AF_INET6, AF_UNIX], tls: tls,
-            serverHostname: nil, session: nil, serverSide: true, factory)
+            serverHostname: nil, session: nil, serverSide: true, logger: logger, factory)
     }
 
     private func adoptConnection<P: StreamProtocol>(
         _ fd: Int32, call: String, families: [Int32], tls: TLSContext?, serverHostname: String?,
-        session: TLSSession?, serverSide: Bool, _ factory: () -> P
+        session: TLSSession?, serverSide: Bool, logger: Logger?, _ factory: () -> P
     ) async throws -> (any StreamTransport, P) {
         let found = try take(fd, call: call, type: casyncio_sock_stream(), families: families, listening: false)
         if found.family != AF_UNIX { Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
         return try await startTransport(
-            fd: fd, factory(), tls: tls, serverHostname: serverHostname, session: session, serverSide: serverSide)
+            fd: fd, factory(), tls: tls, serverHostname: serverHostname, session: session, serverSide: serverSide,
+            log: ConnectionLogContext(base: logger ?? self.logger))
     }
 
     // MARK: - Datagram endpoints

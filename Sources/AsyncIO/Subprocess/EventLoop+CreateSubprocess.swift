@@ -2,6 +2,8 @@
 // swift-asyncio — createSubprocessExec / createSubprocessShell: child processes with streams.
 //===----------------------------------------------------------------------===//
 
+public import Logging
+
 extension EventLoop {
     /// Starts `program` with `arguments` and returns it as a ``Process`` whose pipes are
     /// streams (asyncio's `create_subprocess_exec`). `program` is searched in this process's
@@ -20,6 +22,8 @@ extension EventLoop {
     ///   - currentDirectory: the child's working directory; this process's if `nil`.
     ///   - limit: each output reader's ``StreamReader/limit`` (a pipe is no longer read while
     ///     its reader holds more than twice this).
+    ///   - logger: What the process's logger extends with `pid` metadata (and its pipes' with
+    ///     `fd`); `nil`: the loop's ``EventLoop/logger``.
     /// - Throws: ``TransportError`` naming the program if it cannot be started (not found,
     ///   not executable), or naming `currentDirectory` if that is missing.
     /// - Important: Call from a task running on this loop; the process is loop-bound to it.
@@ -31,12 +35,13 @@ extension EventLoop {
         stderr: SubprocessIO = .inherit,
         environment: [String: String]? = nil,
         currentDirectory: String? = nil,
-        limit: Int = 64 * 1024
+        limit: Int = 64 * 1024,
+        logger: Logger? = nil
     ) async throws -> Process {
         precondition(limit > 0, "createSubprocessExec needs a positive limit")
         let (transport, proto) = try await subprocessExec(
             program, arguments, stdin: stdin, stdout: stdout, stderr: stderr,
-            environment: environment, currentDirectory: currentDirectory
+            environment: environment, currentDirectory: currentDirectory, logger: logger
         ) {
             SubprocessStreamProtocol(loop: self, limit: limit)
         }
@@ -53,7 +58,7 @@ extension EventLoop {
     /// ```
     /// The ``Process/returnCode`` is the shell's: 127 for a command it cannot find.
     /// - Parameters: as
-    ///   ``createSubprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:limit:)``.
+    ///   ``createSubprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:limit:logger:)``.
     /// - Throws: ``TransportError`` if `/bin/sh` cannot be started or `currentDirectory` is
     ///   missing.
     /// - Important: Call from a task running on this loop; the process is loop-bound to it.
@@ -64,10 +69,11 @@ extension EventLoop {
         stderr: SubprocessIO = .inherit,
         environment: [String: String]? = nil,
         currentDirectory: String? = nil,
-        limit: Int = 64 * 1024
+        limit: Int = 64 * 1024,
+        logger: Logger? = nil
     ) async throws -> Process {
         try await createSubprocessExec(
             "/bin/sh", ["-c", command], stdin: stdin, stdout: stdout, stderr: stderr,
-            environment: environment, currentDirectory: currentDirectory, limit: limit)
+            environment: environment, currentDirectory: currentDirectory, limit: limit, logger: logger)
     }
 }

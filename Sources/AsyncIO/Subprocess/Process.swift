@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// A child process started by
-/// ``EventLoop/createSubprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:limit:)``
+/// ``EventLoop/createSubprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:limit:logger:)``
 /// or ``EventLoop/createSubprocessShell(_:stdin:stdout:stderr:environment:currentDirectory:limit:)``,
 /// its pipes as streams (asyncio's `asyncio.subprocess.Process`).
 ///

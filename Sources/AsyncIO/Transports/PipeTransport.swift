@@ -3,6 +3,7 @@
 //===----------------------------------------------------------------------===//
 
 import CAsyncIOLinux
+public import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,14 +19,16 @@ extension EventLoop {
     /// writing side closes, then `connectionLost`. The transport owns `fd` from now on and
     /// closes it at the end; the fd is made non-blocking.
     ///
+    /// - Parameter logger: What the transport's ``StreamTransport/logger`` extends with
+    ///   `connection` metadata; `nil`: the loop's ``EventLoop/logger``.
     /// - Throws: ``TransportError`` `.notPollable` for a regular file (epoll cannot watch it:
     ///   read files with ``runInExecutor(_:_:)``), or the error of `fstat`/`fcntl`.
     /// - Important: Call from a task running on this loop.
     public func connectReadPipe<P: StreamProtocol>(
-        _ fd: Int32, _ factory: () -> P
+        _ fd: Int32, logger: Logger? = nil, _ factory: () -> P
     ) async throws -> (any StreamTransport, P) {
         try preparePipe(fd)
-        return try await startPipe(fd, kind: .readPipe, factory())
+        return try await startPipe(fd, kind: .readPipe, logger: logger, factory())
     }
 
     /// Writes to the pipe, FIFO or character device `fd` through a transport (asyncio's
@@ -35,14 +38,15 @@ extension EventLoop {
     ///
     /// Connecting a write pipe makes the process ignore SIGPIPE if it had the default action
     /// (as Python does at start-up), so a closed reader is an error, not a killed process.
-    /// - Throws: as ``connectReadPipe(_:_:)``.
+    /// - Parameter logger: as for ``connectReadPipe(_:logger:_:)``.
+    /// - Throws: as ``connectReadPipe(_:logger:_:)``.
     /// - Important: Call from a task running on this loop.
     public func connectWritePipe<P: StreamProtocol>(
-        _ fd: Int32, _ factory: () -> P
+        _ fd: Int32, logger: Logger? = nil, _ factory: () -> P
     ) async throws -> (any StreamTransport, P) {
         try preparePipe(fd)
         Self.ignoreSIGPIPE()
-        return try await startPipe(fd, kind: .writePipe, factory())
+        return try await startPipe(fd, kind: .writePipe, logger: logger, factory())
     }
 
     /// Whether epoll can watch `fd`: true for pipes, FIFOs, sockets and most character
@@ -52,9 +56,10 @@ extension EventLoop {
     }
 
     private func startPipe<P: StreamProtocol>(
-        _ fd: Int32, kind: SocketTransport.Kind, _ proto: P
+        _ fd: Int32, kind: SocketTransport.Kind, logger: Logger?, _ proto: P
     ) async throws -> (any StreamTransport, P) {
-        let transport = SocketTransport(loop: self, fd: fd, protocol: proto, kind: kind)
+        let transport = SocketTransport(
+            loop: self, fd: fd, protocol: proto, kind: kind, log: ConnectionLogContext(base: logger ?? self.logger))
         let made = Future<Void>(loop: self)
         transport.start { made.complete(.success(())) }
         await made.waitDone()

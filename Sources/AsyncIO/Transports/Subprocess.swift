@@ -3,6 +3,7 @@
 //===----------------------------------------------------------------------===//
 
 import CAsyncIOLinux
+public import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,6 +57,10 @@ public final class SubprocessTransport: @unchecked Sendable {
     public let loop: EventLoop
     /// The child's process id.
     public let pid: Int32
+    /// Where the process logs (a reaped-elsewhere warning): the logger given to
+    /// ``EventLoop/subprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:logger:_:)``
+    /// (by default the loop's) with `pid` metadata; its pipes' transports extend it with `fd`.
+    public let logger: Logger
     private var pipes: [Int32: any StreamTransport] = [:]
     private let proto: any SubprocessProtocol
     private var protocolState: ProtocolState = .connecting([])
@@ -78,7 +83,7 @@ public final class SubprocessTransport: @unchecked Sendable {
 
     /// What reaches the protocol: nothing before its `connectionMade` (the pipes' calls made
     /// meanwhile wait here, in order: asyncio's `_pending_calls`), nothing once
-    /// ``EventLoop/subprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:_:)``
+    /// ``EventLoop/subprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:logger:_:)``
     /// gave up.
     private enum ProtocolState {
         case connecting([PendingCall])
@@ -93,10 +98,13 @@ public final class SubprocessTransport: @unchecked Sendable {
         case exited
     }
 
-    init(loop: EventLoop, pid: Int32, protocol proto: any SubprocessProtocol) {
+    init(loop: EventLoop, pid: Int32, protocol proto: any SubprocessProtocol, logger: Logger) {
         self.loop = loop
         self.pid = pid
         self.proto = proto
+        var logger = logger
+        logger[metadataKey: "pid"] = "\(pid)"
+        self.logger = logger
     }
 
     /// The transport of the child's stdin (0, a write pipe), stdout (1) or stderr (2) if it is
@@ -245,7 +253,7 @@ public final class SubprocessTransport: @unchecked Sendable {
         repeat { rc = waitpid(pid, &status, WNOHANG) } while rc < 0 && errno == EINTR
         if rc < 0 && errno == ECHILD {
             // Reaped by someone else: the status is gone (asyncio's _do_waitpid: 255 + warning).
-            loop.logger.warning(
+            logger.warning(
                 "child process was reaped elsewhere; its return code is unknown",
                 metadata: ["pid": "\(pid)", "returnCode": "\(Self.unknownReturnCode)"])
             returnCode = Self.unknownReturnCode
@@ -355,6 +363,8 @@ extension EventLoop {
     ///   - environment: the child's whole environment (passed as `envp`); the parent's if
     ///     `nil`. `program` is still searched in the parent's `PATH`.
     ///   - currentDirectory: the child's working directory; the parent's if `nil`.
+    ///   - logger: What the ``SubprocessTransport/logger`` extends with `pid` metadata (and
+    ///     its pipes' transports with `fd`); `nil`: the loop's ``EventLoop/logger``.
     /// - Throws: ``TransportError`` naming the program if it cannot be started (not found,
     ///   not executable: `.permissionDenied`), or naming `currentDirectory` if that is what is
     ///   missing.
@@ -367,19 +377,22 @@ extension EventLoop {
         stderr: SubprocessIO = .pipe,
         environment: [String: String]? = nil,
         currentDirectory: String? = nil,
+        logger: Logger? = nil,
         _ factory: () -> P
     ) async throws -> (SubprocessTransport, P) {
         try await subprocessExec(
             program, arguments, stdin: stdin, stdout: stdout, stderr: stderr, environment: environment,
-            currentDirectory: currentDirectory, factory
-        ) { _, target, fd, adapter in
-            if target == 0 { return try await connectWritePipe(fd) { adapter }.0 }
-            return try await connectReadPipe(fd) { adapter }.0
+            currentDirectory: currentDirectory, logger: logger, factory
+        ) { process, target, fd, adapter in
+            var pipeLogger = process.logger
+            pipeLogger[metadataKey: "fd"] = "\(target)"
+            if target == 0 { return try await connectWritePipe(fd, logger: pipeLogger) { adapter }.0 }
+            return try await connectReadPipe(fd, logger: pipeLogger) { adapter }.0
         }
     }
 
-    /// ``subprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:_:)`` with the
-    /// step that connects each pipe's parent end (`connectPipe(pid, target fd, parent end,
+    /// ``subprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:logger:_:)`` with the
+    /// step that connects each pipe's parent end (`connectPipe(process, target fd, parent end,
     /// protocol)`) given: tests inject failures there. If it throws, the parent end is still
     /// the caller's.
     func subprocessExec<P: SubprocessProtocol>(
@@ -390,8 +403,9 @@ extension EventLoop {
         stderr: SubprocessIO,
         environment: [String: String]?,
         currentDirectory: String?,
+        logger: Logger? = nil,
         _ factory: () -> P,
-        connectPipe: (Int32, Int32, Int32, SubprocessPipeProtocol) async throws -> any StreamTransport
+        connectPipe: (SubprocessTransport, Int32, Int32, SubprocessPipeProtocol) async throws -> any StreamTransport
     ) async throws -> (SubprocessTransport, P) {
         // Pipes: [parent end, child end] per standard fd; the child's ends are dup2'ed in.
         var parentEnds: [Int32: Int32] = [:]
@@ -440,7 +454,7 @@ extension EventLoop {
             throw spawnError(program: program, currentDirectory: currentDirectory, errno: rc)
         }
         let proto = factory()
-        let transport = SubprocessTransport(loop: self, pid: pid, protocol: proto)
+        let transport = SubprocessTransport(loop: self, pid: pid, protocol: proto, logger: logger ?? self.logger)
         var pipes: [Int32: any StreamTransport] = [:]
         var unconnected = parentEnds
         do {
@@ -448,7 +462,7 @@ extension EventLoop {
             // connectionMade ran (in start).
             for (target, fd) in parentEnds.sorted(by: { $0.key < $1.key }) {
                 let adapter = SubprocessPipeProtocol(fd: target, owner: transport)
-                pipes[target] = try await connectPipe(pid, target, fd, adapter)
+                pipes[target] = try await connectPipe(transport, target, fd, adapter)
                 unconnected[target] = nil
             }
             try transport.start(pipes: pipes)
