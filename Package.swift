@@ -187,3 +187,15 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Documentation (DocC). The swift-docc-plugin dependency is added only when
+// ASYNCIO_DOCS is set, so a package that depends on swift-asyncio never resolves or clones
+// it (the Swift Package Index brings its own plugin, see .spi.yml). Build the docs with:
+//   ASYNCIO_DOCS=1 swift package generate-documentation --target AsyncIO
+// .ci/docs.sh does that for every documented target, with warnings as errors and a check that
+// every public symbol has a doc comment.
+if Context.environment["ASYNCIO_DOCS"] != nil {
+    package.dependencies.append(
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0")
+    )
+}

@@ -227,9 +227,11 @@ public func wait<T>(
 ///
 /// Each element is a done future: read it with `try future.result()`.
 public struct AsCompleted<T: Sendable>: AsyncSequence, Sendable {
+    /// Each element is a future that is done.
     public typealias Element = Future<T>
     let state: AsCompletedState<T>
 
+    /// Yields the futures as they complete; see ``AsCompleted``.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let state: AsCompletedState<T>
 
@@ -241,6 +243,8 @@ public struct AsCompleted<T: Sendable>: AsyncSequence, Sendable {
         }
     }
 
+    /// An iterator over the futures in the order they complete. Iterate once: the futures
+    /// returned are not returned again by a second iterator.
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(state: state)
     }

@@ -38,6 +38,7 @@ public struct EventLoopError: Error, Hashable, CustomStringConvertible {
         /// own thread only).
         public static let wrongThread = Code(base: .wrongThread)
 
+        /// The code's name, e.g. `"closed"`.
         public var description: String {
             switch base {
             case .closed: "closed"
@@ -58,14 +59,18 @@ public struct EventLoopError: Error, Hashable, CustomStringConvertible {
     /// A sentence for people.
     public let message: String
 
+    /// An error with `code` and a `message` for people.
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
+    /// `EventLoopError.CODE: message`.
     public var description: String { "EventLoopError.\(code): \(message)" }
 
+    /// Errors are equal when their codes are: the message is not compared.
     public static func == (lhs: EventLoopError, rhs: EventLoopError) -> Bool { lhs.code == rhs.code }
+    /// Hashes the code only, as `==` compares it only.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 
     @usableFromInline static let closedError = EventLoopError(.closed, "the event loop is closed")
@@ -78,11 +83,13 @@ public struct IOError: Error, Hashable, CustomStringConvertible {
     /// The system call (or library function) that failed, e.g. `"epoll_ctl"`.
     public let syscall: String
 
+    /// The error `errno` from the call named `syscall`.
     public init(errno: Int32, syscall: String) {
         self.errno = errno
         self.syscall = syscall
     }
 
+    /// `CALL failed: strerror text (errno N)`.
     public var description: String {
         let text = strerror(errno).map { String(cString: $0) } ?? "errno \(errno)"
         return "\(syscall) failed: \(text) (errno \(errno))"
@@ -94,7 +101,9 @@ public struct IOError: Error, Hashable, CustomStringConvertible {
 /// Thrown by ``waitFor(_:timeout:)`` after the inner work was cancelled, and by
 /// ``asCompleted(_:timeout:)`` and ``wait(_:timeout:returnWhen:)``'s callers' deadlines.
 public struct TimeoutError: Error, Hashable, CustomStringConvertible {
+    /// A timeout error.
     public init() {}
+    /// `TimeoutError: the operation timed out`.
     public var description: String { "TimeoutError: the operation timed out" }
 }
 
@@ -103,7 +112,9 @@ public struct TimeoutError: Error, Hashable, CustomStringConvertible {
 public struct InvalidStateError: Error, Hashable, CustomStringConvertible {
     /// A sentence for people.
     public let message: String
+    /// An error with a `message` for people.
     public init(_ message: String) { self.message = message }
+    /// `InvalidStateError: message`.
     public var description: String { "InvalidStateError: \(message)" }
 }
 

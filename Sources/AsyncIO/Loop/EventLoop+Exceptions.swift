@@ -26,6 +26,7 @@ public struct ExceptionContext: Sendable, CustomStringConvertible {
         self.logger = logger
     }
 
+    /// The message, then `[source]` and the error, as the default handler logs them.
     public var description: String {
         var text = message
         if let source { text += " [\(source)]" }

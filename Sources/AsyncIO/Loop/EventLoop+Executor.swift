@@ -22,10 +22,15 @@ extension EventLoop: SerialExecutor, TaskExecutor {
         }
     }
 
+    /// The loop as the serial executor of actors that name it as theirs
+    /// (`nonisolated var unownedExecutor`), so their code runs on the loop's thread.
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
     }
 
+    /// The loop as a task executor. Prefer ``taskExecutor`` for
+    /// `Task(executorPreference:)`: its jobs run as task steps, without the isolation checks
+    /// that jobs enqueued on the loop itself get.
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
         UnownedTaskExecutor(ordinary: self)
     }
@@ -35,6 +40,7 @@ extension EventLoop: SerialExecutor, TaskExecutor {
         precondition(inLoopThread, "EventLoop '\(name)': not on the loop's thread")
     }
 
+    /// Whether `other` is this loop: two loops are never the same context.
     public func isSameExclusiveExecutionContext(other: EventLoop) -> Bool {
         self === other
     }
@@ -50,7 +56,7 @@ extension EventLoop: SerialExecutor, TaskExecutor {
 /// Jobs that come through this object are known to be task steps and run without isolation.
 ///
 /// Lifetime: every task created with this executor as its preference retains it, so it may
-/// outlive its loop. It holds the loop's ``LoopInbox`` strongly and the loop itself not at
+/// outlive its loop. It holds the loop's `LoopInbox` strongly and the loop itself not at
 /// all: a job for a loop that was closed (or closed and freed) is refused — logged at error
 /// level and never run, so its task stays suspended — instead of touching freed memory.
 public final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {

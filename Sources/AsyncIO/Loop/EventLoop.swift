@@ -284,6 +284,7 @@ public final class EventLoop: @unchecked Sendable {
 }
 
 extension EventLoop: CustomStringConvertible {
+    /// `EventLoop(name, running: …, closed: …, debug: …)`, for logs and debugging.
     public var description: String {
         "EventLoop(\(name), running: \(isRunning), closed: \(isClosed), debug: \(debug))"
     }

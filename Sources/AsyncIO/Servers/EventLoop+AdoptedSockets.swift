@@ -29,8 +29,14 @@ extension EventLoop {
     /// - Parameters:
     ///   - sock: The socket. Owned by the server once checked (see the file's ownership note:
     ///     the server closes it; a Unix socket's file is not removed, the server did not make it).
-    ///   - tls, backlog, startServing, logger, factory: as in
-    ///     ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:logger:_:)``.
+    ///   - tls: A server context to run TLS over every accepted connection; `nil` for plain TCP.
+    ///   - backlog: The `listen` backlog, used only if the socket is not listening yet.
+    ///   - startServing: Whether to accept at once; `false` waits for ``Server/startServing()``.
+    ///   - logger: What the server's ``Server/logger`` is (connections extend it with
+    ///     `connection` and `peer` metadata); `nil`: the loop's ``EventLoop/logger``.
+    ///   - factory: Makes the protocol of each accepted connection.
+    ///
+    ///   As in ``createServer(host:port:tls:backlog:reuseAddress:reusePort:startServing:logger:_:)``.
     /// - Throws: ``TransportError`` `.invalidSocket` naming what `sock` is if it is not a
     ///   stream socket that listens or can (a datagram socket, a connected socket, not a
     ///   socket), and the fd stays the caller's; a failing `listen` (then the fd is closed).
@@ -124,10 +130,15 @@ extension EventLoop {
     /// With `tls` the handshake runs as the client first; a context that checks the server's
     /// name needs `serverHostname`.
     /// - Parameters:
-    ///   - sock: The socket. Owned by the transport once checked (see the file's
-    ///     ownership note).
+    ///   - sock: The socket. Owned by the transport once checked (see the file's ownership
+    ///     note).
+    ///   - tls: A client context to run TLS over the connection; `nil` for plain bytes.
+    ///   - serverHostname: The name to send (SNI) and to check the certificate against.
+    ///   - session: A session of an earlier connection to resume (``TLSConnectionInfo/session``).
     ///   - logger: What the connection's ``StreamTransport/logger`` extends with `connection`
     ///     and `peer` metadata; `nil`: the loop's ``EventLoop/logger``.
+    ///   - factory: Makes the connection's protocol.
+    /// - Returns: The transport and the protocol.
     /// - Throws: ``TransportError`` `.invalidSocket` if `sock` is not a connected stream
     ///   socket (the fd stays the caller's); ``TLSError``.
     /// - Important: Call from a task running on this loop.
@@ -166,10 +177,13 @@ extension EventLoop {
     /// With `tls` (a server context) the handshake runs as the server first and the call
     /// returns once it succeeded.
     /// - Parameters:
-    ///   - sock: The socket. Owned by the transport once checked (see the file's
-    ///     ownership note).
+    ///   - sock: The socket. Owned by the transport once checked (see the file's ownership
+    ///     note).
+    ///   - tls: A server context to run TLS over the connection; `nil` for plain bytes.
     ///   - logger: What the connection's ``StreamTransport/logger`` extends with `connection`
     ///     and `peer` metadata; `nil`: the loop's ``EventLoop/logger``.
+    ///   - factory: Makes the connection's protocol.
+    /// - Returns: The transport and the protocol.
     /// - Throws: ``TransportError`` `.invalidSocket` if `sock` is not a connected stream
     ///   socket (the fd stays the caller's); ``TLSError``.
     /// - Important: Call from a task running on this loop.
@@ -200,8 +214,11 @@ extension EventLoop {
     /// Runs a datagram protocol over a datagram socket made elsewhere (asyncio's
     /// `create_datagram_endpoint(sock=)`): UDP (IPv4, IPv6) or Unix, bound or not; a connected
     /// socket's peer is the endpoint's (`sendTo(_, nil)`).
-    /// - Parameter sock: The socket. Owned by the transport once checked (see the file's
-    ///   ownership note).
+    /// - Parameters:
+    ///   - sock: The socket. Owned by the transport once checked (see the file's ownership
+    ///     note).
+    ///   - factory: Makes the endpoint's protocol.
+    /// - Returns: The transport and the protocol.
     /// - Throws: ``TransportError`` `.invalidSocket` if `sock` is not a datagram socket (the
     ///   fd stays the caller's).
     /// - Important: Call from a task running on this loop.

@@ -198,12 +198,18 @@ extension EventLoop {
     /// With `tls`, the TLS handshake runs first and the call returns once it succeeded (and
     /// `connectionMade` ran); the transport returned encrypts and decrypts.
     /// - Parameters:
+    ///   - host: A name (looked up on the default executor, so the loop does not block on DNS)
+    ///     or a numeric address.
+    ///   - port: The TCP port.
     ///   - tls: A client ``TLSContext`` to speak TLS.
     ///   - serverHostname: The name for SNI and for checking the server's certificate;
     ///     defaults to `host`. An IP address is checked against the certificate's IP SANs.
     ///   - session: A ``TLSSession`` from an earlier connection to resume.
     ///   - logger: What the connection's ``StreamTransport/logger`` extends with `connection`
     ///     and `peer` metadata; `nil`: the loop's ``EventLoop/logger``.
+    ///   - happyEyeballsDelay: How long an attempt runs alone before the next address is tried.
+    ///   - factory: Makes the connection's protocol.
+    /// - Returns: The transport and the protocol.
     /// - Throws: ``TransportError`` (`.connectionRefused`, `.timedOut`, `.unreachable`, …: the
     ///   first attempt's error if all fail), ``ResolutionError``, ``TLSError``
     ///   (`.certificateVerificationFailed` with the reason, `.handshakeFailed`,

@@ -235,6 +235,7 @@ public final class Server: @unchecked Sendable {
 }
 
 extension Server: CustomStringConvertible {
+    /// `Server(addresses, serving: …)`, for logs and debugging.
     public var description: String {
         "Server(\(listeners.map { "\($0.address)" }.joined(separator: ", ")), serving: \(serving))"
     }

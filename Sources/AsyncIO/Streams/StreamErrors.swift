@@ -9,11 +9,13 @@ public struct IncompleteReadError: Error, Hashable, CustomStringConvertible {
     /// How many bytes were asked for, `nil` when reading until a separator.
     public let expected: Int?
 
+    /// An error for `partial` bytes read before EOF when `expected` were asked for.
     public init(partial: [UInt8], expected: Int?) {
         self.partial = partial
         self.expected = expected
     }
 
+    /// The counts, for people.
     public var description: String {
         "IncompleteReadError: \(partial.count) bytes read before EOF, \(expected.map { "\($0)" } ?? "a separator") expected"
     }
@@ -28,11 +30,13 @@ public struct LimitOverrunError: Error, Hashable, CustomStringConvertible {
     /// The reader's limit.
     public let limit: Int
 
+    /// An error for `consumed` bytes buffered without a separator against `limit`.
     public init(consumed: Int, limit: Int) {
         self.consumed = consumed
         self.limit = limit
     }
 
+    /// The limit and the buffered count, for people.
     public var description: String {
         "LimitOverrunError: separator not found within the limit of \(limit) bytes (\(consumed) buffered)"
     }

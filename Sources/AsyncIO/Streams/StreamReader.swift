@@ -15,6 +15,7 @@
 /// ```
 /// - Important: Loop-bound: use it from tasks running on its loop.
 public final class StreamReader: AsyncSequence, @unchecked Sendable {
+    /// Each element is a chunk of bytes as it arrived.
     public typealias Element = [UInt8]
 
     /// The loop the reader belongs to.
@@ -58,7 +59,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     @exclusivity(unchecked) var transport: (any StreamTransport)?
     @exclusivity(unchecked) private var transportPaused = false
 
-    /// A reader fed by hand (``feed(_:)``, ``feedEOF()``) or by a connection.
+    /// A reader fed by hand (``feed(_:)-(UnsafeRawBufferPointer)``, ``feedEOF()``) or by a connection.
     public init(loop: EventLoop, limit: Int = 64 * 1024) {
         precondition(limit > 0, "StreamReader limit must be positive")
         self.loop = loop
@@ -471,6 +472,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         }
     }
 
+    /// Iterates over the stream in chunks; see ``AsyncIterator``.
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(reader: self)
     }
@@ -484,6 +486,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
 
     /// The lines of a ``StreamReader``; see ``StreamReader/lines``.
     public struct Lines: AsyncSequence, Sendable {
+        /// Each element is a line, its `"\n"` included.
         public typealias Element = [UInt8]
         let reader: StreamReader
 
@@ -491,12 +494,15 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         public struct AsyncIterator: AsyncIteratorProtocol {
             let reader: StreamReader
 
+            /// The next line, `nil` at EOF.
+            /// - Throws: what ``StreamReader/readLine()`` throws.
             nonisolated(nonsending) public mutating func next() async throws -> [UInt8]? {
                 let line = try await reader.readLine()
                 return line.isEmpty ? nil : line
             }
         }
 
+        /// Iterates over the lines.
         public func makeAsyncIterator() -> AsyncIterator {
             AsyncIterator(reader: reader)
         }

@@ -15,9 +15,12 @@ extension EventLoop {
     /// guard process.returnCode == 0 else { … }
     /// ```
     /// - Parameters:
-    ///   - stdin, stdout, stderr: `.pipe` for a stream (``Process/stdin``, ``Process/stdout``,
-    ///     ``Process/stderr``), `.inherit` (the default, as asyncio's `None`) for this
-    ///     process's own fd, `.devNull`; `stderr: .stdout` sends stderr wherever stdout goes.
+    ///   - program: The program: a path, or a name searched in `PATH`.
+    ///   - arguments: Its arguments, without the program's name (`argv[1...]`).
+    ///   - stdin: `.pipe` for a stream (``Process/stdin``), `.inherit` (the default, as
+    ///     asyncio's `None`) for this process's own fd, `.devNull`.
+    ///   - stdout: The same for ``Process/stdout``.
+    ///   - stderr: The same for ``Process/stderr``; `.stdout` sends stderr wherever stdout goes.
     ///   - environment: the child's whole environment; this process's if `nil`.
     ///   - currentDirectory: the child's working directory; this process's if `nil`.
     ///   - limit: each output reader's ``StreamReader/limit`` (a pipe is no longer read while

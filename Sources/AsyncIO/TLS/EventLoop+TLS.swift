@@ -18,10 +18,15 @@ extension EventLoop {
     /// let secure = try await loop.startTLS(transport, context: serverContext, alreadyReceived: rest)
     /// ```
     /// - Parameters:
+    ///   - transport: The plain transport, open; the TLS layer takes it over (its protocol
+    ///     becomes the layer, and closing the layer closes it).
     ///   - context: A server or client ``TLSContext``: it decides which side we are.
     ///   - serverHostname: Clients: the name for SNI and the certificate check (required
     ///     unless the context's `verifyPeer` or `verifyHostname` is off).
     ///   - session: Clients: a session to resume.
+    ///   - alreadyReceived: Bytes read from the transport that belong to the TLS stream.
+    /// - Returns: The TLS transport, after the handshake; it calls the plain transport's
+    ///   protocol from now on.
     /// - Throws: ``TLSError`` if the handshake fails or times out (the connection is then
     ///   closed and the protocol gets `connectionLost` with the error),
     ///   ``TransportError`` `.closed` if the transport is already closing.

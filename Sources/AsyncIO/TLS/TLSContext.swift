@@ -9,10 +9,13 @@ import Glibc
 
 /// A TLS protocol version.
 public enum TLSVersion: Int, Sendable, Comparable, CustomStringConvertible {
+    /// TLS 1.0, 1.1, 1.2 and 1.3; the raw value is the version's number on the wire.
     case v1_0 = 0x0301, v1_1 = 0x0302, v1_2 = 0x0303, v1_3 = 0x0304
 
+    /// Older versions are smaller: `.v1_2 < .v1_3`.
     public static func < (a: TLSVersion, b: TLSVersion) -> Bool { a.rawValue < b.rawValue }
 
+    /// OpenSSL's name for the version: `"TLSv1"`, `"TLSv1.1"`, `"TLSv1.2"`, `"TLSv1.3"`.
     public var description: String {
         switch self {
         case .v1_0: "TLSv1"

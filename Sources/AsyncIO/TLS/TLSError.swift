@@ -19,6 +19,7 @@ public struct TLSError: Error, Hashable, CustomStringConvertible {
         /// The code's name, e.g. `"handshakeFailed"`.
         public let name: String
         init(_ name: String) { self.name = name }
+        /// The code's name.
         public var description: String { name }
 
         /// A context could not be made: a missing or unreadable file, invalid PEM, a key that
@@ -60,6 +61,7 @@ public struct TLSError: Error, Hashable, CustomStringConvertible {
         self.path = path
     }
 
+    /// The message, then OpenSSL's reason if the message does not already contain it.
     public var description: String {
         reason.isEmpty || message.contains(reason) ? message : "\(message): \(reason)"
     }

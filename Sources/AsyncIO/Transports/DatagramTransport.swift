@@ -31,9 +31,14 @@ public protocol DatagramProtocol: AnyObject {
 }
 
 extension DatagramProtocol {
+    /// Default: ignores the error.
     public func errorReceived(_ error: any Error) {}
+    /// Default: does nothing.
     public func connectionLost(_ error: (any Error)?) {}
+    /// Default: does nothing (datagrams are still queued; watch
+    /// ``DatagramTransport/writeBufferSize``).
     public func pauseWriting() {}
+    /// Default: does nothing.
     public func resumeWriting() {}
 }
 
@@ -350,11 +355,15 @@ extension EventLoop {
     /// and the protocol made by `factory`, after `connectionMade` ran.
     ///
     /// - Parameters:
-    ///   - localHost, localPort: the address to bind (a server), or `nil` for an ephemeral one.
-    ///   - remoteHost, remotePort: the peer to connect to (a connected client: `sendTo(_, nil)`
+    ///   - localHost: the host of the address to bind (a server), or `nil` for any.
+    ///   - localPort: its port, or `nil` for an ephemeral one.
+    ///   - remoteHost: the peer to connect to (a connected client: `sendTo(_, nil)`
     ///     and ICMP errors reported through `errorReceived`), or `nil`.
+    ///   - remotePort: the peer's port.
     ///   - reusePort: `SO_REUSEPORT`, for one endpoint per loop on the same port.
     ///   - allowBroadcast: `SO_BROADCAST`.
+    ///   - factory: Makes the endpoint's protocol.
+    /// - Returns: The transport and the protocol.
     /// - Throws: ``TransportError`` (`.addressInUse` names the address), ``ResolutionError``.
     /// - Important: Call from a task running on this loop.
     public func createDatagramEndpoint<P: DatagramProtocol>(

@@ -46,9 +46,13 @@ public protocol StreamProtocol: AnyObject {
 }
 
 extension StreamProtocol {
+    /// Default: `false`, the transport closes once its write buffer is flushed.
     public func eofReceived() throws -> Bool { false }
+    /// Default: does nothing.
     public func connectionLost(_ error: (any Error)?) {}
+    /// Default: does nothing; writes keep being buffered.
     public func pauseWriting() {}
+    /// Default: does nothing.
     public func resumeWriting() {}
 }
 

@@ -173,10 +173,12 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Addresses are equal when their family, host and port are.
     public static func == (lhs: SocketAddress, rhs: SocketAddress) -> Bool {
         lhs.family == rhs.family && lhs.host == rhs.host && lhs.port == rhs.port
     }
 
+    /// Hashes the family, host and port, as `==` compares them.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(family)
         hasher.combine(host)
@@ -263,6 +265,7 @@ public struct ResolutionError: Error, Hashable, CustomStringConvertible {
     /// What went wrong, for people.
     public let message: String
 
+    /// An error for `host`:`port` with getaddrinfo's `code` (0 if none) and a `message`.
     public init(host: String, port: Int, code: Int32 = 0, message: String) {
         self.host = host
         self.port = port
@@ -270,6 +273,7 @@ public struct ResolutionError: Error, Hashable, CustomStringConvertible {
         self.message = message
     }
 
+    /// `cannot resolve HOST:PORT: message`.
     public var description: String { "cannot resolve \(host):\(port): \(message)" }
 }
 

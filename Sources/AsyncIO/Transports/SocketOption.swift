@@ -77,6 +77,7 @@ public struct SocketOption<Value>: Sendable, CustomStringConvertible {
         self.describe = describe
     }
 
+    /// The option's name, as ``optionName``.
     public var description: String { optionName }
 }
 

@@ -27,11 +27,17 @@ public protocol SubprocessProtocol: AnyObject {
 }
 
 extension SubprocessProtocol {
+    /// Default: does nothing.
     public func connectionMade(_ transport: SubprocessTransport) throws {}
+    /// Default: drops the bytes.
     public func pipeDataReceived(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {}
+    /// Default: does nothing.
     public func pipeConnectionLost(_ fd: Int32, _ error: (any Error)?) {}
+    /// Default: does nothing.
     public func processExited() {}
+    /// Default: does nothing.
     public func pauseWriting() {}
+    /// Default: does nothing.
     public func resumeWriting() {}
 }
 
@@ -358,13 +364,18 @@ extension EventLoop {
     /// let status = try await process.waitForExit()
     /// ```
     /// - Parameters:
-    ///   - stdin, stdout, stderr: pipes (served by transports), inherited, or `/dev/null`;
-    ///     `stderr: .stdout` merges it into stdout.
+    ///   - program: The program: a path, or a name searched in `PATH`.
+    ///   - arguments: Its arguments, without the program's name (`argv[1...]`).
+    ///   - stdin: A pipe (served by a transport, the default), `.inherit`ed, or `/dev/null`.
+    ///   - stdout: The same for stdout.
+    ///   - stderr: The same for stderr; `.stdout` merges it into stdout.
     ///   - environment: the child's whole environment (passed as `envp`); the parent's if
     ///     `nil`. `program` is still searched in the parent's `PATH`.
     ///   - currentDirectory: the child's working directory; the parent's if `nil`.
     ///   - logger: What the ``SubprocessTransport/logger`` extends with `pid` metadata (and
     ///     its pipes' transports with `fd`); `nil`: the loop's ``EventLoop/logger``.
+    ///   - factory: Makes the protocol that receives the child's output and exit.
+    /// - Returns: The transport and the protocol, once the child was started.
     /// - Throws: ``TransportError`` naming the program if it cannot be started (not found,
     ///   not executable: `.permissionDenied`), or naming `currentDirectory` if that is what is
     ///   missing.

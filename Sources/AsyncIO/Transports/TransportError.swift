@@ -16,8 +16,10 @@ import Glibc
 public struct TransportError: Error, Hashable, CustomStringConvertible {
     /// The kind of failure. New codes may be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
+        /// The code's name, e.g. `"connectionRefused"`.
         public let name: String
         init(_ name: String) { self.name = name }
+        /// The code's name.
         public var description: String { name }
 
         /// The local address is already bound (EADDRINUSE).
@@ -66,6 +68,7 @@ public struct TransportError: Error, Hashable, CustomStringConvertible {
     /// A sentence for people, naming the address or the call.
     public let message: String
 
+    /// An error with `code`, a `message` for people and the `errno` behind it (0 if none).
     public init(_ code: Code, _ message: String, errno: Int32 = 0) {
         self.code = code
         self.message = message
@@ -112,6 +115,7 @@ public struct TransportError: Error, Hashable, CustomStringConvertible {
         return error
     }
 
+    /// The message.
     public var description: String { message }
 
     static let closedTransport = TransportError(.closed, "the transport is closed")
