@@ -127,9 +127,9 @@ extension EventLoopGroup {
 
     /// Serves listening sockets made elsewhere on every loop of the group (e.g. the sockets
     /// systemd passed, ``SocketActivation``): the first loop takes them as
-    /// ``EventLoop/createServer(sockets:tls:backlog:startServing:_:)`` does, the others accept
+    /// ``EventLoop/createServer(sockets:tls:backlog:startServing:logger:_:)`` does, the others accept
     /// from duplicates of them.
-    /// - Throws: as ``EventLoop/createServer(sockets:tls:backlog:startServing:_:)``, or the
+    /// - Throws: as ``EventLoop/createServer(sockets:tls:backlog:startServing:logger:_:)``, or the
     ///   error of a later loop's server; the servers already made are then closed.
     public func createServer(
         sockets: [Int32],

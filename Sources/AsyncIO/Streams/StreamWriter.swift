@@ -61,6 +61,12 @@ public final class StreamWriter: @unchecked Sendable {
     /// after the buffered bytes, and returns the bytes sent: `sendfile(2)` on a plain socket,
     /// chunks read in the executor on TLS. Write nothing else until it returns.
     /// See ``EventLoop/sendfile(_:file:offset:count:fallback:)``.
+    /// - Parameters:
+    ///   - file: An open file descriptor; still the caller's to close.
+    ///   - offset: Where in the file to start.
+    ///   - count: Bytes to send; `nil` sends up to the end of the file.
+    ///   - fallback: Whether to read and write where `sendfile(2)` cannot be used.
+    /// - Returns: The bytes sent.
     /// - Important: Call from a task running on the connection's loop.
     public func sendfile(file: Int32, offset: Int = 0, count: Int? = nil, fallback: Bool = true) async throws -> Int {
         try await transport.loop.sendfile(transport, file: file, offset: offset, count: count, fallback: fallback)

@@ -8,7 +8,7 @@ import Glibc
 
 /// A child process started by
 /// ``EventLoop/createSubprocessExec(_:_:stdin:stdout:stderr:environment:currentDirectory:limit:logger:)``
-/// or ``EventLoop/createSubprocessShell(_:stdin:stdout:stderr:environment:currentDirectory:limit:)``,
+/// or ``EventLoop/createSubprocessShell(_:stdin:stdout:stderr:environment:currentDirectory:limit:logger:)``,
 /// its pipes as streams (asyncio's `asyncio.subprocess.Process`).
 ///
 /// ```swift

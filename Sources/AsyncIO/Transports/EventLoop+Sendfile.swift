@@ -34,11 +34,13 @@ extension EventLoop {
     /// let sent = try await loop.sendfile(transport, file: file)
     /// ```
     /// - Parameters:
+    ///   - transport: A stream transport of this loop: TCP, Unix, a write pipe, or TLS.
     ///   - file: An open file descriptor; the caller keeps owning it (and closes it after the
     ///     call returns).
     ///   - offset: Where in the file to start (`pread`-style: the file's position is not used).
     ///   - count: Bytes to send; `nil` sends up to the end of the file.
     ///   - fallback: Whether to read and write where `sendfile(2)` cannot be used.
+    /// - Returns: The bytes sent: `count`, or fewer if the file ended first.
     /// - Throws: ``TransportError`` `.invalidArgument` for a negative offset or a count below 1,
     ///   `.closed` if the transport is closing (or closes before the file was sent),
     ///   `.sendfileNotAvailable` if `sendfile(2)` cannot be used and `fallback` is false, the

@@ -19,8 +19,12 @@ extension EventLoop {
     /// writing side closes, then `connectionLost`. The transport owns `fd` from now on and
     /// closes it at the end; the fd is made non-blocking.
     ///
-    /// - Parameter logger: What the transport's ``StreamTransport/logger`` extends with
-    ///   `connection` metadata; `nil`: the loop's ``EventLoop/logger``.
+    /// - Parameters:
+    ///   - fd: The pipe's reading end; the transport's from now on.
+    ///   - logger: What the transport's ``StreamTransport/logger`` extends with `connection`
+    ///     metadata; `nil`: the loop's ``EventLoop/logger``.
+    ///   - factory: Makes the protocol that receives the bytes.
+    /// - Returns: The transport and the protocol, once `connectionMade` ran.
     /// - Throws: ``TransportError`` `.notPollable` for a regular file (epoll cannot watch it:
     ///   read files with ``runInExecutor(_:_:)``), or the error of `fstat`/`fcntl`.
     /// - Important: Call from a task running on this loop.
@@ -38,7 +42,11 @@ extension EventLoop {
     ///
     /// Connecting a write pipe makes the process ignore SIGPIPE if it had the default action
     /// (as Python does at start-up), so a closed reader is an error, not a killed process.
-    /// - Parameter logger: as for ``connectReadPipe(_:logger:_:)``.
+    /// - Parameters:
+    ///   - fd: The pipe's writing end; the transport's from now on.
+    ///   - logger: as for ``connectReadPipe(_:logger:_:)``.
+    ///   - factory: Makes the protocol that writes (and hears `pauseWriting`/`resumeWriting`).
+    /// - Returns: The transport and the protocol, once `connectionMade` ran.
     /// - Throws: as ``connectReadPipe(_:logger:_:)``.
     /// - Important: Call from a task running on this loop.
     public func connectWritePipe<P: StreamProtocol>(
