@@ -167,8 +167,9 @@ extension EventLoop {
         return server
     }
 
-    /// Removes `address`'s file if it is a socket nobody listens on.
-    private func removeStaleUnixSocket(_ address: SocketAddress) throws {
+    /// Removes `address`'s file if it is a socket nobody listens on or is bound to (a stream
+    /// probe is refused by a file without a socket; a live socket of either type is in use).
+    func removeStaleUnixSocket(_ address: SocketAddress) throws {
         let path = address.host
         var info = stat()
         guard lstat(path, &info) == 0 else { return }   // nothing there

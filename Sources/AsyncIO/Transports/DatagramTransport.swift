@@ -17,7 +17,12 @@ public protocol DatagramProtocol: AnyObject {
     /// The endpoint is ready; keep `transport` to send.
     func connectionMade(_ transport: any DatagramTransport) throws
     /// A datagram arrived from `address`. `bytes` is borrowed: valid only during this call.
-    /// Datagrams up to 65,507 bytes arrive whole.
+    /// Datagrams up to 65,536 bytes arrive whole (every UDP datagram); a longer Unix datagram
+    /// is dropped and reported through `errorReceived` (`errno` `EMSGSIZE`).
+    ///
+    /// A Unix datagram from a socket that is not bound has no address: `address` is then the
+    /// unnamed Unix address (``SocketAddress/isUnnamedUnix``, an empty `host`; Python's
+    /// `None`), and an answer sent to it fails with `.invalidAddress`.
     func datagramReceived(_ bytes: UnsafeRawBufferPointer, from address: SocketAddress) throws
     /// A send or receive failed without closing the endpoint, e.g. ``TransportError`` with
     /// `.connectionRefused` when a connected endpoint's peer port has no listener (ICMP).
@@ -93,6 +98,8 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     private var proto: any DatagramProtocol
     private var state = State.open
     private let connectedPeer: SocketAddress?
+    /// The Unix socket file this endpoint's creation bound, removed when it closes.
+    var boundFile: UnixSocketFile?
     /// Queued datagrams: a heap copy and the destination.
     private var queue = Deque<(bytes: UnsafeMutableRawBufferPointer, address: SocketAddress?)>()
     private var queuedBytes = 0
@@ -156,8 +163,17 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             for i in 0..<n {
                 guard state != .closed else { return }
                 let header = batch.messages[i]
+                // No address (length 0): an unbound Unix datagram sender.
                 let from = SocketAddress(storage: batch.addresses[i], length: header.msg_hdr.msg_namelen)
                     ?? connectedPeer ?? SocketAddress(unixPath: "")
+                if header.msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 {
+                    // Only a Unix datagram can outgrow a slot (UDP's largest is 65,507 bytes).
+                    proto.errorReceived(TransportError(
+                        .other,
+                        "a datagram from \(from.isUnnamedUnix ? "an unbound socket" : from.description) was longer "
+                            + "than \(DatagramBatch.slotSize) bytes and was dropped (recvmmsg)", errno: EMSGSIZE))
+                    continue
+                }
                 let bytes = UnsafeRawBufferPointer(start: batch.buffer(i), count: Int(header.msg_len))
                 do {
                     try proto.datagramReceived(bytes, from: from)
@@ -324,6 +340,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             proto.connectionLost(error)
             Glibc.close(fileDescriptor)
             fileDescriptor = -1
+            boundFile?.remove()
             loop.openResources.remove(self)
             selfReference = nil
         }
@@ -340,6 +357,7 @@ extension DatagramSocketTransport: LoopClosingAware {
         if fileDescriptor >= 0 {
             Glibc.close(fileDescriptor)
             fileDescriptor = -1
+            boundFile?.remove()
         }
         selfReference = nil
     }
@@ -353,7 +371,8 @@ extension EventLoop {
     ///   - localHost, localPort: the address to bind (a server), or `nil` for an ephemeral one.
     ///   - remoteHost, remotePort: the peer to connect to (a connected client: `sendTo(_, nil)`
     ///     and ICMP errors reported through `errorReceived`), or `nil`.
-    ///   - reusePort: `SO_REUSEPORT`, for one endpoint per loop on the same port.
+    ///   - reusePort: `SO_REUSEPORT`, for one endpoint per loop on the same port, or several
+    ///     endpoints (and other programs that set it too) receiving one multicast group.
     ///   - allowBroadcast: `SO_BROADCAST`.
     /// - Throws: ``TransportError`` (`.addressInUse` names the address), ``ResolutionError``.
     /// - Important: Call from a task running on this loop.
@@ -437,7 +456,11 @@ extension EventLoop {
 
     /// Wraps a bound (or connected) datagram socket and waits until `connectionMade` ran.
     func startDatagramTransport(fd: Int32, _ proto: any DatagramProtocol, peer: SocketAddress?) async -> any DatagramTransport {
-        let transport = DatagramSocketTransport(loop: self, fd: fd, protocol: proto, peer: peer)
+        await startDatagramTransport(DatagramSocketTransport(loop: self, fd: fd, protocol: proto, peer: peer))
+    }
+
+    /// Starts `transport` and waits until `connectionMade` ran.
+    func startDatagramTransport(_ transport: DatagramSocketTransport) async -> any DatagramTransport {
         let made = Future<Void>(loop: self)
         transport.start { made.complete(.success(())) }
         await made.waitDone()
