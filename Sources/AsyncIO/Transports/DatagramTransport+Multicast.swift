@@ -203,6 +203,17 @@ extension SocketOption where Value == Bool {
     public static var multicastLoopV6: Self {
         flag(Int32(IPPROTO_IPV6), IPV6_MULTICAST_LOOP, "IPV6_MULTICAST_LOOP").onlyFor(family: AF_INET6)
     }
+    /// `IP_MULTICAST_ALL` (IPv4): on (Linux's default), a socket bound to a port receives the
+    /// datagrams of every group that any socket on this host joined on that port, not only of
+    /// the groups it joined itself; off, only its own groups' (and a group it left stops
+    /// arriving even while another socket is still a member).
+    public static var multicastAll: Self {
+        flag(Int32(IPPROTO_IP), IP_MULTICAST_ALL, "IP_MULTICAST_ALL").onlyFor(family: AF_INET)
+    }
+    /// `IPV6_MULTICAST_ALL`: IPv6's ``multicastAll`` (on by default).
+    public static var multicastAllV6: Self {
+        flag(Int32(IPPROTO_IPV6), IPV6_MULTICAST_ALL, "IPV6_MULTICAST_ALL").onlyFor(family: AF_INET6)
+    }
 }
 
 extension SocketOption where Value == Int {
