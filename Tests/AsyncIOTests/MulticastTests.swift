@@ -137,9 +137,11 @@ private let pythonMulticastPeer = """
             break
     """
 
-/// Waits until `recorder` holds `count` datagrams (or errors).
-private func awaitDatagrams(_ recorder: DatagramRecorder, _ count: Int) async throws {
-    while recorder.datagrams.count + recorder.errors.count < count { try await recorder.waitForNext() }
+extension DatagramRecorder {
+    /// Waits until `count` datagrams and errors arrived in all (10 s at most for each).
+    func waitForCount(_ count: Int) async throws {
+        while datagrams.count + errors.count < count { try await waitForNext() }
+    }
 }
 
 /// Whether a datagram is waiting in `fd`'s receive queue.
@@ -194,8 +196,8 @@ private func runMulticastScenario(_ loop: EventLoop, _ setup: MulticastCase) asy
 
     // Python → the group: both of ours get it, exactly, from Python's address.
     toPython.write("send from-python\n")
-    try await awaitDatagrams(recorderA, 1)
-    try await awaitDatagrams(recorderB, 1)
+    try await recorderA.waitForCount(1)
+    try await recorderB.waitForCount(1)
     for (name, recorder) in [("A", recorderA), ("B", recorderB)] {
         seen.append("\(name) <- \(String(decoding: recorder.datagrams[0].0, as: UTF8.self)) from \(recorder.datagrams[0].1)")
         expected.append("\(name) <- from-python from \(pythonAddress)")
@@ -216,14 +218,14 @@ private func runMulticastScenario(_ loop: EventLoop, _ setup: MulticastCase) asy
     a.sendTo("not-looped", try SocketAddress(ipAddress: setup.group, port: port))
     try a.setOption(setup.loopOption, true)
     a.sendTo("looped", try SocketAddress(ipAddress: setup.group, port: port))
-    try await awaitDatagrams(recorderA, 2)
-    try await awaitDatagrams(recorderB, 2)
+    try await recorderA.waitForCount(2)
+    try await recorderB.waitForCount(2)
     if setup.loopIsObservable {
         seen.append("A, B <- \(String(decoding: recorderA.datagrams[1].0, as: UTF8.self)), \(String(decoding: recorderB.datagrams[1].0, as: UTF8.self))")
         expected.append("A, B <- looped, looped")
     }
-    try await awaitDatagrams(recorderB, setup.loopIsObservable ? 2 : 3)
-    try await awaitDatagrams(recorderA, setup.loopIsObservable ? 2 : 3)
+    try await recorderB.waitForCount(setup.loopIsObservable ? 2 : 3)
+    try await recorderA.waitForCount(setup.loopIsObservable ? 2 : 3)
     let countA = recorderA.datagrams.count
 
     // A leaves (and takes only its own groups' datagrams): Python's next datagram reaches B
@@ -231,7 +233,7 @@ private func runMulticastScenario(_ loop: EventLoop, _ setup: MulticastCase) asy
     try a.setOption(setup.allOption, false)
     try a.leaveMulticastGroup(setup.group, interface: .name(setup.interfaceName))
     toPython.write("send after-leave\n")
-    try await awaitDatagrams(recorderB, countA + 1)
+    try await recorderB.waitForCount(countA + 1)
     seen.append("B <- \(String(decoding: recorderB.datagrams.last?.0 ?? [], as: UTF8.self))")
     expected.append("B <- after-leave")
     seen.append("A got \(recorderA.datagrams.count - countA) more, queued \(hasQueuedDatagram(a.fileDescriptor))")

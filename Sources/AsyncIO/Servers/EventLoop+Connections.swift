@@ -168,7 +168,8 @@ extension EventLoop {
     }
 
     /// Removes `address`'s file if it is a socket nobody listens on or is bound to (a stream
-    /// probe is refused by a file without a socket; a live socket of either type is in use).
+    /// probe is refused by a file without a socket; a live socket of either type, stream or
+    /// datagram, is in use).
     func removeStaleUnixSocket(_ address: SocketAddress) throws {
         let path = address.host
         var info = stat()
@@ -183,6 +184,8 @@ extension EventLoop {
         } catch let error as TransportError where error.code == .connectionRefused {
             unlink(path)   // stale: its server is gone
             return
+        } catch let error as TransportError where error.errno == EPROTOTYPE {
+            // A live socket of the other type (a datagram socket): in use all the same.
         }
         throw TransportError(.addressInUse, "address already in use: \(path)", errno: EADDRINUSE)
     }
