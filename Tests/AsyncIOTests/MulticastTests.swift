@@ -353,14 +353,7 @@ struct MulticastTests {
     func ipv4InAPrivateNamespaceWithPython() throws {
         let setup = MulticastCase.v4(
             interface: "mc0", sendBy: .name("mc0"), readBack: .any, source: "198.51.100.1", loopIsObservable: true)
-        let result = try PrivateNetwork.run {
-            try withLoop { loop in
-                try loop.runUntilComplete {
-                    try await setUpVethPair(loop)
-                    return try await runMulticastScenario(loop, setup)
-                }
-            }
-        }
+        let result = try runInPrivateNetwork(setup)
         #expect(result.seen == result.expected)
     }
 
@@ -374,15 +367,20 @@ struct MulticastTests {
             interfaceName: "mc0", sendInterface: .name("mc0"), sendInterfaceReadBack: .name("mc0"),
             sourceHost: "fd00:5::1", interfaceOption: .multicastInterfaceV6, loopOption: .multicastLoopV6,
             ttlOption: .multicastHops, allOption: .multicastAllV6, loopIsObservable: true)
-        let result = try PrivateNetwork.run {
-            try withLoop { loop in
-                try loop.runUntilComplete {
-                    try await setUpVethPair(loop)
-                    return try await runMulticastScenario(loop, setup)
-                }
+        let result = try runInPrivateNetwork(setup)
+        #expect(result.seen == result.expected)
+    }
+}
+
+/// The scenario in a private network namespace with a veth pair.
+private func runInPrivateNetwork(_ setup: MulticastCase) throws -> (seen: [String], expected: [String]) {
+    try PrivateNetwork.run {
+        try withLoop { loop in
+            try loop.runUntilComplete {
+                try await setUpVethPair(loop)
+                return try await runMulticastScenario(loop, setup)
             }
         }
-        #expect(result.seen == result.expected)
     }
 }
 

@@ -118,18 +118,7 @@ struct UnixDatagramTests {
         let theirs = uniqueName("py")
         try withLoop { loop in
             try loop.runUntilComplete {
-                let python = try await startPython(loop, """
-                    import socket, sys
-                    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                    s.settimeout(30)
-                    s.bind(b"\\0" + sys.argv[1].encode())
-                    print("ready", flush=True)
-                    data, source = s.recvfrom(1024)
-                    print(data.decode(), source == b"\\0" + sys.argv[2].encode(), flush=True)
-                    s.sendto(b"answer:" + data, source)
-                    """, [theirs, ours])
-                let reader = try #require(python.stdout)
-                #expect(try await reader.readLine() == Array("ready\n".utf8))
+                let (python, reader) = try await startAbstractDatagramAnswerer(loop, at: theirs, expecting: ours)
                 let (endpoint, recorder) = try await loop.createUnixDatagramEndpoint(
                     localPath: "\u{0}" + ours, remotePath: "\u{0}" + theirs
                 ) { DatagramRecorder(loop: loop) }
