@@ -26,6 +26,16 @@ private final class EchoingRecorder: DatagramProtocol, @unchecked Sendable {
     func connectionLost(_ error: (any Error)?) { transport = nil }
 }
 
+/// Counts flow-control calls.
+private final class FlowRecorder: DatagramProtocol, @unchecked Sendable {
+    var pauses = 0
+    var resumes = 0
+    func connectionMade(_ transport: any DatagramTransport) {}
+    func datagramReceived(_ bytes: UnsafeRawBufferPointer, from address: SocketAddress) {}
+    func pauseWriting() { pauses += 1 }
+    func resumeWriting() { resumes += 1 }
+}
+
 /// A fresh directory under /tmp for socket files; removed afterwards with whatever is left
 /// in it.
 private func withSocketDirectory<T>(_ body: (String) throws -> T) throws -> T {
@@ -227,6 +237,47 @@ struct UnixDatagramTests {
                         #expect(error.message == "a file that is not a socket is in the way: \(path)")
                     }
                     #expect(exists(path))
+                }
+            }
+        }
+    }
+
+    // A peer that does not read fills its queue (Linux's max_dgram_qlen) and our sends are
+    // queued: pauseWriting once over the high-water mark. Once Python reads, all 2,000
+    // datagrams arrive whole and in order, the queue drains and resumeWriting comes once.
+    // (The socket stays writable while the peer is full, as an unconnected Unix datagram
+X
+    @Test func aFullPeerQueuesOurSendsUntilItReads() throws {
+        try withSocketDirectory { directory in
+            let theirs = directory + "/py.sock"
+            try withLoop { loop in
+                try loop.runUntilComplete {
+                    let python = try await loop.createSubprocessExec("python3", ["-c", """
+                        import socket, sys
+                        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                        s.settimeout(30)
+                        s.bind(sys.argv[1])
+                        print("ready", flush=True)
+                        sys.stdin.readline()
+                        ok = all(s.recv(4096) == bytes([i % 256]) * 1024 for i in range(2000))
+                        print("in order" if ok else "differs", flush=True)
+                        """, theirs], stdin: .pipe, stdout: .pipe, stderr: .pipe)
+                    let reader = try #require(python.stdout)
+                    #expect(try await reader.readLine() == Array("ready\n".utf8))
+                    let (endpoint, flow) = try await loop.createUnixDatagramEndpoint(localPath: directory + "/ours.sock") {
+                        FlowRecorder()
+                    }
+                    defer { endpoint.close() }
+                    for i in 0..<2000 {
+                        endpoint.sendTo(Array(repeating: UInt8(i % 256), count: 1024), SocketAddress(unixPath: theirs))
+                    }
+                    try #require(endpoint.writeBufferSize > 0)
+                    #expect(flow.pauses == 1)
+                    python.stdin?.write("go\n")
+                    #expect(try await reader.readLine() == Array("in order\n".utf8))
+                    #expect(endpoint.writeBufferSize == 0)
+                    #expect(flow.pauses == 1 && flow.resumes == 1)
+                    _ = try await finishPython(python)
                 }
             }
         }

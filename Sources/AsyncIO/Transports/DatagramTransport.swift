@@ -104,6 +104,10 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     private var queue = Deque<(bytes: UnsafeMutableRawBufferPointer, address: SocketAddress?)>()
     private var queuedBytes = 0
     private var writerRegistered = false
+    /// While the queue waits out a back-off (see `waitBeforeRetrying`): the timer that tries
+    /// again, and the next wait's length.
+    private var retryTimer: Handle?
+    private var retryDelay = Duration.zero
     private var flow = FlowControl()
     private var selfReference: DatagramSocketTransport?
     /// The loop's datagram batch, looked up once.
@@ -206,17 +210,40 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
         if bytes.count > 0 { copy.copyMemory(from: bytes) }
         queue.append((copy, address))
         queuedBytes += bytes.count
-        if !writerRegistered {
-            do {
-                try loop.addWriter(fileDescriptor) { [unowned self] in self.writeReady() }
-                writerRegistered = true
-            } catch {
-                forceClose(error)
-                return
-            }
+        if retryTimer == nil {
+            guard armWriter() else { return }
         }
         if flow.needsPause(bufferSize: queuedBytes) {
             proto.pauseWriting()
+        }
+    }
+
+    /// Registers for writability unless registered; false if that failed (then closed).
+    private func armWriter() -> Bool {
+        guard !writerRegistered else { return true }
+        do {
+            try loop.addWriter(fileDescriptor) { [unowned self] in self.writeReady() }
+            writerRegistered = true
+            return true
+        } catch {
+            forceClose(error)
+            return false
+        }
+    }
+
+    /// The socket was writable, yet the kernel took nothing: an unconnected Unix datagram
+    /// socket whose destination's queue is full (its writability says nothing about another
+    /// socket's queue, so epoll would report it writable again at once: a busy loop), or
+    /// ENOBUFS. Tries again after a pause instead, 1 ms doubling to 64 ms while nothing goes.
+    private func waitBeforeRetrying() {
+        retryDelay = min(max(retryDelay * 2, .milliseconds(1)), .milliseconds(64))
+        if writerRegistered {
+            writerRegistered = false
+            loop.removeWriter(fileDescriptor)
+        }
+        retryTimer = loop.callLater(after: retryDelay) { [unowned self] in
+            retryTimer = nil
+            if state != .closed && !queue.isEmpty { writeReady() }
         }
     }
 
@@ -247,6 +274,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
 
     private func writeReady() {
         // Queued datagrams go out in batches (sendmmsg).
+        var progressed = false
         while !queue.isEmpty && state != .closed {
             let count = min(queue.count, DatagramBatch.slots)
             for i in 0..<count {
@@ -261,16 +289,25 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             switch nonBlockingResult(Int(sent)) {
             case .done(let datagrams):
                 dropFirstQueued(datagrams)
+                progressed = true
             case .interrupted:
                 continue
             case .wouldBlock, .failed(ENOBUFS):
+                if progressed {
+                    retryDelay = .zero
+                    _ = armWriter()
+                } else {
+                    waitBeforeRetrying()
+                }
                 return
             case .failed(let code):
                 // The first datagram failed: report it, drop it, go on with the rest.
                 proto.errorReceived(TransportError(errno: code, syscall: "sendmmsg", address: queue[0].address ?? connectedPeer))
                 dropFirstQueued(1)
+                progressed = true
             }
         }
+        retryDelay = .zero
         if writerRegistered {
             writerRegistered = false
             loop.removeWriter(fileDescriptor)
@@ -333,6 +370,8 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             writerRegistered = false
             loop.removeWriter(fileDescriptor)
         }
+        retryTimer?.cancel()
+        retryTimer = nil
         for entry in queue { entry.bytes.deallocate() }
         queue.removeAll()
         queuedBytes = 0
@@ -350,6 +389,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
 extension DatagramSocketTransport: LoopClosingAware {
     func loopClosed() {
         state = .closed
+        retryTimer = nil
         for entry in queue { entry.bytes.deallocate() }
         queue.removeAll()
         queuedBytes = 0
@@ -465,90 +505,6 @@ extension EventLoop {
         transport.start { made.complete(.success(())) }
         await made.waitDone()
         return transport
-    }
-}
-
-/// Receive slots for recvmmsg, owned by a loop and reused by all its datagram endpoints: each
-/// slot holds a whole datagram (up to 64 KiB) and its source address.
-final class DatagramBatch: LoopLocal {
-    static let key = LoopLocalKey<DatagramBatch>()
-    static let slots = 8
-    static let slotSize = 64 * 1024
-
-    let messages: UnsafeMutablePointer<casyncio_mmsghdr>
-    let addresses: UnsafeMutablePointer<sockaddr_storage>
-    private let iovecs: UnsafeMutablePointer<iovec>
-    private let storage: UnsafeMutableRawPointer
-
-    init() {
-        messages = .allocate(capacity: Self.slots)
-        messages.initialize(repeating: casyncio_mmsghdr(), count: Self.slots)
-        addresses = .allocate(capacity: Self.slots)
-        addresses.initialize(repeating: sockaddr_storage(), count: Self.slots)
-        iovecs = .allocate(capacity: Self.slots)
-        iovecs.initialize(repeating: iovec(), count: Self.slots)
-        storage = .allocate(byteCount: Self.slots * Self.slotSize, alignment: 16)
-    }
-
-    deinit {
-        messages.deallocate()
-        addresses.deallocate()
-        iovecs.deallocate()
-        storage.deallocate()
-    }
-
-    func loopWillClose() {}
-
-    func buffer(_ slot: Int) -> UnsafeMutableRawPointer {
-        storage + slot * Self.slotSize
-    }
-
-    /// Points `slot` at an outgoing datagram; its address was copied to `addresses[slot]`
-    /// (`addressLength` 0: a connected endpoint, no address).
-    func prepareForSend(slot: Int, bytes: UnsafeMutableRawBufferPointer, addressLength: socklen_t) {
-        readyForReceive = false
-        iovecs[slot] = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
-        messages[slot].msg_hdr.msg_name = addressLength > 0 ? UnsafeMutableRawPointer(addresses + slot) : nil
-        messages[slot].msg_hdr.msg_namelen = addressLength
-        messages[slot].msg_hdr.msg_iov = iovecs + slot
-        messages[slot].msg_hdr.msg_iovlen = 1
-        messages[slot].msg_hdr.msg_control = nil
-        messages[slot].msg_hdr.msg_controllen = 0
-        messages[slot].msg_hdr.msg_flags = 0
-        messages[slot].msg_len = 0
-    }
-
-    /// Whether the slots point at the receive buffers (a send repoints them).
-    private var readyForReceive = false
-
-    /// Sets the slots up for recvmmsg: fully after a send, else only the lengths the kernel
-    /// overwrote.
-    func prepareForReceive() {
-        if readyForReceive {
-            for i in 0..<Self.slots {
-                messages[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            }
-            return
-        }
-        readyForReceive = true
-        for i in 0..<Self.slots {
-            iovecs[i] = iovec(iov_base: buffer(i), iov_len: Self.slotSize)
-            messages[i].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + i)
-            messages[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            messages[i].msg_hdr.msg_iov = iovecs + i
-            messages[i].msg_hdr.msg_iovlen = 1
-            messages[i].msg_hdr.msg_control = nil
-            messages[i].msg_hdr.msg_controllen = 0
-            messages[i].msg_hdr.msg_flags = 0
-            messages[i].msg_len = 0
-        }
-    }
-}
-
-extension EventLoop {
-    /// The loop's datagram batch (recvmmsg/sendmmsg slots), allocated on first use.
-    var datagramBatch: DatagramBatch {
-        local(DatagramBatch.key) { DatagramBatch() }
     }
 }
 
