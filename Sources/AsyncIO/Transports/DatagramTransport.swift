@@ -377,6 +377,8 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
         queuedBytes = 0
         loop.schedule { [self] in
             proto.connectionLost(error)
+            // A protocol that keeps its transport (most do) would form a cycle with it.
+            proto = ClosedDatagramProtocol()
             Glibc.close(fileDescriptor)
             fileDescriptor = -1
             boundFile?.remove()
