@@ -23,6 +23,8 @@ public enum MulticastInterface: Sendable, Hashable, CustomStringConvertible {
     /// IPv4 only: the interface that owns this local IPv4 address (`"192.0.2.1"`).
     case address(String)
 
+    /// How messages name it: `any interface`, `interface eth0`, `interface #2`, `the
+    /// interface of 192.0.2.1`.
     public var description: String {
         switch self {
         case .any: "any interface"
