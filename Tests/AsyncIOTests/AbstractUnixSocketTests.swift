@@ -11,6 +11,27 @@ import Testing
 import Glibc
 #endif
 
+/// Starts a Python peer bound to the abstract datagram name `"\0" + name` that takes one
+/// datagram, prints `TEXT True` if it came from exactly `"\0" + sender`, and answers the
+/// sender with `answer:TEXT`; returns once it is bound, with its stdout.
+func startAbstractDatagramAnswerer(
+    _ loop: EventLoop, at name: String, expecting sender: String
+) async throws -> (AsyncIO.Process, StreamReader) {
+    let python = try await startPython(loop, """
+        import socket, sys
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.settimeout(30)
+        s.bind(b"\\0" + sys.argv[1].encode())
+        print("ready", flush=True)
+        data, source = s.recvfrom(1024)
+        print(data.decode(), source == b"\\0" + sys.argv[2].encode(), flush=True)
+        s.sendto(b"answer:" + data, source)
+        """, [name, sender])
+    let reader = try #require(python.stdout)
+    #expect(try await reader.readLine() == Array("ready\n".utf8))
+    return (python, reader)
+}
+
 @Suite(.timeLimit(.minutes(10)))
 struct AbstractUnixSocketTests {
     /// A name no other test or run uses.
@@ -119,18 +140,7 @@ struct AbstractUnixSocketTests {
         let theirs = uniqueName("dgram-py")
         try withLoop { loop in
             try loop.runUntilComplete {
-                let python = try await startPython(loop, """
-                    import socket, sys
-                    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                    s.settimeout(30)
-                    s.bind(b"\\0" + sys.argv[1].encode())
-                    print("ready", flush=True)
-                    data, source = s.recvfrom(1024)
-                    print(data.decode(), source == b"\\0" + sys.argv[2].encode(), flush=True)
-                    s.sendto(b"answer:" + data, source)
-                    """, [theirs, ours])
-                let reader = try #require(python.stdout)
-                #expect(try await reader.readLine() == Array("ready\n".utf8))
+                let (python, reader) = try await startAbstractDatagramAnswerer(loop, at: theirs, expecting: ours)
                 let fd = try rawSocket(AF_UNIX, Int32(SOCK_DGRAM.rawValue))
                 try bindUnix(fd, [0] + Array(ours.utf8))
                 let (endpoint, recorder) = try await loop.createDatagramEndpoint(sock: fd) { DatagramRecorder(loop: loop) }

@@ -167,8 +167,10 @@ extension EventLoop {
         return server
     }
 
-    /// Removes `address`'s file if it is a socket nobody listens on.
-    private func removeStaleUnixSocket(_ address: SocketAddress) throws {
+    /// Removes `address`'s file if it is a socket nobody listens on or is bound to (a stream
+    /// probe is refused by a file without a socket; a live socket of either type, stream or
+    /// datagram, is in use).
+    func removeStaleUnixSocket(_ address: SocketAddress) throws {
         let path = address.host
         var info = stat()
         guard lstat(path, &info) == 0 else { return }   // nothing there
@@ -182,6 +184,8 @@ extension EventLoop {
         } catch let error as TransportError where error.code == .connectionRefused {
             unlink(path)   // stale: its server is gone
             return
+        } catch let error as TransportError where error.errno == EPROTOTYPE {
+            // A live socket of the other type (a datagram socket): in use all the same.
         }
         throw TransportError(.addressInUse, "address already in use: \(path)", errno: EADDRINUSE)
     }

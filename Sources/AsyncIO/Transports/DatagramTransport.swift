@@ -17,7 +17,12 @@ public protocol DatagramProtocol: AnyObject {
     /// The endpoint is ready; keep `transport` to send.
     func connectionMade(_ transport: any DatagramTransport) throws
     /// A datagram arrived from `address`. `bytes` is borrowed: valid only during this call.
-    /// Datagrams up to 65,507 bytes arrive whole.
+    /// Datagrams up to 65,536 bytes arrive whole (every UDP datagram); a longer Unix datagram
+    /// is dropped and reported through `errorReceived` (`errno` `EMSGSIZE`).
+    ///
+    /// A Unix datagram from a socket that is not bound has no address: `address` is then the
+    /// unnamed Unix address (``SocketAddress/isUnnamedUnix``, an empty `host`; Python's
+    /// `None`), and an answer sent to it fails with `.invalidAddress`.
     func datagramReceived(_ bytes: UnsafeRawBufferPointer, from address: SocketAddress) throws
     /// A send or receive failed without closing the endpoint, e.g. ``TransportError`` with
     /// `.connectionRefused` when a connected endpoint's peer port has no listener (ICMP).
@@ -98,10 +103,16 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     private var proto: any DatagramProtocol
     private var state = State.open
     private let connectedPeer: SocketAddress?
+    /// The Unix socket file this endpoint's creation bound, removed when it closes.
+    var boundFile: UnixSocketFile?
     /// Queued datagrams: a heap copy and the destination.
     private var queue = Deque<(bytes: UnsafeMutableRawBufferPointer, address: SocketAddress?)>()
     private var queuedBytes = 0
     private var writerRegistered = false
+    /// While the queue waits out a back-off (see `waitBeforeRetrying`): the timer that tries
+    /// again, and the next wait's length.
+    private var retryTimer: Handle?
+    private var retryDelay = Duration.zero
     private var flow = FlowControl()
     private var selfReference: DatagramSocketTransport?
     /// The loop's datagram batch, looked up once.
@@ -161,8 +172,17 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             for i in 0..<n {
                 guard state != .closed else { return }
                 let header = batch.messages[i]
+                // No address (length 0): an unbound Unix datagram sender.
                 let from = SocketAddress(storage: batch.addresses[i], length: header.msg_hdr.msg_namelen)
                     ?? connectedPeer ?? SocketAddress(unixPath: "")
+                if header.msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 {
+                    // Only a Unix datagram can outgrow a slot (UDP's largest is 65,507 bytes).
+                    proto.errorReceived(TransportError(
+                        .other,
+                        "a datagram from \(from.isUnnamedUnix ? "an unbound socket" : from.description) was longer "
+                            + "than \(DatagramBatch.slotSize) bytes and was dropped (recvmmsg)", errno: EMSGSIZE))
+                    continue
+                }
                 let bytes = UnsafeRawBufferPointer(start: batch.buffer(i), count: Int(header.msg_len))
                 do {
                     try proto.datagramReceived(bytes, from: from)
@@ -195,17 +215,40 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
         if bytes.count > 0 { copy.copyMemory(from: bytes) }
         queue.append((copy, address))
         queuedBytes += bytes.count
-        if !writerRegistered {
-            do {
-                try loop.addWriter(fileDescriptor) { [unowned self] in self.writeReady() }
-                writerRegistered = true
-            } catch {
-                forceClose(error)
-                return
-            }
+        if retryTimer == nil {
+            guard armWriter() else { return }
         }
         if flow.needsPause(bufferSize: queuedBytes) {
             proto.pauseWriting()
+        }
+    }
+
+    /// Registers for writability unless registered; false if that failed (then closed).
+    private func armWriter() -> Bool {
+        guard !writerRegistered else { return true }
+        do {
+            try loop.addWriter(fileDescriptor) { [unowned self] in self.writeReady() }
+            writerRegistered = true
+            return true
+        } catch {
+            forceClose(error)
+            return false
+        }
+    }
+
+    /// The socket was writable, yet the kernel took nothing: an unconnected Unix datagram
+    /// socket whose destination's queue is full (its writability says nothing about another
+    /// socket's queue, so epoll would report it writable again at once: a busy loop), or
+    /// ENOBUFS. Tries again after a pause instead, 1 ms doubling to 64 ms while nothing goes.
+    private func waitBeforeRetrying() {
+        retryDelay = min(max(retryDelay * 2, .milliseconds(1)), .milliseconds(64))
+        if writerRegistered {
+            writerRegistered = false
+            loop.removeWriter(fileDescriptor)
+        }
+        retryTimer = loop.callLater(after: retryDelay) { [unowned self] in
+            retryTimer = nil
+            if state != .closed && !queue.isEmpty { writeReady() }
         }
     }
 
@@ -236,6 +279,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
 
     private func writeReady() {
         // Queued datagrams go out in batches (sendmmsg).
+        var progressed = false
         while !queue.isEmpty && state != .closed {
             let count = min(queue.count, DatagramBatch.slots)
             for i in 0..<count {
@@ -250,16 +294,25 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             switch nonBlockingResult(Int(sent)) {
             case .done(let datagrams):
                 dropFirstQueued(datagrams)
+                progressed = true
             case .interrupted:
                 continue
             case .wouldBlock, .failed(ENOBUFS):
+                if progressed {
+                    retryDelay = .zero
+                    _ = armWriter()
+                } else {
+                    waitBeforeRetrying()
+                }
                 return
             case .failed(let code):
                 // The first datagram failed: report it, drop it, go on with the rest.
                 proto.errorReceived(TransportError(errno: code, syscall: "sendmmsg", address: queue[0].address ?? connectedPeer))
                 dropFirstQueued(1)
+                progressed = true
             }
         }
+        retryDelay = .zero
         if writerRegistered {
             writerRegistered = false
             loop.removeWriter(fileDescriptor)
@@ -322,13 +375,18 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
             writerRegistered = false
             loop.removeWriter(fileDescriptor)
         }
+        retryTimer?.cancel()
+        retryTimer = nil
         for entry in queue { entry.bytes.deallocate() }
         queue.removeAll()
         queuedBytes = 0
         loop.schedule { [self] in
             proto.connectionLost(error)
+            // A protocol that keeps its transport (most do) would form a cycle with it.
+            proto = ClosedDatagramProtocol()
             Glibc.close(fileDescriptor)
             fileDescriptor = -1
+            boundFile?.remove()
             loop.openResources.remove(self)
             selfReference = nil
         }
@@ -338,6 +396,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
 extension DatagramSocketTransport: LoopClosingAware {
     func loopClosed() {
         state = .closed
+        retryTimer = nil
         for entry in queue { entry.bytes.deallocate() }
         queue.removeAll()
         queuedBytes = 0
@@ -345,6 +404,7 @@ extension DatagramSocketTransport: LoopClosingAware {
         if fileDescriptor >= 0 {
             Glibc.close(fileDescriptor)
             fileDescriptor = -1
+            boundFile?.remove()
         }
         selfReference = nil
     }
@@ -360,7 +420,8 @@ extension EventLoop {
     ///   - remoteHost: the peer to connect to (a connected client: `sendTo(_, nil)`
     ///     and ICMP errors reported through `errorReceived`), or `nil`.
     ///   - remotePort: the peer's port.
-    ///   - reusePort: `SO_REUSEPORT`, for one endpoint per loop on the same port.
+    ///   - reusePort: `SO_REUSEPORT`, for one endpoint per loop on the same port, or several
+    ///     endpoints (and other programs that set it too) receiving one multicast group.
     ///   - allowBroadcast: `SO_BROADCAST`.
     ///   - factory: Makes the endpoint's protocol.
     /// - Returns: The transport and the protocol.
@@ -446,95 +507,15 @@ extension EventLoop {
 
     /// Wraps a bound (or connected) datagram socket and waits until `connectionMade` ran.
     func startDatagramTransport(fd: Int32, _ proto: any DatagramProtocol, peer: SocketAddress?) async -> any DatagramTransport {
-        let transport = DatagramSocketTransport(loop: self, fd: fd, protocol: proto, peer: peer)
+        await startDatagramTransport(DatagramSocketTransport(loop: self, fd: fd, protocol: proto, peer: peer))
+    }
+
+    /// Starts `transport` and waits until `connectionMade` ran.
+    func startDatagramTransport(_ transport: DatagramSocketTransport) async -> any DatagramTransport {
         let made = Future<Void>(loop: self)
         transport.start { made.complete(.success(())) }
         await made.waitDone()
         return transport
-    }
-}
-
-/// Receive slots for recvmmsg, owned by a loop and reused by all its datagram endpoints: each
-/// slot holds a whole datagram (up to 64 KiB) and its source address.
-final class DatagramBatch: LoopLocal {
-    static let key = LoopLocalKey<DatagramBatch>()
-    static let slots = 8
-    static let slotSize = 64 * 1024
-
-    let messages: UnsafeMutablePointer<casyncio_mmsghdr>
-    let addresses: UnsafeMutablePointer<sockaddr_storage>
-    private let iovecs: UnsafeMutablePointer<iovec>
-    private let storage: UnsafeMutableRawPointer
-
-    init() {
-        messages = .allocate(capacity: Self.slots)
-        messages.initialize(repeating: casyncio_mmsghdr(), count: Self.slots)
-        addresses = .allocate(capacity: Self.slots)
-        addresses.initialize(repeating: sockaddr_storage(), count: Self.slots)
-        iovecs = .allocate(capacity: Self.slots)
-        iovecs.initialize(repeating: iovec(), count: Self.slots)
-        storage = .allocate(byteCount: Self.slots * Self.slotSize, alignment: 16)
-    }
-
-    deinit {
-        messages.deallocate()
-        addresses.deallocate()
-        iovecs.deallocate()
-        storage.deallocate()
-    }
-
-    func loopWillClose() {}
-
-    func buffer(_ slot: Int) -> UnsafeMutableRawPointer {
-        storage + slot * Self.slotSize
-    }
-
-    /// Points `slot` at an outgoing datagram; its address was copied to `addresses[slot]`
-    /// (`addressLength` 0: a connected endpoint, no address).
-    func prepareForSend(slot: Int, bytes: UnsafeMutableRawBufferPointer, addressLength: socklen_t) {
-        readyForReceive = false
-        iovecs[slot] = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
-        messages[slot].msg_hdr.msg_name = addressLength > 0 ? UnsafeMutableRawPointer(addresses + slot) : nil
-        messages[slot].msg_hdr.msg_namelen = addressLength
-        messages[slot].msg_hdr.msg_iov = iovecs + slot
-        messages[slot].msg_hdr.msg_iovlen = 1
-        messages[slot].msg_hdr.msg_control = nil
-        messages[slot].msg_hdr.msg_controllen = 0
-        messages[slot].msg_hdr.msg_flags = 0
-        messages[slot].msg_len = 0
-    }
-
-    /// Whether the slots point at the receive buffers (a send repoints them).
-    private var readyForReceive = false
-
-    /// Sets the slots up for recvmmsg: fully after a send, else only the lengths the kernel
-    /// overwrote.
-    func prepareForReceive() {
-        if readyForReceive {
-            for i in 0..<Self.slots {
-                messages[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            }
-            return
-        }
-        readyForReceive = true
-        for i in 0..<Self.slots {
-            iovecs[i] = iovec(iov_base: buffer(i), iov_len: Self.slotSize)
-            messages[i].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + i)
-            messages[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            messages[i].msg_hdr.msg_iov = iovecs + i
-            messages[i].msg_hdr.msg_iovlen = 1
-            messages[i].msg_hdr.msg_control = nil
-            messages[i].msg_hdr.msg_controllen = 0
-            messages[i].msg_hdr.msg_flags = 0
-            messages[i].msg_len = 0
-        }
-    }
-}
-
-extension EventLoop {
-    /// The loop's datagram batch (recvmmsg/sendmmsg slots), allocated on first use.
-    var datagramBatch: DatagramBatch {
-        local(DatagramBatch.key) { DatagramBatch() }
     }
 }
 

@@ -148,7 +148,7 @@ enum Socket {
         }
     }
 
-    private static func familyName(_ family: Int32) -> String {
+    static func familyName(_ family: Int32) -> String {
         switch family {
         case AF_INET: "AF_INET"
         case AF_INET6: "AF_INET6"

@@ -96,6 +96,13 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         self.init(.unix("\0" + name))
     }
 
+    /// Whether this is the unnamed Unix address: that of a Unix socket that is not bound (a
+    /// datagram from one arrives from it; `getsockname` on one reads it). Its `host` is empty.
+    public var isUnnamedUnix: Bool {
+        if case .unix(let path) = storage { return path.isEmpty }
+        return false
+    }
+
     /// Whether this is a Unix address in the abstract namespace (a leading NUL).
     public var isAbstractUnix: Bool {
         if case .unix(let path) = storage { return path.utf8.first == 0 }
@@ -103,7 +110,10 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Reads an address the kernel wrote (accept, getsockname, getpeername, recvfrom).
+    /// `nil` for a length that does not even cover the family (recvfrom from an unbound Unix
+    /// socket writes none) or an unknown family.
     init?(storage: sockaddr_storage, length: socklen_t) {
+        guard Int(length) >= MemoryLayout<sa_family_t>.size else { return nil }
         var storage = storage
         switch Int32(storage.ss_family) {
         case AF_INET:

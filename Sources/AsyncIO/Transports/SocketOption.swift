@@ -38,6 +38,10 @@ public struct SocketOption<Value>: Sendable, CustomStringConvertible {
     let readSize: Int
     /// A value as messages show it.
     let describe: @Sendable (Value) -> String
+    /// The address family the option belongs to (`AF_INET` for an `IP_MULTICAST_*` option),
+    /// checked before the call: Linux takes an `IPPROTO_IP` option on an IPv6 socket without
+    /// error and without effect on its IPv6 traffic. `nil`: any socket.
+    private(set) var family: Int32?
 
     /// A value the option's type cannot carry to the kernel, and what is allowed instead.
     struct Rejected: Error {
@@ -79,12 +83,19 @@ public struct SocketOption<Value>: Sendable, CustomStringConvertible {
 
     /// The option's name, as ``optionName``.
     public var description: String { optionName }
+
+    /// The same option, refused on sockets of any family but `family`.
+    func onlyFor(family: Int32) -> Self {
+        var option = self
+        option.family = family
+        return option
+    }
 }
 
 // MARK: - The options
 
 extension SocketOption where Value == Bool {
-    private static func flag(_ level: Int32, _ name: Int32, _ optionName: String) -> Self {
+    static func flag(_ level: Int32, _ name: Int32, _ optionName: String) -> Self {
         Self(level, name, optionName, encode: { .success($0 ? 1 : 0) }, decode: { $0 != 0 })
     }
 
@@ -105,7 +116,7 @@ extension SocketOption where Value == Bool {
 }
 
 extension SocketOption where Value == Int {
-    private static func integer(_ level: Int32, _ name: Int32, _ optionName: String) -> Self {
+    static func integer(_ level: Int32, _ name: Int32, _ optionName: String) -> Self {
         Self(
             level, name, optionName,
             encode: { value in
@@ -263,6 +274,7 @@ extension SocketOptionProvider {
                 "cannot set \(option.optionName) to \(option.describe(value)): \(rejected.rule)", errno: EINVAL)
         }
         for fd in descriptors {
+            try option.checkFamily(of: fd, "set")
             let rc = bytes.withUnsafeBytes {
                 setsockopt(fd, option.level, option.name, $0.baseAddress, socklen_t($0.count))
             }
@@ -283,6 +295,7 @@ extension SocketOptionProvider {
         guard let fd = socketDescriptors.first else {
             throw TransportError(.closed, "cannot read \(option.optionName): the socket is closed", errno: EBADF)
         }
+        try option.checkFamily(of: fd, "read")
         var bytes = [UInt8](repeating: 0, count: option.readSize)
         var length = socklen_t(bytes.count)
         let rc = bytes.withUnsafeMutableBytes { getsockopt(fd, option.level, option.name, $0.baseAddress, &length) }
@@ -290,6 +303,20 @@ extension SocketOptionProvider {
             throw TransportError(optionErrno: errno, syscall: "getsockopt", "cannot read \(option.optionName)")
         }
         return option.decode(Array(bytes.prefix(Int(length))))
+    }
+}
+
+extension SocketOption {
+    /// Throws `.optionNotSupported` if the option belongs to another address family than
+    /// `fd`'s (`verb`: "set" or "read", for the message).
+    func checkFamily(of fd: Int32, _ verb: String) throws(TransportError) {
+        guard let family else { return }
+        let actual = Socket.intOption(fd, SOL_SOCKET, SO_DOMAIN)
+        guard actual != family else { return }
+        throw TransportError(
+            .optionNotSupported,
+            "cannot \(verb) \(optionName): it is an \(Socket.familyName(family)) option and this is an "
+                + "\(Socket.familyName(actual)) socket", errno: ENOPROTOOPT)
     }
 }
 
