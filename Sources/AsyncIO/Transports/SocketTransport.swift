@@ -85,6 +85,9 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     private let buffers: SocketBuffers
     /// Where the connection logs (`nil`: through the loop's logger).
     private let logContext: ConnectionLogContext?
+    /// The loop's connection counters if metrics were on when the transport was made (sockets
+    /// only): with them off, counting costs a `nil` check.
+    let counters: ConnectionCounters?
 
     /// Wraps a connected, non-blocking socket or pipe end. Call ``start()`` next.
     /// `log`: the connection's logging context (a server's or a caller's logger).
@@ -99,6 +102,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         self.fileDescriptor = fd
         self.proto = `protocol`
         self.buffered = `protocol` as? any BufferedProtocol
+        self.counters = kind == .socket ? loop.connectionCounters : nil
     }
 
     /// Moves the lifecycle for `event`; returns false for a call that changes nothing
@@ -140,6 +144,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         loop.assertInLoop()
         selfReference = self
         loop.openResources.insert(self)
+        if let counters { counters.opened &+= 1 }
         loop.schedule { [self] in
             defer { whenMade?() }
             guard lifecycle != .closed else { return }
@@ -196,6 +201,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         let buffer = buffers.readBuffer
         switch nonBlockingResult(Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)) {
         case .done(let n) where n > 0:
+            if let counters { counters.bytesReceived &+= n }
             do {
                 try proto.dataReceived(UnsafeRawBufferPointer(start: buffer.baseAddress, count: n))
             } catch {
@@ -224,6 +230,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         }
         switch nonBlockingResult(Glibc.read(fileDescriptor, base, buffer.count)) {
         case .done(let n) where n > 0:
+            if let counters { counters.bytesReceived &+= n }
             do {
                 try buffered.bufferUpdated(n)
             } catch {
@@ -296,6 +303,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
                     return
                 }
             }
+            if let counters { counters.bytesSent &+= sent }
             if sent == bytes.count { return }
         }
         writeQueue.append(copying: UnsafeRawBufferPointer(rebasing: bytes[sent...]))
@@ -322,6 +330,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     private func flushQueue() {
         let fd = fileDescriptor
         let isSocket = kind == .socket
+        let queuedBefore = writeQueue.byteCount
         let result = writeQueue.drain(iovecs: buffers.iovecs, capacity: SocketBuffers.iovecCount) { iovecs, count in
             if isSocket {
                 // sendmsg rather than writev: MSG_NOSIGNAL, so a peer that went away gives
@@ -335,6 +344,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
             // connectWritePipe), so EPIPE comes back as an error here too.
             return writev(fd, iovecs, Int32(count))
         }
+        if let counters { counters.bytesSent &+= queuedBefore &- writeQueue.byteCount }
         switch result {
         case .drained:
             break
@@ -446,6 +456,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         let lostProtocol = proto
         proto = ClosedProtocol.shared
         buffered = nil
+        counters?.countClosed(error)
         lostProtocol.connectionLost(error)
         Glibc.close(fileDescriptor)
         fileDescriptor = -1
