@@ -166,8 +166,11 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         do {
             if kind == .writePipe {
                 try loop.addReader(fileDescriptor) { [unowned self] in self.readerSideClosed() }
+            } else if counters != nil {
+                try loop.addReader(fileDescriptor) { [unowned self] in self.readReady(counting: true) }
             } else {
-                try loop.addReader(fileDescriptor) { [unowned self] in self.readReady() }
+                // Metrics off: a reader that has no counting in it at all, not even a check.
+                try loop.addReader(fileDescriptor) { [unowned self] in self.readReady(counting: false) }
             }
             registered.insert(.read)
         } catch {
@@ -192,16 +195,19 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         }
     }
 
-    private func readReady() {
+    /// Reads once; `counting` (a constant in each of the two readers registerReader picks
+    /// from) adds the bytes to the loop's counters.
+    @inline(__always)
+    private func readReady(counting: Bool) {
         guard lifecycle != .closed else { return }
         if let buffered {
-            readIntoProtocolBuffer(buffered)
+            readIntoProtocolBuffer(buffered, counting: counting)
             return
         }
         let buffer = buffers.readBuffer
         switch nonBlockingResult(Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)) {
         case .done(let n) where n > 0:
-            if let counters { counters.bytesReceived &+= n }
+            if counting, let counters { counters.bytesReceived &+= n }
             do {
                 try proto.dataReceived(UnsafeRawBufferPointer(start: buffer.baseAddress, count: n))
             } catch {
@@ -216,7 +222,8 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         }
     }
 
-    private func readIntoProtocolBuffer(_ buffered: any BufferedProtocol) {
+    @inline(__always)
+    private func readIntoProtocolBuffer(_ buffered: any BufferedProtocol, counting: Bool) {
         let buffer: UnsafeMutableRawBufferPointer
         do {
             buffer = try buffered.getBuffer(sizeHint: 64 * 1024)
@@ -230,7 +237,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         }
         switch nonBlockingResult(Glibc.read(fileDescriptor, base, buffer.count)) {
         case .done(let n) where n > 0:
-            if let counters { counters.bytesReceived &+= n }
+            if counting, let counters { counters.bytesReceived &+= n }
             do {
                 try buffered.bufferUpdated(n)
             } catch {
