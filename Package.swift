@@ -10,6 +10,22 @@
 // does not support (Linux has no availability checks, so Synchronization's Mutex and Atomic
 // need none). README.md, "Platforms", says where a kqueue backend would plug in.
 
+//
+// Optional integrations are package traits (SE-0450), on by default:
+//   ServiceLifecycle  the AsyncIOServiceLifecycle product (swift-service-lifecycle)
+//   Metrics           the AsyncIOMetrics product (swift-metrics)
+// A dependency used only under a disabled trait is not fetched: a package that depends on
+// this one with `traits: []` gets the AsyncIO library alone and clones none of them, nor
+// their dependencies (swift-async-algorithms, swift-atomics). Checked with Swift 6.3.1 on
+// throwaway packages, by path and by URL (README.md, "Optional integrations", has the
+// evidence). Without traits, every dependency of a target in any library or executable
+// product is cloned, even one the consumer's products do not use; dependencies used only by
+// test targets, or by targets in no product, are not.
+// Why on by default: this package's own `swift build` and `swift test` (CI's and the
+// README's commands, with no flags) must build and test the integrations, and a root
+// package's traits are its default ones unless flags (`--traits`, `--enable-all-traits`)
+// say otherwise. So a consumer that writes no `traits:` gets them both, as before.
+
 import PackageDescription
 
 let strictSettings: [SwiftSetting] = [
@@ -21,9 +37,10 @@ let package = Package(
     name: "swift-asyncio",
     products: [
         .library(name: "AsyncIO", targets: ["AsyncIO"]),
-        // Services for swift-service-lifecycle. A product of its own: a package that uses only
-        // AsyncIO does not build or link swift-service-lifecycle (SwiftPM still clones it).
+        // Services for swift-service-lifecycle (trait ServiceLifecycle; empty without it).
         .library(name: "AsyncIOServiceLifecycle", targets: ["AsyncIOServiceLifecycle"]),
+        // The loops' counters exported to swift-metrics (trait Metrics; empty without it).
+        .library(name: "AsyncIOMetrics", targets: ["AsyncIOMetrics"]),
         .executable(name: "task-sample", targets: ["TaskSample"]),
         .executable(name: "executor-sample", targets: ["ExecutorSample"]),
         .executable(name: "tcp-echo-server", targets: ["TCPEchoServer"]),
@@ -34,11 +51,19 @@ let package = Package(
         .executable(name: "echo-client", targets: ["EchoClient"]),
         .executable(name: "chat-server", targets: ["ChatServer"]),
     ],
+    traits: [
+        .trait(name: "ServiceLifecycle", description: "The AsyncIOServiceLifecycle product (swift-service-lifecycle)."),
+        .trait(name: "Metrics", description: "The AsyncIOMetrics product (swift-metrics)."),
+        .default(enabledTraits: ["ServiceLifecycle", "Metrics"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        // Tests only (a test target's dependency is not fetched by consumers).
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C shim for what Swift's Glibc module does not expose (epoll, eventfd, timerfd,
@@ -66,7 +91,17 @@ let package = Package(
             dependencies: [
                 "AsyncIO",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(
+                    name: "ServiceLifecycle", package: "swift-service-lifecycle",
+                    condition: .when(traits: ["ServiceLifecycle"])),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "AsyncIOMetrics",
+            dependencies: [
+                "AsyncIO",
+                .product(name: "CoreMetrics", package: "swift-metrics", condition: .when(traits: ["Metrics"])),
             ],
             swiftSettings: strictSettings
         ),
@@ -95,7 +130,9 @@ let package = Package(
                 "AsyncIOServiceLifecycle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(
+                    name: "ServiceLifecycle", package: "swift-service-lifecycle",
+                    condition: .when(traits: ["ServiceLifecycle"])),
             ],
             path: "Examples/TCPEchoServer",
             swiftSettings: strictSettings
@@ -173,6 +210,17 @@ let package = Package(
                 "AsyncIOServiceLifecycle",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AsyncIOMetricsTests",
+            dependencies: [
+                "AsyncIO",
+                "AsyncIOMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strictSettings
         ),

@@ -22,9 +22,11 @@
 
 import ArgumentParser
 import AsyncIO
-import AsyncIOServiceLifecycle
 import Logging
+#if ServiceLifecycle
+import AsyncIOServiceLifecycle
 import ServiceLifecycle
+#endif
 
 #if canImport(Glibc)
 import Glibc
@@ -125,6 +127,7 @@ struct TCPEchoServer: ParsableCommand {
 }
 
 extension TCPEchoServer {
+    #if ServiceLifecycle
     /// --lifecycle: a ServiceGroup runs the loops and the servers and turns SIGINT/SIGTERM
     /// into a graceful shutdown (stop listening, drain for --grace-period, close, stop).
     func runServices() throws {
@@ -155,6 +158,13 @@ extension TCPEchoServer {
             throw ExitCode.failure
         }
     }
+    #else
+    /// --lifecycle needs the package's ServiceLifecycle trait (on by default).
+    func runServices() throws {
+        log("tcp-echo-server: error: --lifecycle needs the package built with its ServiceLifecycle trait")
+        throw ExitCode.failure
+    }
+    #endif
 }
 
 /// Prints a line to stdout and flushes it (the "listening on" line must reach a pipe at once).

@@ -2,6 +2,7 @@
 // swift-asyncio — EventLoopGroupService: an EventLoopGroup as a swift-service-lifecycle Service.
 //===----------------------------------------------------------------------===//
 
+#if ServiceLifecycle
 public import AsyncIO
 public import ServiceLifecycle
 
@@ -56,3 +57,4 @@ public struct EventLoopGroupService: Service {
         if cancelled { throw CancellationError() }
     }
 }
+#endif

@@ -2,6 +2,7 @@
 // swift-asyncio — ServerService: servers as a swift-service-lifecycle Service, with a grace period.
 //===----------------------------------------------------------------------===//
 
+#if ServiceLifecycle
 public import AsyncIO
 public import ServiceLifecycle
 
@@ -98,3 +99,4 @@ public struct ServerService: Service {
         return true
     }
 }
+#endif

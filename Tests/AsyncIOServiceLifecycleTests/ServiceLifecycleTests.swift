@@ -2,6 +2,7 @@
 // swift-asyncio — AsyncIOServiceLifecycle: graceful shutdown of servers and loops.
 //===----------------------------------------------------------------------===//
 
+#if ServiceLifecycle
 import AsyncIO
 import AsyncIOServiceLifecycle
 import Logging
@@ -229,3 +230,4 @@ struct ServiceLifecycleTests {
         #expect(group.loops.allSatisfy { $0.isClosed })
     }
 }
+#endif

@@ -169,6 +169,9 @@ public final class ThreadPoolExecutor: @unchecked Sendable {
 
     /// How many threads the pool has started.
     public var threadCount: Int { lock.withLock { startedThreads } }
+
+    /// How many submitted jobs wait for a thread (not those running). Thread-safe.
+    public var pendingJobCount: Int { lock.withLock { queue.count } }
 }
 
 // MARK: - The loop's side
@@ -206,6 +209,13 @@ extension EventLoop {
         if slot.shutDown || isClosed { executor.shutdown(wait: false) }   // starts no thread
         slot.executor = executor
         return executor
+    }
+
+    /// The default executor if one was made or set, without making one (for metrics).
+    /// - Important: Loop-bound.
+    package var existingDefaultExecutor: ThreadPoolExecutor? {
+        assertInLoop()
+        return existingLocal(DefaultExecutorSlot.key)?.executor
     }
 
     /// Replaces the default executor used by ``runInExecutor(_:_:)`` with `nil`.

@@ -206,4 +206,11 @@ extension EventLoop {
 
     /// How many timers are scheduled and not cancelled.
     var liveTimerCount: Int { timers.count - cancelledTimers.count }
+
+    /// How many callbacks and task steps wait in the ready queue now (for metrics).
+    /// - Important: Loop-bound.
+    package var readyQueueDepth: Int {
+        assertInLoop()
+        return ready.count
+    }
 }

@@ -148,6 +148,7 @@ public final class Server: @unchecked Sendable {
                 loop: loop, fd: fd, protocol: proto, log: ConnectionLogContext(base: logger))
             clients[ObjectIdentifier(transport)] = layer ?? transport
             transport.onClosed = { [weak self] transport in self?.detach(transport) }
+            if let counters = transport.counters { counters.accepted &+= 1 }
             transport.start()
         }
     }

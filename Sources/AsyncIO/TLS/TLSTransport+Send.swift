@@ -106,6 +106,7 @@ extension TLSTransport {
     /// A TLS failure: remember it for `connectionLost` and drop the connection.
     func abortWith(_ error: TLSError, log: Bool) {
         failure = error
+        countHandshake(succeeded: false)   // a handshake timeout (nothing once it is done)
         if log && isServer { logHandshakeFailure(error) }
         core.abort()
         inner?.abort()

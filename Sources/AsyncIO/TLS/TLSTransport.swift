@@ -95,6 +95,9 @@ final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, Wr
     /// Completed when the handshake is done (clients and startTLS wait for it).
     var handshakeWaiter: Future<Void>?
     var handshakeTimer: Handle?
+    /// When the handshake started (monotonic nanoseconds), while the loop counts handshakes
+    /// (metrics on) and this one has no outcome yet; 0 otherwise.
+    var handshakeStart: UInt64 = 0
     var shutdownTimer: Handle?
     /// The error to report in `connectionLost` (a TLS failure seen before closing).
     var failure: (any Error)?
@@ -151,6 +154,7 @@ final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, Wr
         if core.context.configuration.releaseIdleBuffers {
             shared.idleBuffers.add(core)
         }
+        if loop.connectionCounters != nil { handshakeStart = monotonicNanoseconds() }
         let timeout = core.context.configuration.handshakeTimeout
         // Strong captures here and below, cancelled on every path out (handshake done,
         // connectionLost): a `weak` reference would give the object a side table and every
@@ -181,6 +185,7 @@ final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, Wr
     override func tlsHandshakeCompleted() {
         handshakeTimer?.cancel()
         handshakeTimer = nil
+        countHandshake(succeeded: true)
         if app == nil, let appFactory {
             app = appFactory()
             self.appFactory = nil
@@ -302,6 +307,7 @@ final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, Wr
     /// transport closes, flushing the alert.
     override func tlsFailed(_ error: TLSError) {
         failure = failure ?? error
+        countHandshake(succeeded: false)
         switch error.code {
         case .handshakeFailed, .certificateVerificationFailed, .closedDuringHandshake:
             if isServer { logHandshakeFailure(error) }
@@ -314,6 +320,13 @@ final class TLSTransport: TLSConnectionSink, StreamProtocol, StreamTransport, Wr
     /// The socket transport asked to pause during an OpenSSL call: the application hears it now.
     override func tlsOpenSSLReturned() {
         pauseWriting()   // the pause that came during the call
+    }
+
+    /// Counts the handshake's outcome once, if the loop counts handshakes (metrics on).
+    func countHandshake(succeeded: Bool) {
+        guard handshakeStart != 0, let counters = loop.connectionCounters else { return }
+        counters.countHandshake(succeeded: succeeded, start: handshakeStart)
+        handshakeStart = 0
     }
 
     func logHandshakeFailure(_ error: any Error) {

@@ -87,6 +87,9 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     private let buffers: SocketBuffers
     /// Where the connection logs (`nil`: through the loop's logger).
     private let logContext: ConnectionLogContext?
+    /// The loop's connection counters if metrics were on when the transport was made (sockets
+    /// only): with them off, counting costs a `nil` check.
+    let counters: ConnectionCounters?
 
     /// Wraps a connected, non-blocking socket or pipe end. Call ``start()`` next.
     /// `log`: the connection's logging context (a server's or a caller's logger).
@@ -101,6 +104,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         self.fileDescriptor = fd
         self.proto = `protocol`
         self.buffered = `protocol` as? any BufferedProtocol
+        self.counters = kind == .socket ? loop.connectionCounters : nil
     }
 
     /// Moves the lifecycle for `event`; returns false for a call that changes nothing
@@ -142,6 +146,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         loop.assertInLoop()
         selfReference = self
         loop.openResources.insert(self)
+        if let counters { counters.opened &+= 1 }
         loop.schedule { [self] in
             defer { whenMade?() }
             guard lifecycle != .closed else { return }
@@ -163,8 +168,11 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         do {
             if kind == .writePipe {
                 try loop.addReader(fileDescriptor) { [unowned self] in self.readerSideClosed() }
+            } else if counters != nil {
+                try loop.addReader(fileDescriptor) { [unowned self] in self.readReady(counting: true) }
             } else {
-                try loop.addReader(fileDescriptor) { [unowned self] in self.readReady() }
+                // Metrics off: a reader that has no counting in it at all, not even a check.
+                try loop.addReader(fileDescriptor) { [unowned self] in self.readReady(counting: false) }
             }
             registered.insert(.read)
         } catch {
@@ -189,15 +197,19 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         }
     }
 
-    private func readReady() {
+    /// Reads once; `counting` (a constant in each of the two readers registerReader picks
+    /// from) adds the bytes to the loop's counters.
+    @inline(__always)
+    private func readReady(counting: Bool) {
         guard lifecycle != .closed else { return }
         if let buffered {
-            readIntoProtocolBuffer(buffered)
+            readIntoProtocolBuffer(buffered, counting: counting)
             return
         }
         let buffer = buffers.readBuffer
         switch nonBlockingResult(Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)) {
         case .done(let n) where n > 0:
+            if counting, let counters { counters.bytesReceived &+= n }
             do {
                 try proto.dataReceived(UnsafeRawBufferPointer(start: buffer.baseAddress, count: n))
             } catch {
@@ -212,7 +224,8 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         }
     }
 
-    private func readIntoProtocolBuffer(_ buffered: any BufferedProtocol) {
+    @inline(__always)
+    private func readIntoProtocolBuffer(_ buffered: any BufferedProtocol, counting: Bool) {
         let buffer: UnsafeMutableRawBufferPointer
         do {
             buffer = try buffered.getBuffer(sizeHint: 64 * 1024)
@@ -226,6 +239,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         }
         switch nonBlockingResult(Glibc.read(fileDescriptor, base, buffer.count)) {
         case .done(let n) where n > 0:
+            if counting, let counters { counters.bytesReceived &+= n }
             do {
                 try buffered.bufferUpdated(n)
             } catch {
@@ -306,6 +320,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
                     return
                 }
             }
+            if let counters { counters.bytesSent &+= sent }
             if sent == bytes.count { return }
         }
         writeQueue.append(copying: UnsafeRawBufferPointer(rebasing: bytes[sent...]))
@@ -422,6 +437,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     private func flushWriteQueue() -> Bool {
         let fd = fileDescriptor
         let isSocket = kind == .socket
+        let queuedBefore = writeQueue.byteCount
         let result = writeQueue.drain(iovecs: buffers.iovecs, capacity: SocketBuffers.iovecCount) { iovecs, count in
             if isSocket {
                 // sendmsg rather than writev: MSG_NOSIGNAL, so a peer that went away gives
@@ -435,6 +451,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
             // connectWritePipe), so EPIPE comes back as an error here too.
             return writev(fd, iovecs, Int32(count))
         }
+        if let counters { counters.bytesSent &+= queuedBefore &- writeQueue.byteCount }
         switch result {
         case .drained:
             return true
@@ -556,6 +573,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
         let lostProtocol = proto
         proto = ClosedProtocol.shared
         buffered = nil
+        counters?.countClosed(error)
         lostProtocol.connectionLost(error)
         Glibc.close(fileDescriptor)
         fileDescriptor = -1
