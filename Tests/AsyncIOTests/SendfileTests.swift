@@ -3,7 +3,6 @@
 // on TLS, against Python's socket and ssl modules and the kernel's own readers.
 //===----------------------------------------------------------------------===//
 
-import CAsyncIOLinux
 import Testing
 
 @testable import AsyncIO
@@ -73,6 +72,16 @@ private func readToEnd(_ fd: Int32, on loop: EventLoop) -> Future<[UInt8]> {
         _ = try? loop.callSoonThreadSafe { future.completeIfPending(.success(received)) }
     }
     return future
+}
+
+/// A pipe whose ends are close-on-exec (a child started by another test must not keep the
+/// writing end open). Not the shim's pipe2: importing CAsyncIOLinux beside Glibc in a test
+/// file hides Glibc's socket constants from other files compiled in the same batch.
+private func closeOnExecPipe() throws -> [Int32] {
+    var ends: [Int32] = [-1, -1]
+    guard pipe(&ends) == 0 else { throw TransportError(errno: errno, syscall: "pipe") }
+    for fd in ends { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    return ends
 }
 
 /// A connected pair of blocking Unix stream sockets: [ours, the peer's].
@@ -224,8 +233,7 @@ struct SendfileTests {
                 let pair = try unixPair()
                 let (transport, _) = try await loop.connectAcceptedSocket(sock: pair[0]) { FileSendRecorder() }
                 let reading = readToEnd(pair[1], on: loop)
-                var pipeEnds: [Int32] = [-1, -1]
-                guard casyncio_pipe2(&pipeEnds, O_CLOEXEC) == 0 else { throw TransportError(errno: errno, syscall: "pipe") }
+                let pipeEnds = try closeOnExecPipe()
                 defer { close(pipeEnds[0]); close(pipeEnds[1]) }
                 var errors: [TransportError?] = []
                 func attempt(_ body: () async throws -> Int) async {
@@ -363,8 +371,7 @@ struct SendfileTests {
         defer { file.remove() }
         try withLoop { loop in
             let (sent, received) = try loop.runUntilComplete { () async throws -> (Int, [UInt8]) in
-                var ends: [Int32] = [-1, -1]
-                guard casyncio_pipe2(&ends, O_CLOEXEC) == 0 else { throw TransportError(errno: errno, syscall: "pipe2") }
+                let ends = try closeOnExecPipe()
                 let reading = readToEnd(ends[0], on: loop)
                 let (transport, _) = try await loop.connectWritePipe(ends[1]) { FileSendRecorder() }
                 let sent = try await loop.sendfile(transport, file: file.fd, offset: 11)

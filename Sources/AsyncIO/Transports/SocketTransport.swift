@@ -393,7 +393,10 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     private func sendFileSegment(_ operation: FileSendOperation) -> FileSegment.Progress {
         let socket = fileDescriptor
         let file = operation.segment.file
-        return operation.segment.send { offset, count in Glibc.sendfile(socket, file, &offset, count) }
+        let sentBefore = operation.segment.sent
+        let progress = operation.segment.send { offset, count in Glibc.sendfile(socket, file, &offset, count) }
+        if let counters { counters.bytesSent &+= operation.segment.sent &- sentBefore }
+        return progress
     }
 
     /// Sends `segment` of a file after the queued bytes, with sendfile(2) (the native path of
