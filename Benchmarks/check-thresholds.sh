@@ -7,6 +7,7 @@
 #   Benchmarks/check-thresholds.sh                 # exit 0: no regression; 1: a regression
 #   Benchmarks/check-thresholds.sh --update        # store new thresholds from one run
 #   Benchmarks/check-thresholds.sh --target EchoBenchmarks --filter 'streams'
+#   Benchmarks/check-thresholds.sh --metric mallocCountTotal   # allocations only (another machine)
 #
 # A benchmark over a threshold is run once more on its own, and fails only if it is over
 # again: allocation counts repeat exactly, a CPU time that one busy moment inflated does not.
@@ -19,14 +20,17 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 
 update=0
-args=()
+args=() metric_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --update) update=1 ;;
         --target|--filter|--skip|--skip-target)
             [ $# -ge 2 ] || { echo "check-thresholds.sh: $1 needs a value" >&2; exit 2; }
             args+=("$1" "$2"); shift ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --metric)
+            [ $# -ge 2 ] || { echo "check-thresholds.sh: $1 needs a value" >&2; exit 2; }
+            metric_args+=("$1" "$2"); shift ;;
+        -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "check-thresholds.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -48,7 +52,8 @@ regressions() {
 
 start=$SECONDS
 echo "check-thresholds: running the suites (about a minute once built)..." >&2
-swift package benchmark thresholds check --no-progress ${args[@]+"${args[@]}"} >"$log" 2>&1
+swift package benchmark thresholds check --no-progress ${args[@]+"${args[@]}"} \
+    ${metric_args[@]+"${metric_args[@]}"} >"$log" 2>&1
 status=$?
 cat "$log"
 if [ $status = 0 ]; then
@@ -75,7 +80,7 @@ for entry in "${over[@]}"; do
     name="${entry#* }"
     echo "check-thresholds: $target:$name is over a threshold; running it again on its own..." >&2
     swift package benchmark thresholds check --no-progress --target "$target" --filter "^${name}\$" \
-        >"$retry_log" 2>&1
+        ${metric_args[@]+"${metric_args[@]}"} >"$retry_log" 2>&1
     if [ -n "$(regressions "$retry_log")" ] \
         || ! grep -q "is \(EQUAL to\|BETTER than\) the defined thresholds" "$retry_log"; then
         sed -n '/^Running Benchmarks/,$p' "$retry_log"
