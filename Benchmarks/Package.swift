@@ -3,10 +3,11 @@
 // Loop micro-benchmarks for swift-asyncio, compared with Python's asyncio and uvloop by
 // run-loop-bench.sh; the package-benchmark suites (Benchmarks/LoopBenchmarks and
 // Benchmarks/EchoBenchmarks, `swift package benchmark`, with allocation and CPU thresholds in
-// Thresholds/ that check-thresholds.sh checks); and the SwiftNIO echo servers (TCP, UDP and TLS with NIOSSL) that the
-// echo benchmarks (run-echo-bench.sh, run-udp-bench.sh, run-tls-bench.sh and friends) compare
-// swift-asyncio's servers with. A package of its own so that the library's package stays free
-// of benchmark targets; it builds the library from the parent directory.
+// Thresholds/ that check-thresholds.sh checks); and the SwiftNIO echo servers (TCP, UDP and
+// TLS with NIOSSL) that the echo benchmarks (run-echo-bench.sh, run-udp-bench.sh,
+// run-tls-bench.sh and friends) compare swift-asyncio's servers with. A package of its own
+// so that the library's package stays free of benchmark targets; it builds the library from
+// the parent directory.
 
 import PackageDescription
 

@@ -2,7 +2,8 @@
 # Runs the package-benchmark suites (Benchmarks/LoopBenchmarks, Benchmarks/EchoBenchmarks) and
 # checks each benchmark's p90 against the thresholds stored in Thresholds/, with the tolerances
 # in Sources/BenchmarkSettings: allocations within 2 per 1000 operations, process CPU time
-# within 40 %, instructions (where perf_event_open counts them) within 5 %.
+# within 40 % (100 % where the work crosses threads), instructions (where perf_event_open
+# counts them) within 5 %.
 #
 #   Benchmarks/check-thresholds.sh                 # exit 0: no regression; 1: a regression
 #   Benchmarks/check-thresholds.sh --update        # store new thresholds from one run

@@ -102,15 +102,20 @@ final class EchoHarness {
             message[0] = UInt8(truncatingIfNeeded: round)
             var sent = 0
             while sent < messageSize {
-                let n = message.withUnsafeBytes { send(socket, $0.baseAddress! + sent, messageSize - sent, 0) }
+                let n = message.withUnsafeBytes {
+                    send(socket, $0.baseAddress! + sent, messageSize - sent, 0)
+                }
                 guard n > 0 else { throw EchoBenchmarkError(description: "send: errno \(errno)") }
                 sent += n
             }
             var received = 0
             while received < messageSize {
-                let n = reply.withUnsafeMutableBytes { recv(socket, $0.baseAddress! + received, messageSize - received, 0) }
+                let n = reply.withUnsafeMutableBytes {
+                    recv(socket, $0.baseAddress! + received, messageSize - received, 0)
+                }
                 guard n > 0 else {
-                    throw EchoBenchmarkError(description: n == 0 ? "the server closed the connection" : "recv: errno \(errno)")
+                    throw EchoBenchmarkError(
+                        description: n == 0 ? "the server closed the connection" : "recv: errno \(errno)")
                 }
                 received += n
             }
@@ -141,6 +146,7 @@ let benchmarks: @Sendable () -> Void = {
     for (name, api) in [("echo1KiB_protocol", EchoHarness.API.protocols), ("echo1KiB_streams", .streams)] {
         let slot = HarnessSlot()
         let configuration = Benchmark.Configuration.thresholded(
+            crossThread: true,
             setup: { slot.harness = try EchoHarness(api: api) },
             teardown: {
                 slot.harness?.close()

@@ -46,22 +46,27 @@ public var thresholdMetrics: [BenchmarkMetric] {
 ///   iteration and not the next). One more allocation per operation is 1000 more.
 /// - instructions: 5 %. Nearly deterministic for the same binary, but the loop's amortised
 ///   work and the kernel's timing (how many events one epoll_wait returns) move them a little.
-/// - process CPU time: 40 %. Measured on a 2-core VM shared with other work, where runs of the
-///   same binary differ by a fifth or more; it catches a large slow-down, not a few percent
-///   (that is what instructions, or echo-callgrind.sh, are for).
-public var thresholdTolerances: [BenchmarkMetric: BenchmarkThresholds] {
+/// - process CPU time: 40 % for work on one thread, 100 % for work that crosses threads
+///   (`crossThread`: the executor, the echo's client and server). Measured on a 2-core VM
+///   shared with other work: runs of the same binary differ by a fifth and more, and with
+///   other builds running (load 8 to 10) the cross-thread benchmarks took 50 to 90 % more CPU
+///   (wake-ups of a thread that lost its core cost more). It catches a large slow-down, not a
+///   few percent (that is what instructions, or echo-callgrind.sh, are for).
+public func thresholdTolerances(crossThread: Bool) -> [BenchmarkMetric: BenchmarkThresholds] {
     var tolerances: [BenchmarkMetric: BenchmarkThresholds] = [
         .mallocCountTotal: .init(absolute: [.p90: 2]),
-        processCPUMetric: .init(relative: [.p90: 40]),
+        processCPUMetric: .init(relative: [.p90: crossThread ? 100 : 40]),
     ]
     if instructionsAvailable { tolerances[.instructions] = .init(relative: [.p90: 5]) }
     return tolerances
 }
 
 extension Benchmark.Configuration {
-    /// The configuration of the suites: ``thresholdMetrics`` with ``thresholdTolerances``, one
-    /// warm-up iteration, then at most `maxIterations` iterations or about two seconds.
+    /// The configuration of the suites: ``thresholdMetrics`` with
+    /// ``thresholdTolerances(crossThread:)``, one warm-up iteration, then at most
+    /// `maxIterations` iterations or about two seconds.
     public static func thresholded(
+        crossThread: Bool = false,
         maxIterations: Int = 100,
         setup: Benchmark.BenchmarkSetupHook? = nil,
         teardown: Benchmark.BenchmarkTeardownHook? = nil
@@ -71,7 +76,7 @@ extension Benchmark.Configuration {
             warmupIterations: 1,
             maxDuration: .seconds(2),
             maxIterations: maxIterations,
-            thresholds: thresholdTolerances,
+            thresholds: thresholdTolerances(crossThread: crossThread),
             setup: setup,
             teardown: teardown
         )
