@@ -1,10 +1,13 @@
 // swift-tools-version:6.2
 //
 // Loop micro-benchmarks for swift-asyncio, compared with Python's asyncio and uvloop by
-// run-loop-bench.sh, and the SwiftNIO echo servers (TCP, UDP and TLS with NIOSSL) that the
-// echo benchmarks (run-echo-bench.sh, run-udp-bench.sh, run-tls-bench.sh and friends) compare
-// swift-asyncio's servers with. A package of its own so that the library's package stays free
-// of benchmark targets; it builds the library from the parent directory.
+// run-loop-bench.sh; the package-benchmark suites (Benchmarks/LoopBenchmarks and
+// Benchmarks/EchoBenchmarks, `swift package benchmark`, with allocation and CPU thresholds in
+// Thresholds/ that check-thresholds.sh checks); and the SwiftNIO echo servers (TCP, UDP and
+// TLS with NIOSSL) that the echo benchmarks (run-echo-bench.sh, run-udp-bench.sh,
+// run-tls-bench.sh and friends) compare swift-asyncio's servers with. A package of its own
+// so that the library's package stays free of benchmark targets; it builds the library from
+// the parent directory.
 
 import PackageDescription
 
@@ -33,11 +36,66 @@ let package = Package(
         // Only for nio-tls-echo-server, the reference of the TLS benchmarks (run-tls-bench.sh,
         // tls-callgrind.sh).
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // package-benchmark, for the suites in Benchmarks/ and their thresholds. The
+        // MallocInterposer trait counts allocations (no jemalloc needed on Swift 6.3); naming
+        // it alone also leaves out the default RuntimeInterposer trait, whose package is not
+        // needed for the metrics used here.
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // The loop micro-benchmarks' bodies, run by loop-bench and by LoopBenchmarks.
+        .target(
+            name: "LoopBenchmarkBodies",
+            dependencies: [.product(name: "AsyncIO", package: parentIdentity)],
+            swiftSettings: [
+                .enableUpcomingFeature("ExistentialAny"),
+                .enableUpcomingFeature("InternalImportsByDefault"),
+            ]
+        ),
+        // Whether perf_event_open counts instructions here (BenchmarkSettings).
+        .target(name: "CPerfProbe"),
+        // What the package-benchmark suites share: their metrics and tolerances.
+        .target(
+            name: "BenchmarkSettings",
+            dependencies: ["CPerfProbe", .product(name: "Benchmark", package: "benchmark")],
+            swiftSettings: [
+                .enableUpcomingFeature("ExistentialAny"),
+                .enableUpcomingFeature("InternalImportsByDefault"),
+            ]
+        ),
+        .executableTarget(
+            name: "LoopBenchmarks",
+            dependencies: [
+                "LoopBenchmarkBodies",
+                "BenchmarkSettings",
+                .product(name: "AsyncIO", package: parentIdentity),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/LoopBenchmarks",
+            swiftSettings: [
+                .enableUpcomingFeature("ExistentialAny"),
+            ],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
+            name: "EchoBenchmarks",
+            dependencies: [
+                "BenchmarkSettings",
+                .product(name: "AsyncIO", package: parentIdentity),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/EchoBenchmarks",
+            swiftSettings: [
+                .enableUpcomingFeature("ExistentialAny"),
+            ],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
         .executableTarget(
             name: "LoopBench",
-            dependencies: [.product(name: "AsyncIO", package: parentIdentity)],
+            dependencies: [
+                "LoopBenchmarkBodies",
+                .product(name: "AsyncIO", package: parentIdentity),
+            ],
             swiftSettings: [
                 .enableUpcomingFeature("ExistentialAny"),
                 .enableUpcomingFeature("InternalImportsByDefault"),

@@ -57,6 +57,7 @@ import argparse
 import asyncio
 import collections
 import itertools
+import math
 import os
 import random
 import re
@@ -1281,16 +1282,33 @@ class Soak:
                                   else self.udp_exchange(srv, self.child_rng()))
 
     async def progress(self) -> None:
+        """Every minute (a fifth of a run shorter than five minutes), on stderr: "cell n of N
+        (elapsed of total min), ~time left" and each server's counts, fds and RSS. The time
+        left counts the chaos still to come and the settle time after it."""
         began = time.monotonic()
+        total = self.args.minutes * 60
+        step = 60.0 if total >= 300 else max(5.0, total / 5)
+        cells = max(1, math.ceil(total / step))
+        cell = 0
         while True:
-            await asyncio.sleep(60)
+            await asyncio.sleep(step)
+            cell += 1
+            elapsed = time.monotonic() - began
+            left = max(0.0, self.deadline - time.monotonic()) + self.args.settle
             parts = []
             for srv in self.servers.values():
                 fds, rss = srv.sample()
                 st = srv.stats
                 parts.append(f"{srv.name.split('-')[0]} ok={st.normal_ok} bad={st.normal_failed + st.checks_failed} "
                              f"fd={fds} rss={mib(rss)}M")
-            log(f"{(time.monotonic() - began) / 60:.0f} min: " + "; ".join(parts))
+            log(f"cell {min(cell, cells)} of {cells} ({elapsed / 60:.1f} of {self.args.minutes:g} min), "
+                f"~{duration_text(left)} left: " + "; ".join(parts))
+
+
+def duration_text(seconds: float) -> str:
+    """42 s, 3 min 5 s."""
+    seconds = round(seconds)
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60} s"
 
 
 class RawTLS:

@@ -5,6 +5,7 @@
 #   Benchmarks/echo-callgrind.sh [--connections 10] [--messages-per-connection 20000]
 #       [--python-messages-per-connection 2000] [--size 1024]
 #       [--servers "ours ours-streams c nio uvloop"] [--annotate N] [--keep DIR] [--unix | --udp]
+#       [--chart-dir DIR]
 #
 # For each server, two runs under `valgrind --tool=callgrind`, each ended by SIGTERM (the
 # servers exit normally on it, so callgrind writes its totals):
@@ -22,6 +23,12 @@
 # --unix serves over Unix stream sockets; --udp echoes UDP datagrams instead (udp-echo-server
 # and the UDP servers of echo/lib.sh, loaded by echo/udp_loadgen.c; the streams servers,
 # which have no UDP form, are skipped): instructions per echoed datagram.
+#
+# Progress goes to stderr ("cell n of N: ..., ~T left"; a cell is one callgrind run). The
+# figures are also written as a TSV and drawn as an SVG bar chart (ours highlighted) into
+# --chart-dir (default Benchmarks/.build/charts): echo-callgrind-<tcp|unix|udp>.{tsv,svg};
+# the chart needs matplotlib (python3 -m pip install matplotlib), and without it the script
+# says so and prints the table all the same.
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/echo/lib.sh"
 
@@ -38,6 +45,7 @@ while (($#)); do
         --udp) export ECHO_TRANSPORT=udp; shift ;;
         --annotate) annotate="$2"; shift 2 ;;
         --keep) keep="$2"; shift 2 ;;
+        --chart-dir) chart_dir="$2"; shift 2 ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -99,13 +107,20 @@ callgrind_run() {
 started_at=$SECONDS
 results="$work_dir/results"
 : >"$results"
+progress_init $((${#servers[@]} * 2))
 for name in "${servers[@]}"; do
     per="$per_connection"
     case "$name" in asyncio* | uvloop*) per="$python_per_connection" ;; esac
     log "$(label_of "$name"): callgrind, idle run then $connections x $per messages ..."
     t0=$SECONDS
-    callgrind_run "$name" idle 1 || { echo "$name FAILED" >>"$results"; continue; }
+    progress_cell "$(label_of "$name"), idle run"
+    if ! callgrind_run "$name" idle 1; then
+        progress_done=$((progress_done + 1))   # its loaded run is skipped
+        echo "$name FAILED" >>"$results"
+        continue
+    fi
     idle="$run_total"
+    progress_cell "$(label_of "$name"), loaded run"
     callgrind_run "$name" loaded "$per" || { echo "$name FAILED" >>"$results"; continue; }
     loaded="$run_total"
     messages=$((connections * per - connections))
@@ -151,4 +166,16 @@ echo
 echo "Instructions / message: user-space instructions (the whole process: loop, runtime, malloc,"
 echo "libc; no kernel) per echoed message, from (loaded - idle) runs. vs C: ratio to the C baseline."
 echo "Took ${elapsed} s."
+
+transport="${ECHO_TRANSPORT:-tcp}"
+what="message"; [[ "$transport" == udp ]] && what="datagram"
+chart="$chart_dir/echo-callgrind-$transport"
+awk -v labels="$labels" '
+    BEGIN { n = split(labels, pairs, ";"); for (i = 1; i <= n; i++) if (split(pairs[i], kv, "=") == 2) label[kv[1]] = kv[2] }
+    $2 != "FAILED" { printf "%s\t%.0f\n", label[$1], ($3 - $2) / $4 }
+' "$results" | chart_tsv "$chart.tsv" \
+    "User-space instructions per echoed $size-byte $what (callgrind), lower is better" \
+    "echo-callgrind.sh, $(date -u '+%Y-%m-%d'), $(nproc) CPUs, $transport, $connections connections, pipeline 1; $(tree_line)" \
+    log "instructions / $what"
+draw_chart "$chart.tsv" "$chart.svg"
 print_notes

@@ -5,7 +5,7 @@
 #   Benchmarks/run-echo-bench.sh [--duration SEC | --messages M] [--repeats N]
 #       [--connections N] [--sizes "1024 102400"] [--pipeline D] [--warmup SEC]
 #       [--servers "ours ours-streams c nio asyncio asyncio-streams uvloop uvloop-streams"]
-#       [--unix | --udp] [--quiet-wait SEC]
+#       [--unix | --udp] [--quiet-wait SEC] [--chart-dir DIR]
 #
 # Each server runs pinned to CPU 0 and the load generator (echo/loadgen.c) to CPU 1. For
 # each message size, all servers are started and warmed up (--warmup, default 1 s), then
@@ -28,6 +28,12 @@
 # .build-bench` in the repository; if it has no such product yet its rows are skipped with a
 # note. OURS_BIN=path uses a given binary; NO_BUILD=1 builds nothing; PYTHON picks the
 # interpreter.
+#
+# Progress goes to stderr ("cell n of N: ..., ~T left"; a cell is one repetition of one
+# server). The server CPU per request of each size is also written as a TSV and drawn as an
+# SVG bar chart (ours highlighted) into --chart-dir (default Benchmarks/.build/charts):
+# run-echo-bench-<tcp|unix|udp>-<size>.{tsv,svg}; the chart needs matplotlib (python3 -m pip
+# install matplotlib), and without it the script says so and prints the table all the same.
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/echo/lib.sh"
 
@@ -45,6 +51,7 @@ while (($#)); do
         --servers) ECHO_SERVERS="$2"; shift 2 ;;
         --unix) export ECHO_TRANSPORT=unix; shift ;;
         --udp) export ECHO_TRANSPORT=udp; shift ;;
+        --chart-dir) chart_dir="$2"; shift 2 ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -139,6 +146,9 @@ measure() {
 }
 
 started_at=$SECONDS
+size_count=0
+for size in $sizes; do size_count=$((size_count + 1)); done
+progress_init $((size_count * repeats * ${#servers[@]}))
 for size in $sizes; do
     # All servers of this size are started at once (idle ones cost nothing) and the
     # repetitions go round them, so that a drift of the machine over the run (other load,
@@ -160,9 +170,12 @@ for size in $sizes; do
             run_load --size "$size" --duration "$warmup" >/dev/null || fail_server "$name" "warm-up failed"
         fi
     done
+    # Servers that did not start have no cells.
+    progress_total=$((progress_total - repeats * (${#servers[@]} - ${#active[@]})))
     for ((r = 1; r <= repeats; r++)); do
         log "[$(size_label "$size")] repetition $r of $repeats"
         for name in "${active[@]}"; do
+            progress_cell "$(size_label "$size"), $(label_of "$name"), repetition $r of $repeats"
             [[ "${state_of[$name]}" == ok ]] || continue
             ((quiet_wait > 0)) && wait_quiet
             measure "$name"
@@ -238,4 +251,18 @@ echo "than the C baseline. CPU/request vs C above 1: the server spends that many
 echo "baseline's CPU (user + system) per echoed message. req/s min–max: the spread of the"
 echo "repetitions; where it is wide, differences between rows smaller than it are noise."
 echo "Took ${elapsed} s."
+
+transport="${ECHO_TRANSPORT:-tcp}"
+what="request"; [[ "$transport" == udp ]] && what="datagram"
+for size in $sizes; do
+    chart="$chart_dir/run-echo-bench-$transport-$size"
+    awk -v labels="$labels" -v size="$size" '
+        BEGIN { n = split(labels, pairs, ";"); for (i = 1; i <= n; i++) if (split(pairs[i], kv, "=") == 2) label[kv[1]] = kv[2] }
+        $1 == size && $3 != "FAILED" { printf "%s\t%.2f\n", label[$2], $7 }
+    ' "$results" | chart_tsv "$chart.tsv" \
+        "Server CPU µs per echoed $(size_label "$size") $what (user + system), lower is better" \
+        "run-echo-bench.sh, $(date -u '+%Y-%m-%d'), $(nproc) CPUs, $transport, $connections connections, pipeline $pipeline, median of $repeats; $(tree_line)" \
+        linear "server CPU µs / $what"
+    draw_chart "$chart.tsv" "$chart.svg"
+done
 print_notes

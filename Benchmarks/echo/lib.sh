@@ -506,3 +506,52 @@ bg_start() {
     bg_pid=$!
     echo "$bg_pid" >>"$work_dir/pids"
 }
+
+# Progress of a long run on stderr: progress_init TOTAL once, then progress_cell WHAT before
+# each cell; prints "cell n of N: WHAT, ~T left" (T from the mean time of the cells so far).
+progress_init() {
+    progress_total="$1" progress_done=0 progress_started=$SECONDS
+}
+progress_cell() {
+    local left="" elapsed=$((SECONDS - progress_started))
+    if ((progress_done > 0)); then
+        local seconds=$((elapsed * (progress_total - progress_done) / progress_done))
+        left=", ~$(format_duration "$seconds") left"
+    fi
+    progress_done=$((progress_done + 1))
+    log "cell $progress_done of $progress_total: $1$left"
+}
+format_duration() {  # seconds -> "42 s", "3 min 5 s", "1 h 2 min"
+    local s="$1"
+    if ((s < 60)); then echo "$s s"
+    elif ((s < 3600)); then echo "$((s / 60)) min $((s % 60)) s"
+    else echo "$((s / 3600)) h $((s % 3600 / 60)) min"; fi
+}
+
+# Charts: the figures of a table as a small TSV (chart_tsv) and an SVG bar chart drawn from it
+# by echo/bar_chart.py with matplotlib (draw_chart). Without matplotlib the table is still
+# printed and a note says how to get the chart. Charts go to --chart-dir (default
+# Benchmarks/.build/charts, not committed; Benchmarks/charts holds the committed ones).
+chart_dir="$bench_dir/.build/charts"
+# chart_tsv FILE TITLE CAPTION SCALE FIGURE_NAME < "label<TAB>value" lines
+chart_tsv() {
+    local file="$1" title="$2" caption="$3" scale="$4" figure="$5"
+    mkdir -p "$(dirname "$file")"
+    {
+        echo "# title: $title"
+        echo "# caption: $caption"
+        echo "# scale: $scale"
+        printf 'server\t%s\n' "$figure"
+        cat
+    } >"$file"
+}
+# draw_chart TSV SVG: draws it, or notes why not.
+draw_chart() {
+    local status=0
+    "$python" "$echo_dir/bar_chart.py" "$1" "$2" 2>"$work_dir/chart.err" || status=$?
+    case $status in
+        0) log "chart: $2 (figures: $1)" ;;
+        3) note "no chart drawn: matplotlib is not installed for $python (python3 -m pip install matplotlib); the figures are in $1" ;;
+        *) note "no chart drawn ($2): $(tail -n 2 "$work_dir/chart.err" | tr '\n' ' ')" ;;
+    esac
+}

@@ -17,14 +17,11 @@
 //===----------------------------------------------------------------------===//
 
 import AsyncIO
+import LoopBenchmarkBodies
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Callbacks (or timers) scheduled per round before the loop runs them all. The same number
-/// is used by loop_bench.py, so all loops see the same ready-queue / timer-heap sizes.
-let batch = 100_000
 
 struct Options {
     var targetSeconds = 0.3
@@ -59,88 +56,8 @@ func parseOptions() -> Options {
     return options
 }
 
-// MARK: - The benchmarks
-//
-// Each one runs `units` units of work on `loop` and returns the seconds it took; a unit is
-// `opsPerUnit` operations.
-
-/// callSoon: schedule `batch` callbacks (each bumps a counter, the last stops the loop) and
-/// run the loop, `rounds` times.
-func benchCallSoon(_ loop: EventLoop, rounds: Int) throws -> Double {
-    let start = loop.time()
-    for _ in 0..<rounds {
-        var count = 0
-        for _ in 0..<batch {
-            loop.callSoon {
-                count += 1
-                if count == batch { loop.stop() }
-            }
-        }
-        try loop.runForever()
-        precondition(count == batch)
-    }
-    return loop.time() - start
-}
-
-/// callLater: schedule `batch` timers `delay` from now and run the loop until all fired,
-/// `rounds` times.
-func benchCallLater(_ loop: EventLoop, delay: Duration, rounds: Int) throws -> Double {
-    let start = loop.time()
-    for _ in 0..<rounds {
-        var count = 0
-        for _ in 0..<batch {
-            loop.callLater(after: delay) {
-                count += 1
-                if count == batch { loop.stop() }
-            }
-        }
-        try loop.runForever()
-        precondition(count == batch)
-    }
-    return loop.time() - start
-}
-
-/// createTask: inside a task, create a task returning 1 and await it, `iterations` times.
-func benchCreateTask(_ loop: EventLoop, iterations: Int) throws -> Double {
-    try loop.runUntilComplete {
-        let start = loop.time()
-        var sum = 0
-        for _ in 0..<iterations {
-            let task = loop.createTask { 1 }
-            sum += try await task.value
-        }
-        precondition(sum == iterations)
-        return loop.time() - start
-    }
-}
-
-/// futureAwait: inside a task, await a future that a callSoon callback resolves.
-func benchFutureAwait(_ loop: EventLoop, iterations: Int) throws -> Double {
-    try loop.runUntilComplete {
-        let start = loop.time()
-        var sum = 0
-        for _ in 0..<iterations {
-            let future = Future<Int>(loop: loop)
-            loop.callSoon { try future.setResult(1) }
-            sum += try await future.value
-        }
-        precondition(sum == iterations)
-        return loop.time() - start
-    }
-}
-
-/// runInExecutor: inside a task, run `{ 1 }` on the default executor and await the result.
-func benchRunInExecutor(_ loop: EventLoop, iterations: Int) throws -> Double {
-    try loop.runUntilComplete {
-        let start = loop.time()
-        var sum = 0
-        for _ in 0..<iterations {
-            sum += try await loop.runInExecutor { 1 }.value
-        }
-        precondition(sum == iterations)
-        return loop.time() - start
-    }
-}
+// The benchmark bodies are in Sources/LoopBenchmarkBodies, shared with the package-benchmark
+// suite (Benchmarks/LoopBenchmarks).
 
 // MARK: - CPU-bound work on thread pools
 
@@ -180,89 +97,6 @@ func runCPUPools() {
     }
 }
 
-// MARK: - The coroutine toolkit
-
-/// lockUncontended: inside a task, acquire and release a Lock nobody else wants.
-func benchLock(_ loop: EventLoop, iterations: Int) throws -> Double {
-    try loop.runUntilComplete {
-        let lock = Lock()
-        let start = loop.time()
-        for _ in 0..<iterations {
-            try await lock.acquire()
-            try lock.release()
-        }
-        return loop.time() - start
-    }
-}
-
-/// eventWake: two tasks hand a turn back and forth with two Events; one op is one
-/// set → wake of the waiting task.
-func benchEventWake(_ loop: EventLoop, iterations: Int) throws -> Double {
-    try loop.runUntilComplete {
-        let ping = Event()
-        let pong = Event()
-        let other = loop.createTask {
-            for _ in 0..<iterations {
-                try await ping.wait()
-                ping.clear()
-                pong.set()
-            }
-        }
-        let start = loop.time()
-        for _ in 0..<iterations {
-            ping.set()
-            try await pong.wait()
-            pong.clear()
-        }
-        try await other.value
-        return (loop.time() - start) / 2   // two wake-ups per iteration
-    }
-}
-
-/// queueHandoff: a producer task puts into a Queue(maxSize: 1) that a consumer task empties;
-/// one op is one item handed over.
-func benchQueueHandoff(_ loop: EventLoop, iterations: Int) throws -> Double {
-    try loop.runUntilComplete {
-        let queue = Queue<Int>(maxSize: 1)
-        let consumer = loop.createTask {
-            var sum = 0
-            for _ in 0..<iterations { sum += try await queue.get() }
-            return sum
-        }
-        let start = loop.time()
-        for _ in 0..<iterations { try await queue.put(1) }
-        let sum = try await consumer.value
-        precondition(sum == iterations)
-        return loop.time() - start
-    }
-}
-
-/// eagerTask: createTask(eager: true) { 1 } awaited (compare with createTask).
-func benchEagerTask(_ loop: EventLoop, iterations: Int) throws -> Double {
-    try loop.runUntilComplete {
-        let start = loop.time()
-        var sum = 0
-        for _ in 0..<iterations {
-            sum += try await loop.createTask(eager: true) { 1 }.value
-        }
-        precondition(sum == iterations)
-        return loop.time() - start
-    }
-}
-
-/// timeoutScope: enter and leave a timeout scope whose body returns at once.
-func benchTimeoutScope(_ loop: EventLoop, iterations: Int) throws -> Double {
-    try loop.runUntilComplete {
-        let start = loop.time()
-        var sum = 0
-        for _ in 0..<iterations {
-            sum += try await timeout(after: .seconds(10)) { _ in 1 }
-        }
-        precondition(sum == iterations)
-        return loop.time() - start
-    }
-}
-
 // MARK: - Measuring
 
 /// Finds how many units take about `targetSeconds`, runs one warm-up and `repetitions`
@@ -293,9 +127,9 @@ let options = parseOptions()
 let loop = try EventLoop(name: "bench")
 
 let benchmarks: [(name: String, opsPerUnit: Int, run: (Int) throws -> Double)] = [
-    ("callSoon", batch, { try benchCallSoon(loop, rounds: $0) }),
-    ("callLater0", batch, { try benchCallLater(loop, delay: .zero, rounds: $0) }),
-    ("callLater1ms", batch, { try benchCallLater(loop, delay: .milliseconds(1), rounds: $0) }),
+    ("callSoon", loopBenchBatch, { try benchCallSoon(loop, rounds: $0) }),
+    ("callLater0", loopBenchBatch, { try benchCallLater(loop, delay: .zero, rounds: $0) }),
+    ("callLater1ms", loopBenchBatch, { try benchCallLater(loop, delay: .milliseconds(1), rounds: $0) }),
     // Iterations grow from 100 rather than 1 so the calibration needs fewer doublings.
     ("createTask", 100, { try benchCreateTask(loop, iterations: $0 * 100) }),
     ("futureAwait", 100, { try benchFutureAwait(loop, iterations: $0 * 100) }),
