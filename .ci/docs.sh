@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scratch=${DOCS_SCRATCH_PATH:-.build}
-modules=(AsyncIO AsyncIOServiceLifecycle)
+modules=(AsyncIO AsyncIOServiceLifecycle AsyncIOMetrics)
 target_args=()
 for module in "${modules[@]}"; do target_args+=(--target "$module"); done
 

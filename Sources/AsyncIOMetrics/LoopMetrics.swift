@@ -26,7 +26,7 @@ public import CoreMetrics
 ///
 /// ## Metrics
 ///
-/// Every metric has the dimension `loop` (the loop's ``EventLoop/name``) and the
+/// Every metric has the dimension `loop` (the loop's `EventLoop.name`) and the
 /// ``dimensions`` given at creation. Counts cover TCP and Unix stream connections (not pipes,
 /// not UDP) made on the loop after ``start()``: accepted by a server, connected by
 /// `createConnection`/`openConnection`, or adopted.
@@ -189,11 +189,12 @@ public final class LoopMetrics {
 @available(*, unavailable)
 extension LoopMetrics: Sendable {}
 
+/// Metrics for every loop of a group at once.
 extension EventLoopGroup {
     /// Starts a ``LoopMetrics`` on every loop of the group, each on its own loop's thread, for
     /// the loops' life. Thread-safe.
     /// - Parameters: as ``LoopMetrics/init(loop:interval:dimensions:factory:)``.
-    /// - Throws: ``EventLoopError`` if a loop is closed.
+    /// - Throws: `EventLoopError` if a loop is closed.
     public func startMetrics(
         interval: Duration = .seconds(1), dimensions: [(String, String)] = [],
         factory: (any MetricsFactory)? = nil

@@ -44,6 +44,54 @@ struct StreamsFastPathTests {
         }
     }
 
+    // The transport's side (StreamReaderProtocol is a BufferedProtocol): a waiting
+    // read(into:) lends its own memory, so the kernel's copy is the only one; with no read
+    // waiting, or once a waiting read was cancelled, the transport gets the loop's scratch
+    // buffer and the bytes are buffered in order, never written into a read's memory.
+    @Test func transportReadsStraightIntoAWaitingReadsMemory() throws {
+        try withLoop { loop in
+            let reader = StreamReader(loop: loop)
+            let memory = Box(UnsafeMutableRawBufferPointer.allocate(byteCount: 4, alignment: 1))
+            defer { memory.value.deallocate() }
+            /// Plays the transport: asks for a buffer, puts `text` (at most what fits) there.
+            func arrive(_ text: String) -> UnsafeMutableRawBufferPointer {
+                let buffer = reader.receiveBuffer()
+                let bytes = Array(text.utf8).prefix(buffer.count)
+                buffer.copyBytes(from: bytes)
+                reader.received(bytes.count)
+                return buffer
+            }
+            let (lent, read, scratch, buffered, untouched, cancelled, afterCancel) = try loop.runUntilComplete {
+                () async throws -> (Bool, String, Bool, String, String, Bool, String) in
+                // A read waits: the transport reads into its memory, only as much as fits.
+                let waiting = loop.createTask { try await reader.read(into: memory.value) }
+                try await waitUntil("the read waits") { reader.isWaiting }
+                let lent = arrive("abcdefgh").baseAddress == memory.value.baseAddress
+                let count = try await waiting.value
+                let read = String(decoding: memory.value[..<count], as: UTF8.self)
+                // No read waits: the scratch buffer; the bytes wait in the reader.
+                let scratch = arrive("XY").baseAddress != memory.value.baseAddress
+                let untouched = String(decoding: memory.value[..<4], as: UTF8.self)
+                let other = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 1)
+                defer { other.deallocate() }
+                let n = try await reader.read(into: other)
+                let buffered = String(decoding: other[..<n], as: UTF8.self)
+                // A waiting read cancelled before the bytes: they are not put in its memory.
+                let second = loop.createTask { try await reader.read(into: memory.value) }
+                try await waitUntil("the second read waits") { reader.isWaiting }
+                second.cancel()
+                var cancelled = false
+                do { _ = try await second.value } catch is CancellationError { cancelled = true }
+                let afterCancel = arrive("zz").baseAddress == memory.value.baseAddress
+                    ? "lent" : String(decoding: try await reader.read(max: 10), as: UTF8.self)
+                return (lent, read, scratch, buffered, untouched, cancelled, afterCancel)
+            }
+            #expect(lent && read == "abcd")
+            #expect(scratch && buffered == "XY" && untouched == "abcd")
+            #expect(cancelled && afterCancel == "zz")
+        }
+    }
+
     // Bytes and a cancellation reaching a waiting read(into:) in the same loop pass: whichever
     // comes first wins, and nothing is lost or delivered twice. Without a cover (a task of its
     // own) and with one (a stream server's connection task).

@@ -47,6 +47,13 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     @exclusivity(unchecked) private var target: UnsafeMutableRawBufferPointer?
     /// How many bytes ``feed(_:)`` copied into `target`.
     @exclusivity(unchecked) private var delivered = 0
+    /// ``receiveBuffer()`` handed out `target`: the transport reads straight into it.
+    @exclusivity(unchecked) private var receivingDirectly = false
+    /// The loop's scratch buffer, where the transport reads when no ``read(into:)`` waits
+    /// (held, so its memory lives as long as this reader uses it).
+    @exclusivity(unchecked) private var scratch: StreamScratch?
+    /// `scratch`'s memory, read without touching the object's reference count.
+    @exclusivity(unchecked) private var scratchBytes = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     /// The most a waiting ``read(max:)`` takes (0: none waits): ``feed(_:)`` makes its array
     /// straight from the received bytes instead of through `buffer`.
     @exclusivity(unchecked) private var arrayWanted = 0
@@ -93,6 +100,37 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         if !transportPaused, available > 2 * limit, let transport {
             transportPaused = true
             transport.pauseReading()
+        }
+    }
+
+    /// Where the transport reads next (``StreamReaderProtocol`` is a ``BufferedProtocol``):
+    /// into the memory of a ``read(into:)`` waiting on an empty buffer — the kernel's copy (or
+    /// TLS's decryption) is then the only one — else into the loop's stream scratch buffer,
+    /// whose bytes ``received(_:)`` feeds as ``feed(_:)-(UnsafeRawBufferPointer)`` does.
+    func receiveBuffer() -> UnsafeMutableRawBufferPointer {
+        if waiter != nil, let target {
+            receivingDirectly = true
+            return target
+        }
+        receivingDirectly = false
+        if scratchBytes.count == 0 {
+            let shared = loop.local(StreamScratch.key) { StreamScratch() }
+            scratch = shared
+            scratchBytes = shared.bytes
+        }
+        return scratchBytes
+    }
+
+    /// The transport put `count` bytes where ``receiveBuffer()`` pointed.
+    func received(_ count: Int) {
+        guard count > 0 else { return }
+        if receivingDirectly {
+            receivingDirectly = false
+            delivered = count
+            target = nil
+            wake()
+        } else {
+            feed(UnsafeRawBufferPointer(start: scratchBytes.baseAddress, count: count))
         }
     }
 
@@ -508,3 +546,24 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         }
     }
 }
+
+/// The buffer a loop's stream connections read into when no ``StreamReader/read(into:)`` waits
+/// (loop-local; one loop runs one callback at a time). Not the transports' shared read buffer:
+/// under TLS that one holds the ciphertext being decrypted into this one.
+final class StreamScratch: LoopLocal {
+    static let key = LoopLocalKey<StreamScratch>()
+    let bytes: UnsafeMutableRawBufferPointer
+
+    init() {
+        bytes = .allocate(byteCount: SocketBuffers.readBufferSize, alignment: 16)
+    }
+
+    deinit {
+        bytes.deallocate()
+    }
+
+    func loopWillClose() {}
+}
+
+@available(*, unavailable)
+extension StreamScratch: Sendable {}

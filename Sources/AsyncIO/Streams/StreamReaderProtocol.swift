@@ -3,8 +3,10 @@
 //===----------------------------------------------------------------------===//
 
 /// The protocol that connects a transport to a ``StreamReader`` and a ``StreamWriter``
-/// (asyncio's `StreamReaderProtocol`).
-final class StreamReaderProtocol: StreamProtocol, @unchecked Sendable {
+/// (asyncio's `StreamReaderProtocol`). A ``BufferedProtocol``: the transport reads straight
+/// into the memory of a waiting ``StreamReader/read(into:)`` (see
+/// ``StreamReader/receiveBuffer()``).
+final class StreamReaderProtocol: BufferedProtocol, @unchecked Sendable {
     let reader: StreamReader
     private(set) var transport: (any StreamTransport)?
     private var paused = false
@@ -34,6 +36,14 @@ final class StreamReaderProtocol: StreamProtocol, @unchecked Sendable {
 
     func dataReceived(_ bytes: UnsafeRawBufferPointer) {
         reader.feed(bytes)
+    }
+
+    func getBuffer(sizeHint: Int) -> UnsafeMutableRawBufferPointer {
+        reader.receiveBuffer()
+    }
+
+    func bufferUpdated(_ count: Int) {
+        reader.received(count)
     }
 
     func eofReceived() -> Bool {

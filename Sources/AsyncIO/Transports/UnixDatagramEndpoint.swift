@@ -53,6 +53,8 @@ extension EventLoop {
     ///     file is removed when the endpoint closes (if it is still the one it bound).
     ///   - remotePath: The peer to connect to: `sendTo(_, nil)` sends to it, and only its
     ///     datagrams arrive.
+    ///   - factory: Makes the endpoint's protocol.
+    /// - Returns: The transport and the protocol, once `connectionMade` ran.
     /// - Throws: ``TransportError``: `.invalidAddress` for a path that is empty, has a NUL
     ///   byte inside, or is longer than 107 bytes (an abstract name: 108); `.addressInUse` if
     ///   a live socket is bound at `localPath` or a file that is not a socket is in the way;
