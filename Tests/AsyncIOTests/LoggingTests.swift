@@ -194,6 +194,45 @@ struct LoggingTests {
         #expect(store.all.isEmpty, "\(store.all)")
     }
 
+    // Datagram endpoints take a logger too (UDP, Unix, adopted): a protocol callback that
+    // throws is reported through it, with the endpoint's `local` address as metadata.
+    @Test func datagramEndpointsTakeALogger() throws {
+        final class Throwing: DatagramProtocol {
+            func connectionMade(_ transport: any DatagramTransport) {}
+            func datagramReceived(_ bytes: UnsafeRawBufferPointer, from address: SocketAddress) throws {
+                throw TestError(id: 9)
+            }
+        }
+        final class Quiet: DatagramProtocol {
+            func connectionMade(_ transport: any DatagramTransport) {}
+            func datagramReceived(_ bytes: UnsafeRawBufferPointer, from address: SocketAddress) {}
+        }
+        let store = MemoryLogHandler.Store()
+        let (labels, local) = try withLoop(logger: MemoryLogHandler.logger("test-loop", store)) { loop in
+            try loop.runUntilComplete { () async throws -> ([String], String) in
+                let (udp, _) = try await loop.createDatagramEndpoint(
+                    localHost: "127.0.0.1", localPort: 0, logger: MemoryLogHandler.logger("udp", store)) { Throwing() }
+                let local = "\(try #require(udp.localAddress))"
+                let (unix, _) = try await loop.createUnixDatagramEndpoint(
+                    localPath: "\0asyncio-logging-\(getpid())", logger: MemoryLogHandler.logger("unix", store)) { Quiet() }
+                defer { unix.close() }
+                let fd = try rawSocket(AF_INET, Int32(SOCK_DGRAM.rawValue))
+                let (adopted, _) = try await loop.createDatagramEndpoint(
+                    sock: fd, logger: MemoryLogHandler.logger("adopted", store)) { Quiet() }
+                defer { adopted.close() }
+                adopted.sendTo(Array("boom".utf8), try SocketAddress(ipAddress: "127.0.0.1", port: udp.localAddress?.port ?? 0))
+                try await waitUntil("the throwing endpoint closed") { udp.isClosing }
+                return ([udp.logger.label, unix.logger.label, adopted.logger.label], local)
+            }
+        }
+        #expect(labels == ["udp", "unix", "adopted"])
+        let errors = store.all.filter { $0.level == .error }
+        try #require(errors.count == 1, "\(store.all)")
+        #expect(errors[0].message == "error in datagram protocol callback datagramReceived; the endpoint is aborted")
+        #expect(errors[0].metadata["local"] == local)
+        #expect(errors[0].metadata["error"] == "\(TestError(id: 9))")
+    }
+
     // A group's logger reaches each of its loops, with the loop's name as metadata.
     @Test func groupLoopsInheritTheGroupLogger() throws {
         let store = MemoryLogHandler.Store()

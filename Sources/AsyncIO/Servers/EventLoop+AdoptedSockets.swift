@@ -217,6 +217,8 @@ extension EventLoop {
     /// - Parameters:
     ///   - sock: The socket. Owned by the transport once checked (see the file's ownership
     ///     note).
+    ///   - logger: What the endpoint's ``DatagramTransport/logger`` extends with `local`
+    ///     metadata; `nil`: the loop's ``EventLoop/logger``.
     ///   - factory: Makes the endpoint's protocol.
     /// - Returns: The transport and the protocol.
     /// - Throws: ``TransportError`` `.invalidSocket` if `sock` is not a datagram socket (the
@@ -224,13 +226,14 @@ extension EventLoop {
     /// - Important: Call from a task running on this loop.
     public func createDatagramEndpoint<P: DatagramProtocol>(
         sock: Int32,
+        logger: Logger? = nil,
         _ factory: () -> P
     ) async throws -> (any DatagramTransport, P) {
         let found = try take(
             sock, call: "createDatagramEndpoint(sock:)", type: casyncio_sock_dgram(),
             families: [AF_INET, AF_INET6, AF_UNIX], listening: nil)
         let proto = factory()
-        return (await startDatagramTransport(fd: sock, proto, peer: found.peer), proto)
+        return (await startDatagramTransport(fd: sock, proto, peer: found.peer, logger: logger), proto)
     }
 
     /// Checks `fd` (see ``Socket/checkAdoptable(_:call:type:families:listening:)``: a refused

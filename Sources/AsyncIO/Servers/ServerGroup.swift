@@ -221,7 +221,7 @@ public final class DatagramEndpointGroup: Sendable {
 extension EventLoopGroup {
     /// Binds a UDP endpoint on every loop of the group to `host`:`port` (`SO_REUSEPORT`; with
     /// port 0 the first loop picks the port), each with a protocol from `factory`.
-    /// - Throws: as ``EventLoop/createDatagramEndpoint(localHost:localPort:remoteHost:remotePort:reusePort:allowBroadcast:_:)``;
+    /// - Throws: as ``EventLoop/createDatagramEndpoint(localHost:localPort:remoteHost:remotePort:reusePort:allowBroadcast:logger:_:)``;
     ///   `.addressInUse` if another socket already has the port.
     public func createDatagramEndpoints(
         host: String? = nil,

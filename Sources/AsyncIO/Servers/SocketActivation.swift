@@ -33,7 +33,7 @@ public struct ActivatedSocket: Sendable, Hashable {
 ///     let server = try await loop.createServer(sockets: sockets.map(\.fileDescriptor)) { Echo() }
 /// }
 /// ```
-/// A datagram socket (`ListenDatagram=`) goes to ``EventLoop/createDatagramEndpoint(sock:_:)``
+/// A datagram socket (`ListenDatagram=`) goes to ``EventLoop/createDatagramEndpoint(sock:logger:_:)``
 /// instead; ``EventLoopGroup/createServer(sockets:tls:backlog:_:)`` serves the sockets on every
 /// loop of a group.
 public enum SocketActivation {

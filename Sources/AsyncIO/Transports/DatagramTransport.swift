@@ -4,6 +4,7 @@
 
 import CAsyncIOLinux
 import DequeModule
+public import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,6 +53,9 @@ extension DatagramProtocol {
 public protocol DatagramTransport: SocketOptionProvider {
     /// The loop the endpoint runs on.
     var loop: EventLoop { get }
+    /// Where the endpoint logs (a protocol callback's error): the logger given when it was
+    /// made, by default the loop's ``EventLoop/logger``, with `local` metadata (its address).
+    var logger: Logger { get }
     /// Sends one datagram to `address` (`nil` for a connected endpoint's peer). Sent at once
     /// if the kernel takes it, otherwise queued (flow control applies). Errors of the send go
     /// to `errorReceived`.
@@ -120,12 +124,22 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     /// Datagrams read per readiness event at most, so one busy socket cannot starve the loop.
     private static let maxDatagramsPerWakeUp = 64
 
-    init(loop: EventLoop, fd: Int32, protocol: any DatagramProtocol, peer: SocketAddress?) {
+    /// The logger given when the endpoint was made (the loop's if none), before metadata.
+    private let baseLogger: Logger
+
+    init(loop: EventLoop, fd: Int32, protocol: any DatagramProtocol, peer: SocketAddress?, logger: Logger? = nil) {
         self.loop = loop
         self.fileDescriptor = fd
         self.proto = `protocol`
         self.connectedPeer = peer
         self.batch = loop.datagramBatch
+        self.baseLogger = logger ?? loop.logger
+    }
+
+    var logger: Logger {
+        var logger = baseLogger
+        if let local = localAddress { logger[metadataKey: "local"] = "\(local)" }
+        return logger
     }
 
     deinit {
@@ -363,7 +377,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     private func fail(_ error: any Error, from callback: String) {
         loop.callExceptionHandler(ExceptionContext(
             message: "error in datagram protocol callback \(callback); the endpoint is aborted",
-            error: error, source: "fd \(fileDescriptor)"))
+            error: error, source: "fd \(fileDescriptor)", logger: logger))
         forceClose(error)
     }
 
@@ -423,6 +437,8 @@ extension EventLoop {
     ///   - reusePort: `SO_REUSEPORT`, for one endpoint per loop on the same port, or several
     ///     endpoints (and other programs that set it too) receiving one multicast group.
     ///   - allowBroadcast: `SO_BROADCAST`.
+    ///   - logger: What the endpoint's ``DatagramTransport/logger`` extends with `local`
+    ///     metadata; `nil`: the loop's ``EventLoop/logger``.
     ///   - factory: Makes the endpoint's protocol.
     /// - Returns: The transport and the protocol.
     /// - Throws: ``TransportError`` (`.addressInUse` names the address), ``ResolutionError``.
@@ -434,11 +450,12 @@ extension EventLoop {
         remotePort: Int? = nil,
         reusePort: Bool = false,
         allowBroadcast: Bool = false,
+        logger: Logger? = nil,
         _ factory: () -> P
     ) async throws -> (any DatagramTransport, P) {
         try await createDatagramEndpoint(
             localHost: localHost, localPort: localPort, remoteHost: remoteHost, remotePort: remotePort,
-            reusePort: reusePort, requireFreePort: false, allowBroadcast: allowBroadcast, factory)
+            reusePort: reusePort, requireFreePort: false, allowBroadcast: allowBroadcast, logger: logger, factory)
     }
 
     func createDatagramEndpoint<P: DatagramProtocol>(
@@ -449,12 +466,13 @@ extension EventLoop {
         reusePort: Bool,
         requireFreePort: Bool,
         allowBroadcast: Bool,
+        logger: Logger? = nil,
         _ factory: () -> P
     ) async throws -> (any DatagramTransport, P) {
         let proto = factory()
         let transport = try await makeDatagramEndpoint(
             localHost: localHost, localPort: localPort, remoteHost: remoteHost, remotePort: remotePort,
-            reusePort: reusePort, requireFreePort: requireFreePort, allowBroadcast: allowBroadcast, proto)
+            reusePort: reusePort, requireFreePort: requireFreePort, allowBroadcast: allowBroadcast, logger: logger, proto)
         return (transport, proto)
     }
 
@@ -466,6 +484,7 @@ extension EventLoop {
         reusePort: Bool,
         requireFreePort: Bool,
         allowBroadcast: Bool,
+        logger: Logger? = nil,
         _ proto: any DatagramProtocol
     ) async throws -> any DatagramTransport {
         var remote: SocketAddress?
@@ -502,12 +521,14 @@ extension EventLoop {
             Glibc.close(fd)
             throw error
         }
-        return await startDatagramTransport(fd: fd, proto, peer: remote)
+        return await startDatagramTransport(fd: fd, proto, peer: remote, logger: logger)
     }
 
     /// Wraps a bound (or connected) datagram socket and waits until `connectionMade` ran.
-    func startDatagramTransport(fd: Int32, _ proto: any DatagramProtocol, peer: SocketAddress?) async -> any DatagramTransport {
-        await startDatagramTransport(DatagramSocketTransport(loop: self, fd: fd, protocol: proto, peer: peer))
+    func startDatagramTransport(
+        fd: Int32, _ proto: any DatagramProtocol, peer: SocketAddress?, logger: Logger? = nil
+    ) async -> any DatagramTransport {
+        await startDatagramTransport(DatagramSocketTransport(loop: self, fd: fd, protocol: proto, peer: peer, logger: logger))
     }
 
     /// Starts `transport` and waits until `connectionMade` ran.

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import CAsyncIOLinux
+public import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -45,7 +46,7 @@ extension EventLoop {
     ///
     /// A path with a leading NUL (`"\0name"`, as Python writes it) is a name in Linux's
     /// abstract namespace: no file is made or removed. For a socket made elsewhere see
-    /// ``createDatagramEndpoint(sock:_:)``.
+    /// ``createDatagramEndpoint(sock:logger:_:)``.
     /// - Parameters:
     ///   - localPath: The path to bind, so that peers can answer; `nil` leaves the socket
     ///     unbound (its datagrams then come from the unnamed address, which cannot be
@@ -53,6 +54,8 @@ extension EventLoop {
     ///     file is removed when the endpoint closes (if it is still the one it bound).
     ///   - remotePath: The peer to connect to: `sendTo(_, nil)` sends to it, and only its
     ///     datagrams arrive.
+    ///   - logger: What the endpoint's ``DatagramTransport/logger`` extends with `local`
+    ///     metadata; `nil`: the loop's ``EventLoop/logger``.
     ///   - factory: Makes the endpoint's protocol.
     /// - Returns: The transport and the protocol, once `connectionMade` ran.
     /// - Throws: ``TransportError``: `.invalidAddress` for a path that is empty, has a NUL
@@ -64,6 +67,7 @@ extension EventLoop {
     public func createUnixDatagramEndpoint<P: DatagramProtocol>(
         localPath: String? = nil,
         remotePath: String? = nil,
+        logger: Logger? = nil,
         _ factory: () -> P
     ) async throws -> (any DatagramTransport, P) {
         guard localPath != nil || remotePath != nil else {
@@ -92,7 +96,7 @@ extension EventLoop {
             throw error
         }
         let proto = factory()
-        let transport = DatagramSocketTransport(loop: self, fd: fd, protocol: proto, peer: remote)
+        let transport = DatagramSocketTransport(loop: self, fd: fd, protocol: proto, peer: remote, logger: logger)
         transport.boundFile = boundFile
         return (await startDatagramTransport(transport), proto)
     }
