@@ -71,17 +71,18 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     /// What is registered with the loop for this fd (mirrors the loop's registration).
     private var registered: IOInterest = []
     /// Unsent bytes (heap copies with stable addresses for gathered sends).
-    @exclusivity(unchecked) private var writeQueue = WriteQueue()
+    // Internal, not private, from here to `fileSend`: SocketTransport+FileSend.swift uses them.
+    @exclusivity(unchecked) var writeQueue = WriteQueue()
     @exclusivity(unchecked) private var flow = FlowControl()
     /// The file being sent with sendfile(2), if any (``sendFile(_:completion:)``).
-    @exclusivity(unchecked) private var fileSend: FileSendOperation?
+    @exclusivity(unchecked) var fileSend: FileSendOperation?
     /// Whether the protocol was told `pauseWriting` and not yet `resumeWriting` (startTLS).
     var isWritingPaused: Bool { flow.isPaused }
     /// Keeps the transport alive while the connection is open.
     private var selfReference: SocketTransport?
     /// Called once when the transport is gone (the server's client set).
     var onClosed: ((SocketTransport) -> Void)?
-    private var cachedPeer: SocketAddress?
+    private(set) var cachedPeer: SocketAddress?
     private var cachedLocal: SocketAddress?
     /// The loop's shared read buffer and iovecs, looked up once (not once per read).
     private let buffers: SocketBuffers
@@ -130,7 +131,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     }
 
     /// Whether the protocol may still write (open, no writeEOF yet).
-    private var acceptsWrites: Bool { lifecycle == .open }
+    var acceptsWrites: Bool { lifecycle == .open }
 
     /// Whether the connection is open in the asyncio sense (not closing or closed).
     private var isOpen: Bool {
@@ -332,7 +333,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
 
     /// Watches for writability unless already watching; false if that failed (the transport
     /// is closed then).
-    private func registerWriter() -> Bool {
+    func registerWriter() -> Bool {
         guard !registered.contains(.write) else { return true }
         do {
             try loop.addWriter(fileDescriptor) { [unowned self] in self.writeReady() }
@@ -351,88 +352,13 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
 
     /// Writes as much of the queue, then of the file being sent, then of the bytes written
     /// after it, as the kernel takes.
-    private func flushQueue() {
+    func flushQueue() {
         while true {
             guard flushWriteQueue() else { return }
-            guard let operation = fileSend else { break }
-            switch sendFileSegment(operation) {
-            case .finished:
-                fileSend = nil
-                let sent = operation.segment.sent
-                writeQueue.append(takingAllOf: &operation.heldWrites)
-                operation.complete(.success(sent))
-                guard lifecycle != .closed else { return }
-            case .wouldBlock, .sliceUsed:
-                _ = registerWriter()
-                return
-            case .failed(let code):
-                fileSend = nil
-                writeQueue.append(takingAllOf: &operation.heldWrites)
-                if operation.segment.sent == 0, Self.sendfileUnsupported(code) {
-                    // Not this file or socket (EINVAL: not a regular file, say): nothing was
-                    // sent, the caller falls back to reading and writing.
-                    operation.complete(.failure(TransportError(
-                        .sendfileNotAvailable, "sendfile(2) cannot send this file on this transport",
-                        errno: code)))
-                    continue
-                }
-                let error = TransportError(errno: code, syscall: "sendfile", address: cachedPeer)
-                operation.complete(.failure(error))
-                forceClose(error)
-                return
-            }
+            guard fileSend != nil else { break }
+            guard continueFileSend() else { return }
         }
         finishFlush()
-    }
-
-    /// The errnos with which sendfile(2) says it cannot do this transfer at all.
-    private static func sendfileUnsupported(_ code: Int32) -> Bool {
-        code == EINVAL || code == ENOSYS || code == EOPNOTSUPP
-    }
-
-    private func sendFileSegment(_ operation: FileSendOperation) -> FileSegment.Progress {
-        let socket = fileDescriptor
-        let file = operation.segment.file
-        let sentBefore = operation.segment.sent
-        let progress = operation.segment.send { offset, count in Glibc.sendfile(socket, file, &offset, count) }
-        if let counters { counters.bytesSent &+= operation.segment.sent &- sentBefore }
-        return progress
-    }
-
-    /// Sends `segment` of a file after the queued bytes, with sendfile(2) (the native path of
-    /// ``EventLoop/sendfile(_:file:offset:count:fallback:)``). Bytes written meanwhile are
-    /// held and sent after the file. `completion` runs once on the loop with the bytes sent,
-    /// `.sendfileNotAvailable` (nothing sent: the caller may fall back), or the error that
-    /// closed the transport.
-    func sendFile(_ segment: FileSegment, completion: @escaping (Result<Int, TransportError>) -> Void) {
-        loop.assertInLoop()
-        guard kind != .readPipe, acceptsWrites else {
-            completion(.failure(.closedTransport))
-            return
-        }
-        guard fileSend == nil else {
-            completion(.failure(TransportError(.invalidArgument, "a sendfile is already in progress on this transport")))
-            return
-        }
-        fileSend = FileSendOperation(segment, completion: completion)
-        if writeQueue.isEmpty {
-            flushQueue()
-        }
-    }
-
-    /// Stops sending the file (its sender was cancelled): what was sent stays sent, the bytes
-    /// written meanwhile go next. The completion is not called.
-    func cancelFileSend() {
-        loop.assertInLoop()
-        guard let operation = fileSend else { return }
-        fileSend = nil
-        writeQueue.append(takingAllOf: &operation.heldWrites)
-        guard lifecycle != .closed else { return }
-        if writeQueue.isEmpty {
-            finishFlush()
-        } else {
-            _ = registerWriter()
-        }
     }
 
     /// Sends the queue's bytes with gathered sends (sendmsg); false if the kernel took no more
@@ -468,7 +394,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
 
     /// Everything was sent: stops watching for writability, resumes the protocol, and goes on
     /// with a pending writeEOF or close.
-    private func finishFlush() {
+    func finishFlush() {
         if registered.contains(.write) {
             registered.remove(.write)
             loop.removeWriter(fileDescriptor)
@@ -551,7 +477,7 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     /// Stops all I/O now and schedules `connectionLost(error)` and the close of the fd.
     /// OS failures arrive here as ``TransportError``s (converted where they happen); a
     /// protocol callback's own error is passed on as it was thrown.
-    private func forceClose(_ error: (any Error)?) {
+    func forceClose(_ error: (any Error)?) {
         guard move(.closeNow) else { return }
         unregisterReader()
         if registered.contains(.write) {
