@@ -11,20 +11,22 @@
 // need none). README.md, "Platforms", says where a kqueue backend would plug in.
 
 //
-// Optional integrations are package traits (SE-0450), on by default:
+// Optional integrations are package traits (SE-0450), off by default:
 //   ServiceLifecycle  the AsyncIOServiceLifecycle product (swift-service-lifecycle)
 //   Metrics           the AsyncIOMetrics product (swift-metrics)
 // A dependency used only under a disabled trait is not fetched: a package that depends on
-// this one with `traits: []` gets the AsyncIO library alone and clones none of them, nor
-// their dependencies (swift-async-algorithms, swift-atomics). Checked with Swift 6.3.1 on
-// throwaway packages, by path and by URL (README.md, "Optional integrations", has the
-// evidence). Without traits, every dependency of a target in any library or executable
-// product is cloned, even one the consumer's products do not use; dependencies used only by
-// test targets, or by targets in no product, are not.
-// Why on by default: this package's own `swift build` and `swift test` (CI's and the
-// README's commands, with no flags) must build and test the integrations, and a root
-// package's traits are its default ones unless flags (`--traits`, `--enable-all-traits`)
-// say otherwise. So a consumer that writes no `traits:` gets them both, as before.
+// this one with no `traits:` gets the AsyncIO library alone and clones none of them, nor
+// their dependencies (swift-async-algorithms, swift-atomics); `traits: ["ServiceLifecycle"]`
+// or `["Metrics"]` opts in. Checked with Swift 6.3.1 on throwaway packages, by path and by
+// URL (README.md, "Optional integrations", has the evidence). Without traits, every
+// dependency of a target in any library or executable product is cloned, even one the
+// consumer's products do not use.
+// In this repository: `swift build` and `swift test` (the README's commands) build and test
+// the AsyncIO library and the examples with no integration and clone neither package; the
+// integrations and their tests build with `--enable-all-traits` (or `--traits
+// ServiceLifecycle,Metrics`), as .ci/run's sanitizer runs and docs step do. The tests of an
+// integration depend on its packages under the same trait, so a flag-free build clones
+// nothing it does not compile.
 
 import PackageDescription
 
@@ -37,9 +39,9 @@ let package = Package(
     name: "swift-asyncio",
     products: [
         .library(name: "AsyncIO", targets: ["AsyncIO"]),
-        // Services for swift-service-lifecycle (trait ServiceLifecycle; empty without it).
+        // Services for swift-service-lifecycle (opt-in trait ServiceLifecycle; empty without it).
         .library(name: "AsyncIOServiceLifecycle", targets: ["AsyncIOServiceLifecycle"]),
-        // The loops' counters exported to swift-metrics (trait Metrics; empty without it).
+        // The loops' counters exported to swift-metrics (opt-in trait Metrics; empty without it).
         .library(name: "AsyncIOMetrics", targets: ["AsyncIOMetrics"]),
         .executable(name: "task-sample", targets: ["TaskSample"]),
         .executable(name: "executor-sample", targets: ["ExecutorSample"]),
@@ -54,7 +56,7 @@ let package = Package(
     traits: [
         .trait(name: "ServiceLifecycle", description: "The AsyncIOServiceLifecycle product (swift-service-lifecycle)."),
         .trait(name: "Metrics", description: "The AsyncIOMetrics product (swift-metrics)."),
-        .default(enabledTraits: ["ServiceLifecycle", "Metrics"]),
+        .default(enabledTraits: []),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -62,7 +64,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
-        // Tests only (a test target's dependency is not fetched by consumers).
+        // Tests of AsyncIOMetrics only (trait Metrics).
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
@@ -209,7 +211,9 @@ let package = Package(
                 "AsyncIO",
                 "AsyncIOServiceLifecycle",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(
+                    name: "ServiceLifecycle", package: "swift-service-lifecycle",
+                    condition: .when(traits: ["ServiceLifecycle"])),
             ],
             swiftSettings: strictSettings
         ),
@@ -218,9 +222,9 @@ let package = Package(
             dependencies: [
                 "AsyncIO",
                 "AsyncIOMetrics",
-                .product(name: "CoreMetrics", package: "swift-metrics"),
-                .product(name: "MetricsTestKit", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics", condition: .when(traits: ["Metrics"])),
+                .product(name: "MetricsTestKit", package: "swift-metrics", condition: .when(traits: ["Metrics"])),
+                .product(name: "Prometheus", package: "swift-prometheus", condition: .when(traits: ["Metrics"])),
             ],
             swiftSettings: strictSettings
         ),

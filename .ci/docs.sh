@@ -16,7 +16,8 @@ target_args=()
 for module in "${modules[@]}"; do target_args+=(--target "$module"); done
 
 start=$(date +%s)
-ASYNCIO_DOCS=1 swift package --scratch-path "$scratch" generate-documentation \
+# --enable-all-traits: the integrations are behind package traits that are off by default.
+ASYNCIO_DOCS=1 swift package --scratch-path "$scratch" --enable-all-traits generate-documentation \
     "${target_args[@]}" --warnings-as-errors
 echo "docs: generated in $(( $(date +%s) - start )) s"
 

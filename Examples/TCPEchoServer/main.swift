@@ -18,7 +18,9 @@
 // (AsyncIOServiceLifecycle): SIGINT/SIGTERM stop listening, let open connections finish for
 // --grace-period seconds, then close them.
 //
-//   $ swift run tcp-echo-server --lifecycle --grace-period 10
+//   $ swift run --traits ServiceLifecycle tcp-echo-server --lifecycle --grace-period 10
+//
+// (The ServiceLifecycle trait is off by default; without it --lifecycle is an error.)
 
 import ArgumentParser
 import AsyncIO
@@ -159,9 +161,9 @@ extension TCPEchoServer {
         }
     }
     #else
-    /// --lifecycle needs the package's ServiceLifecycle trait (on by default).
+    /// --lifecycle needs the package's ServiceLifecycle trait (off by default).
     func runServices() throws {
-        log("tcp-echo-server: error: --lifecycle needs the package built with its ServiceLifecycle trait")
+        log("tcp-echo-server: error: --lifecycle needs the package built with its ServiceLifecycle trait (swift run --traits ServiceLifecycle tcp-echo-server --lifecycle)")
         throw ExitCode.failure
     }
     #endif

@@ -14,6 +14,9 @@ public import CoreMetrics
 /// the loop (before that, a message costs one `nil` check). ``start()`` turns counting on and
 /// starts a loop timer that pushes the counts every ``interval``; ``collect()`` pushes them now.
 ///
+/// The `AsyncIOMetrics` product needs the package trait `Metrics` (off by default):
+/// `.package(url: …, traits: ["Metrics"])`.
+///
 /// ```swift
 /// import AsyncIO
 /// import AsyncIOMetrics

@@ -9,6 +9,8 @@ import Testing
 import Glibc
 #endif
 
+#if ServiceLifecycle
+
 /// Sends the first half of 2 MiB and reads its echo, says "half", then waits until a new
 /// connection is refused (the test sent SIGTERM: the server stopped listening), says
 /// "refused", sends the second half on the first connection, half-closes it and reads the
@@ -88,3 +90,15 @@ struct LifecycleExampleTests {
         #expect(client.waitExit(timeout: 10)?.isSuccess == true, "\(client.stderrText)")
     }
 }
+#else
+@Suite struct LifecycleExampleWithoutTraitTests {
+    // Built without the ServiceLifecycle trait (the package's default), --lifecycle is an
+    // error that says how to get it, before anything listens.
+    @Test func lifecycleWithoutTheTraitExitsOneAndSaysHow() throws {
+        let result = try runExample("tcp-echo-server", ["--port", "0", "--lifecycle"])
+        #expect(result.status == 1)
+        #expect(result.stdout == "")
+        #expect(result.stderr == "tcp-echo-server: error: --lifecycle needs the package built with its ServiceLifecycle trait (swift run --traits ServiceLifecycle tcp-echo-server --lifecycle)\n")
+    }
+}
+#endif
