@@ -1,4 +1,4 @@
-# Shared by run-echo-bench.sh, echo-callgrind.sh, echo-allocs.sh, echo-idle-rss.sh (and
+# Shared by run-echo-bench.sh, run-churn-bench.sh, echo-callgrind.sh, echo-allocs.sh, echo-idle-rss.sh (and
 # through them run-udp-bench.sh), pipe-bench.sh, run-tls-bench.sh and tls-callgrind.sh:
 # building the tools and servers, starting a server and reading its port, stopping it, and
 # cleaning up every process a script started. Source it; it is not a program.
@@ -88,7 +88,7 @@ trap 'exit 130' INT TERM HUP
 build_tools() {
     mkdir -p "$tools_dir"
     local src
-    for src in loadgen c_echo_server udp_loadgen c_udp_echo_server pipe_pump; do
+    for src in loadgen churn_loadgen c_echo_server udp_loadgen c_udp_echo_server pipe_pump; do
         if [[ ! -x "$tools_dir/$src" || "$echo_dir/$src.c" -nt "$tools_dir/$src" ]]; then
             cc -O2 -Wall -pthread -o "$tools_dir/$src" "$echo_dir/$src.c" || return 1
         fi
