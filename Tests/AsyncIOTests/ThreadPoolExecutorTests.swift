@@ -159,4 +159,70 @@ struct ThreadPoolExecutorTests {
             pool.shutdown(wait: true)
         }
     }
+
+    // A worker that ran out of jobs polls the queue for a moment, and submit wakes nobody for
+    // the one job it will take; a second job queued meanwhile must still get a thread of its
+    // own. Two jobs that each wait (bounded) for the other to start would otherwise sit one
+    // behind the other and both time out. The poll lasts 60 s here, so every round finds a
+    // worker polling (the shutdown ends it).
+    @Test func jobsQueuedWhileAWorkerPollsStillRunInParallel() throws {
+        try withLoop { loop in
+            let pool = ThreadPoolExecutor(maxWorkers: 2, threadNamePrefix: "pair", spinDuration: .seconds(60))
+            defer { pool.shutdown() }
+            let results = try loop.runUntilComplete { () async throws -> [Bool] in
+                var all: [Bool] = []
+                for _ in 0..<50 {
+                    _ = try await loop.runInExecutor(pool) { 0 }.value
+                    let started = Atomic<Int>(0)
+                    let pair = (0..<2).map { _ in
+                        loop.runInExecutor(pool) { () -> Bool in
+                            started.add(1, ordering: .sequentiallyConsistent)
+                            var waited = 0
+                            while started.load(ordering: .sequentiallyConsistent) < 2 && waited < 10_000 {
+                                blockThread(seconds: 0.001)
+                                waited += 1
+                            }
+                            return started.load(ordering: .sequentiallyConsistent) == 2
+                        }
+                    }
+                    all += try await gather(pair)
+                }
+                return all
+            }
+            #expect(results.count == 100)
+            #expect(results.allSatisfy { $0 })
+        }
+    }
+
+    // The loop counts runInExecutor jobs in flight (it polls for their results before it
+    // sleeps, while round trips are short); every way a job ends brings the count back: a
+    // result, an error, a cancel before it started, a drop by the pool's shutdown.
+    @Test func jobsInFlightCountReturnsToZeroHoweverJobsEnd() throws {
+        try withLoop { loop in
+            let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "count")
+            let gate = Atomic<Bool>(false)
+            let running = Atomic<Bool>(false)
+            let blocker = loop.runInExecutor(pool) { () -> Int in
+                running.store(true, ordering: .sequentiallyConsistent)
+                while !gate.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+                return 1
+            }
+            let failing = loop.runInExecutor { () throws -> Int in throw TestError(id: 3) }
+            let cancelled = loop.runInExecutor(pool) { 2 }
+            let dropped = loop.runInExecutor(pool) { 3 }
+            #expect(loop.executorJobsInFlight == 4)
+            #expect(cancelled.cancel())
+            #expect(loop.executorJobsInFlight == 3)
+            while !running.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+            pool.shutdown(wait: false, cancelPendingJobs: true)
+            gate.store(true, ordering: .sequentiallyConsistent)
+            let blockerValue = try loop.runUntilComplete(blocker)
+            #expect(blockerValue == 1)
+            #expect(throws: TestError(id: 3)) { try loop.runUntilComplete(failing) }
+            #expect(throws: CancellationError.self) { try loop.runUntilComplete(dropped) }
+            pool.shutdown(wait: true)
+            #expect(loop.executorJobsInFlight == 0)
+            #expect(loop.executorRoundTripNanos > 0)
+        }
+    }
 }

@@ -134,6 +134,7 @@ let benchmarks: [(name: String, opsPerUnit: Int, run: (Int) throws -> Double)] =
     ("createTask", 100, { try benchCreateTask(loop, iterations: $0 * 100) }),
     ("futureAwait", 100, { try benchFutureAwait(loop, iterations: $0 * 100) }),
     ("runInExecutor", 100, { try benchRunInExecutor(loop, iterations: $0 * 100) }),
+    ("dispatchAsync", 100, { try benchDispatchAsync(loop, iterations: $0 * 100) }),
     ("lockUncontended", 1000, { try benchLock(loop, iterations: $0 * 1000) }),
     ("eventWake", 100, { try benchEventWake(loop, iterations: $0 * 100) }),
     ("queueHandoff", 100, { try benchQueueHandoff(loop, iterations: $0 * 100) }),

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 public import AsyncIO
+import Dispatch
 
 /// Callbacks (or timers) that loop-bench schedules per round before the loop runs them all.
 /// loop_bench.py uses the same number, so all loops see the same ready-queue and timer-heap
@@ -99,6 +100,22 @@ public func benchRunInExecutor(_ loop: EventLoop, iterations: Int) throws -> Dou
         var sum = 0
         for _ in 0..<iterations {
             sum += try await loop.runInExecutor { 1 }.value
+        }
+        precondition(sum == iterations)
+        return loop.time() - start
+    }
+}
+
+/// dispatchAsync: the same round trip as runInExecutor without our pool: inside a task,
+/// `DispatchQueue.global().async` resumes a continuation with `1`, awaited on the loop.
+public func benchDispatchAsync(_ loop: EventLoop, iterations: Int) throws -> Double {
+    try loop.runUntilComplete {
+        let start = loop.time()
+        var sum = 0
+        for _ in 0..<iterations {
+            sum += await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
+                DispatchQueue.global().async { continuation.resume(returning: 1) }
+            }
         }
         precondition(sum == iterations)
         return loop.time() - start

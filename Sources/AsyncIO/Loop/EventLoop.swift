@@ -117,6 +117,11 @@ public final class EventLoop: @unchecked Sendable {
     var nextGeneration: UInt32 = 1
     var ticksWithoutPoll = 0
     var stopping = false
+    /// `runInExecutor` jobs whose results have not come back to the loop yet.
+    var executorJobsInFlight = 0
+    /// A moving average of `runInExecutor` round trips (submit to result on the loop), in
+    /// nanoseconds: while it is short, the loop polls its inbox briefly before it sleeps.
+    var executorRoundTripNanos: UInt64 = 0
     var exceptionHandler: ((EventLoop, ExceptionContext) -> Void)?
     /// Tasks created by ``createTask(name:_:)`` that have not finished (kept alive here).
     @usableFromInline var liveTasks = LiveTaskTable()

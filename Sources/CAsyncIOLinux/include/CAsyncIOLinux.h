@@ -69,6 +69,16 @@ int casyncio_wait_status(int status, int *code);
 void *casyncio_current_loop(void);
 void casyncio_set_current_loop(void *loop);
 
+/// A hint to the CPU inside a spin-wait loop (x86 `pause`, Arm `yield`): lets a sibling
+/// hyperthread run and saves power while a thread polls an atomic for a few microseconds.
+static inline void casyncio_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /// Flags and constants that are macros or enums in glibc.
 static inline uint32_t casyncio_epollin(void) { return EPOLLIN; }
 static inline uint32_t casyncio_epollout(void) { return EPOLLOUT; }
