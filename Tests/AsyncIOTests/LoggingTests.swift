@@ -253,4 +253,27 @@ struct LoggingTests {
         #expect(loop.logger.label == "swift-asyncio")
         #expect(loop.logger[metadataKey: "loop"] == "plain")
     }
+
+    // A future that failed and was released without anyone reading its error logs it once,
+    // as asyncio's "exception was never retrieved"; one whose error was read, one that
+    // succeeded and one that was cancelled log nothing.
+    @Test func aFailedFutureNobodyReadLogsItsError() throws {
+        let store = MemoryLogHandler.Store()
+        let loop = try EventLoop(name: "futures", logger: MemoryLogHandler.logger("futures", store))
+        defer { try? loop.close() }
+        do {
+            let unread = Future<Int>(loop: loop)
+            try unread.setError(TestError(id: 41))
+            let read = Future<Int>(loop: loop)
+            try read.setError(TestError(id: 42))
+            _ = read.error
+            let succeeded = Future<Int>(loop: loop)
+            try succeeded.setResult(1)
+            let cancelled = Future<Int>(loop: loop)
+            cancelled.cancel()
+        }
+        let errors = store.all.filter { $0.level == .error }
+        #expect(errors.map(\.message) == ["Future<Int> error was never retrieved"])
+        #expect(errors.first?.metadata["error"] == "\(TestError(id: 41))")
+    }
 }

@@ -34,6 +34,7 @@ extension EventLoop {
     /// - Important: Loop-bound; traps on a closed loop.
     @available(macOS 26.0, *)
     @discardableResult
+    @inlinable
     public func createTask<T: Sendable>(
         name: String? = nil,
         eager: Bool,

@@ -52,17 +52,17 @@ enum LoopTaskLocals {
 ///
 /// - Important: Loop-bound, like ``Future``.
 public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unchecked Sendable {
-    private let number: Int
-    private let customName: String?
+    @usableFromInline let number: Int
+    @usableFromInline let customName: String?
     /// The Swift task running the body.
-    @usableFromInline var swiftTask: Task<Void, Never>?
+    @usableFromInline @exclusivity(unchecked) var swiftTask: Task<Void, Never>?
     /// How many times cancellation was requested while the task was not done.
-    private var cancelRequests = 0
-    private var latestCancelMessage: String?
+    @usableFromInline @exclusivity(unchecked) var cancelRequests = 0
+    @usableFromInline @exclusivity(unchecked) var latestCancelMessage: String?
     /// The task's slot in the loop's live-task table.
-    @usableFromInline var liveSlot = -1
+    @usableFromInline @exclusivity(unchecked) var liveSlot = -1
 
-    @usableFromInline
+    @inlinable
     init(loop: EventLoop, number: Int, name: String?) {
         self.number = number
         self.customName = name
@@ -156,7 +156,7 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
         }
     }
 
-    @usableFromInline
+    @inlinable
     func finish(_ state: State) {
         loop.liveTasks.remove(liveSlot)
         complete(state)

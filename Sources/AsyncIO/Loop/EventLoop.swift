@@ -124,8 +124,8 @@ public final class EventLoop: @unchecked Sendable {
     var executorRoundTripNanos: UInt64 = 0
     var exceptionHandler: ((EventLoop, ExceptionContext) -> Void)?
     /// Tasks created by ``createTask(name:_:)`` that have not finished (kept alive here).
-    @usableFromInline var liveTasks = LiveTaskTable()
-    @usableFromInline var taskCounter = 0
+    @usableFromInline @exclusivity(unchecked) var liveTasks = LiveTaskTable()
+    @usableFromInline @exclusivity(unchecked) var taskCounter = 0
     var signals: SignalState?
     /// State of upper layers (transports, TLS, executors), by ``LoopLocalKey`` index.
     @exclusivity(unchecked) var locals: [AnyObject?] = []
