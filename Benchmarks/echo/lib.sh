@@ -6,7 +6,8 @@
 # Servers, by name (ECHO_SERVERS picks and orders them; a script's --servers flag sets it):
 #   ours            swift-asyncio's Examples/TCPEchoServer (`tcp-echo-server`), protocol API
 #   ours-streams    swift-asyncio's streams API (Sources/StreamsEchoServer, built here)
-#   ours-reuse-streams  the same with read(into:) and a reused buffer (streams-echo-server --reuse)
+#   ours-reuse-streams  the same with read(into:) and a reused buffer (streams-echo-server --reuse;
+#                   64 KiB, or STREAMS_BUFFER bytes)
 #   ours-iter-streams   the same iterating the reader: for try await chunk in reader (--iterate)
 #   c               echo/c_echo_server.c, the speed-of-light baseline
 #   nio             SwiftNIO (Sources/NIOEchoServer, one event-loop thread)
@@ -371,7 +372,7 @@ server_command() {
     case "$1" in
         ours) server_cmd=("$ours_bin" "${ours_listen[@]}") ;;
         ours-streams) server_cmd=("$streams_bin" "${listen[@]}") ;;
-        ours-reuse-streams) server_cmd=("$streams_bin" "${listen[@]}" --reuse) ;;
+        ours-reuse-streams) server_cmd=("$streams_bin" "${listen[@]}" --reuse ${STREAMS_BUFFER:+--buffer "$STREAMS_BUFFER"}) ;;
         ours-iter-streams) server_cmd=("$streams_bin" "${listen[@]}" --iterate) ;;
         c) server_cmd=("$tools_dir/c_echo_server" "${listen[@]}") ;;
         nio) server_cmd=("$nio_bin" "${listen[@]}") ;;

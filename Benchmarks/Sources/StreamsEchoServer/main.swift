@@ -2,10 +2,11 @@
 // `start_server` echo (py_echo_server.py --api streams) in the echo benchmarks.
 //
 //   streams-echo-server [--host 127.0.0.1] [--port 0] [--unix PATH] [--reuse | --iterate]
-//       [--cert PEM --key PEM]   (TLS: the streams over TLS)
+//       [--buffer BYTES] [--cert PEM --key PEM]   (TLS: the streams over TLS)
 //
 // Each connection is a task on the loop: `read(max: 65536)`, `write`, `await drain()`, until
-// EOF; with --reuse, `read(into:)` a 64 KiB buffer the connection keeps (no allocation); with
+// EOF; with --reuse, `read(into:)` a 64 KiB buffer (--buffer sets the size of either) the
+// connection keeps (no allocation); with
 // --iterate, `for try await chunk in reader`. Prints `listening on HOST:PORT` (or `listening on unix:PATH`) on stdout, flushed, and
 // exits normally on SIGTERM or SIGINT. One loop, on the main thread, as asyncio has.
 
@@ -20,7 +21,7 @@ func printError(_ message: String) {
 }
 
 func usage() -> Never {
-    printError("usage: streams-echo-server [--host H] [--port P] [--unix PATH] [--reuse | --iterate] [--cert PEM --key PEM]")
+    printError("usage: streams-echo-server [--host H] [--port P] [--unix PATH] [--reuse | --iterate] [--buffer BYTES] [--cert PEM --key PEM]")
     exit(2)
 }
 
@@ -31,6 +32,7 @@ var certificate: String? = nil
 var key: String? = nil
 var reuse = false
 var iterate = false
+var bufferSize = 65536
 var arguments = CommandLine.arguments.dropFirst()
 while let flag = arguments.popFirst() {
     if flag == "--reuse" || flag == "--iterate" {
@@ -44,15 +46,20 @@ while let flag = arguments.popFirst() {
         guard let number = Int(value) else { usage() }
         port = number
     case "--unix": unixPath = value
+    case "--buffer":
+        guard let number = Int(value), number > 0 else { usage() }
+        bufferSize = number
     case "--cert": certificate = value
     case "--key": key = value
     default: usage()
     }
 }
 
+let readSize = bufferSize
+
 @Sendable func echo(_ reader: StreamReader, _ writer: StreamWriter) async throws {
     while true {
-        let bytes = try await reader.read(max: 65536)
+        let bytes = try await reader.read(max: readSize)
         if bytes.isEmpty { break }
         writer.write(bytes)
         try await writer.drain()
@@ -60,7 +67,7 @@ while let flag = arguments.popFirst() {
 }
 
 @Sendable func echoReusingBuffer(_ reader: StreamReader, _ writer: StreamWriter) async throws {
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readSize, alignment: 16)
     defer { buffer.deallocate() }
     while true {
         let count = try await reader.read(into: buffer)
