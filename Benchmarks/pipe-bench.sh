@@ -60,18 +60,6 @@ label_of_program() {
     esac
 }
 
-# Waits up to quiet_wait seconds until under 10% of one CPU is busy over half a second.
-wait_quiet() {
-    local deadline=$((SECONDS + quiet_wait)) a b
-    while :; do
-        read -r a _ < <(machine_cpu_us)
-        sleep 0.5
-        read -r b _ < <(machine_cpu_us)
-        (((b - a) < 50000)) && return
-        if ((SECONDS >= deadline)); then note "the machine was still busy after waiting ${quiet_wait}s"; return; fi
-    done
-}
-
 # pump BYTES TIMEOUT COMMAND...: one pipe_pump run (recorded for cleanup); prints its line.
 pump() {
     local n="$1" limit="$2"

@@ -63,17 +63,6 @@ run_churn() {  # run_churn SECONDS: one churn_loadgen run against server_addr; p
         2>"$work_dir/loadgen.err"
 }
 
-wait_quiet() {  # as in run-echo-bench.sh: under 10% of one CPU busy over half a second
-    local deadline=$((SECONDS + quiet_wait)) a b
-    while :; do
-        read -r a _ < <(machine_cpu_us)
-        sleep 0.5
-        read -r b _ < <(machine_cpu_us)
-        (((b - a) < 50000)) && break
-        if ((SECONDS >= deadline)); then note "the machine was still busy after ${quiet_wait}s (repetition $r)"; break; fi
-    done
-}
-
 declare -A pid_of addr_of state_of
 results="$work_dir/results"
 : >"$results"
@@ -120,7 +109,7 @@ for ((r = 1; r <= repeats; r++)); do
     for name in "${active[@]}"; do
         progress_cell "$(label_of "$name"), repetition $r of $repeats"
         [[ "${state_of[$name]}" == ok ]] || continue
-        ((quiet_wait > 0)) && wait_quiet
+        ((quiet_wait > 0)) && wait_quiet "repetition $r"
         measure "$name"
     done
 done
@@ -141,8 +130,7 @@ elapsed=$((SECONDS - started_at))
 
 echo
 machine_line
-echo "Versions: $(swift --version 2>/dev/null | head -n1 | sed 's/ (.*//'), $("$python" --version 2>&1)$(
-    [[ $have_uvloop == 1 ]] && echo ", uvloop $("$python" -c 'import uvloop; print(uvloop.__version__)')"), $(cc --version | head -n1)"
+versions_line
 echo "Load: $clients clients each looping connect, one $size-byte echo, close; ${duration} s per repetition, median of $repeats; server on CPU 0, churn_loadgen on CPU 1; tcp_tw_reuse=$tw_reuse"
 echo "$(tree_line)"
 echo

@@ -103,23 +103,6 @@ fail_server() {  # fail_server NAME WHY: the rest of this size's repetitions ski
     fi
 }
 
-# Waits up to quiet_wait seconds until the machine is quiet: under 10% of one CPU busy
-# (user + system, all processes) over half a second.
-wait_quiet() {
-    local deadline=$((SECONDS + quiet_wait)) a b waited=0
-    while :; do
-        read -r a _ < <(machine_cpu_us)
-        sleep 0.5
-        read -r b _ < <(machine_cpu_us)
-        (((b - a) < 50000)) && break
-        if ((SECONDS >= deadline)); then
-            note "the machine was still busy after waiting ${quiet_wait}s (at $(size_label "$size"), repetition $r)"
-            break
-        fi
-        if ((waited == 0)); then log "  waiting for the machine to be quiet ..."; waited=1; fi
-    done
-}
-
 # One repetition against server NAME: appends "req/s MB/s p50 p99 cpu/req other% steal%" to
 # $work_dir/reps.NAME.
 measure() {
@@ -177,7 +160,7 @@ for size in $sizes; do
         for name in "${active[@]}"; do
             progress_cell "$(size_label "$size"), $(label_of "$name"), repetition $r of $repeats"
             [[ "${state_of[$name]}" == ok ]] || continue
-            ((quiet_wait > 0)) && wait_quiet
+            ((quiet_wait > 0)) && wait_quiet "$(size_label "$size"), repetition $r"
             measure "$name"
         done
     done
@@ -208,8 +191,7 @@ elapsed=$((SECONDS - started_at))
 
 echo
 machine_line
-echo "Versions: $(swift --version 2>/dev/null | head -n1 | sed 's/ (.*//'), $("$python" --version 2>&1)$(
-    [[ $have_uvloop == 1 ]] && echo ", uvloop $("$python" -c 'import uvloop; print(uvloop.__version__)')"), $(cc --version | head -n1)"
+versions_line
 if [[ -n "$messages" ]]; then what="$messages messages"; else what="${duration} s"; fi
 if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
     echo "Load: UDP, $connections client sockets, pipeline $pipeline, $what per repetition, median of $repeats; server on CPU 0, udp_loadgen on CPU 1"

@@ -137,21 +137,6 @@ fail_server() {  # fail_server NAME WHY: the rest of this phase skips it
     fi
 }
 
-wait_quiet() {
-    local deadline=$((SECONDS + quiet_wait)) a b waited=0
-    while :; do
-        read -r a _ < <(machine_cpu_us)
-        sleep 0.5
-        read -r b _ < <(machine_cpu_us)
-        (((b - a) < 50000)) && break
-        if ((SECONDS >= deadline)); then
-            note "the machine was still busy after waiting ${quiet_wait}s ($phase_label, repetition $r)"
-            break
-        fi
-        if ((waited == 0)); then log "  waiting for the machine to be quiet ..."; waited=1; fi
-    done
-}
-
 # One repetition against server NAME in the current phase. Appends to $work_dir/reps.NAME:
 #   echo:      "req/s MB/s p50 p99 cpu_us/req other% steal%"
 #   handshake: "hs/s cpu_us/hs hs_per_cpu_s p50_ms p99_ms other% steal%"
@@ -223,7 +208,7 @@ run_phase() {
         log "[$phase_label] repetition $r of $repeats"
         for name in "${active[@]}"; do
             [[ "${state_of[$name]}" == ok ]] || continue
-            ((quiet_wait > 0)) && wait_quiet
+            ((quiet_wait > 0)) && wait_quiet "$phase_label, repetition $r"
             measure "$name"
         done
     done

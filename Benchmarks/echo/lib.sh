@@ -475,12 +475,36 @@ machine_cpu_us() {
     awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.0f %.0f\n", ($2 + $3 + $4) * 1e6 / hz, $9 * 1e6 / hz; exit }' /proc/stat
 }
 
+# wait_quiet WHERE: waits up to $quiet_wait seconds until the machine is quiet (under 10% of
+# one CPU busy, user + system, all processes, over half a second); if it never is, notes that
+# with WHERE (e.g. "1 KiB, repetition 3") and goes on.
+wait_quiet() {
+    local where="${1:-}" deadline=$((SECONDS + quiet_wait)) a b waited=0
+    while :; do
+        read -r a _ < <(machine_cpu_us)
+        sleep 0.5
+        read -r b _ < <(machine_cpu_us)
+        (((b - a) < 50000)) && return 0
+        if ((SECONDS >= deadline)); then
+            note "the machine was still busy after waiting ${quiet_wait}s${where:+ ($where)}"
+            return 0
+        fi
+        if ((waited == 0)); then log "  waiting for the machine to be quiet ..."; waited=1; fi
+    done
+}
+
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 machine_line() {
     local model
     model="$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')"
     echo "Machine: $(nproc) CPUs, ${model:-unknown CPU}, $(uname -sr); $(date -u '+%Y-%m-%d %H:%M UTC')"
+}
+
+# "Versions: Swift ..., Python ..., uvloop ..., cc ...": the toolchains of the servers.
+versions_line() {
+    echo "Versions: $(swift --version 2>/dev/null | head -n1 | sed 's/ (.*//'), $("$python" --version 2>&1)$(
+        [[ $have_uvloop == 1 ]] && echo ", uvloop $("$python" -c 'import uvloop; print(uvloop.__version__)')"), $(cc --version | head -n1)"
 }
 
 # The repository's state the benchmarked binaries were built from: commit, and the files
