@@ -457,4 +457,87 @@ struct LoopClosingTransportsTests {
         #expect(listening.value.object == nil)
         #expect(access(path, F_OK) != 0, "the Unix server's socket file is gone")
     }
+
+    // A TLS connection still open when its loop closes: the socket transport lets go of the
+    // TLS layer, and the layer of the application's protocol (they held each other, and the
+    // layer held the loop: the loop, both protocols and the SSL objects leaked).
+    @Test func closingTheLoopWithOpenTLSConnectionsFreesThemAndTheLoop() throws {
+        weak var weakLoop: EventLoop?
+        let serverSide = Box(Weak(nil))
+        let clientSide = Box(Weak(nil))
+        do {
+            let loop = try EventLoop(name: "closing with TLS")
+            weakLoop = loop
+            let serverContext = try TLSContext(serverConfiguration())
+            let clientContext = try TLSContext(clientConfiguration())
+            try loop.runUntilComplete { () async throws in
+                let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: serverContext) {
+                    let collector = TLSCollector(loop: loop)
+                    serverSide.value = Weak(collector)
+                    return collector
+                }
+                let port = try #require(listener.addresses.first?.port)
+                let (_, collector) = try await loop.createConnection(host: "127.0.0.1", port: port, tls: clientContext) {
+                    TLSCollector(loop: loop)
+                }
+                clientSide.value = Weak(collector)
+                try await waitUntil("the server's side is connected") {
+                    (serverSide.value.object as? TLSCollector)?.transport != nil
+                }
+                listener.close()
+            }
+            try loop.close()
+        }
+        #expect(serverSide.value.object == nil)
+        #expect(clientSide.value.object == nil)
+        #expect(weakLoop == nil)
+    }
+
+    // A future nobody completes is freed with its followers: internal done-callbacks no longer
+    // capture the future they are stored in (shield's did, so an abandoned gate kept itself
+    // and its shield alive).
+    @Test func anAbandonedPendingFutureIsFreed() throws {
+        weak var weakGate: Future<Void>?
+        weak var weakShield: Future<Void>?
+        try withLoop { loop in
+            do {
+                let gate = Future<Void>(loop: loop)
+                let shielded = shield(gate)
+                weakGate = gate
+                weakShield = shielded
+                #expect(!shielded.isDone)
+            }
+            #expect(weakGate == nil)
+            #expect(weakShield == nil)
+        }
+    }
+
+    // A stream server's handler that keeps its writer in something it captured: once the
+    // connection and the handler ended, that is freed (the connection's protocol used to keep
+    // the handler for good, and with it a cycle through the writer).
+    @Test func aStreamHandlersCapturesAreFreedWhenItsConnectionEnds() throws {
+        let weakKept = Box(Weak(nil))
+        try withLoop { loop in
+            try loop.runUntilComplete { () async throws in
+                let kept = Box<StreamWriter?>(nil)
+                weakKept.value = Weak(kept)
+                let handled = Future<Void>(loop: loop)
+                let server = try await loop.startServer(host: "127.0.0.1", port: 0) { reader, writer in
+                    kept.value = writer
+                    _ = try await reader.read()   // to EOF
+                    writer.close()
+                    handled.complete(.success(()))
+                }
+                let port = try #require(server.addresses.first?.port)
+                let (reader, writer) = try await loop.openConnection(host: "127.0.0.1", port: port)
+                writer.write(Array("bye".utf8))
+                writer.writeEOF()
+                _ = try await reader.read()   // the server closed
+                try await waitForEvent(handled, "the handler ended")
+                writer.close()
+                server.close()
+            }
+        }
+        #expect(weakKept.value.object == nil)
+    }
 }

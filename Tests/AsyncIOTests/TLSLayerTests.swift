@@ -126,8 +126,11 @@ final class EventRecorder: StreamProtocol {
     func resumeWriting() { events.append("resume") }
 }
 
-/// A client and a server TLS layer joined by memory transports.
-struct TLSPair {
+/// A client and a server TLS layer joined by memory transports. When the pair goes, it lets
+/// go of the layers the way a closing loop does (``TLSTransport/loopClosed()``): each layer
+/// and its wire, and each layer and its application, hold each other, and a test that ends
+/// with a connection still open would otherwise leak them (LeakSanitizer).
+final class TLSPair {
     let loop: EventLoop
     let client: TLSTransport
     let server: TLSTransport
@@ -159,6 +162,10 @@ struct TLSPair {
         client.attach(to: clientWire)   // the ClientHello is now in clientWire.outbox
     }
 
+    deinit {
+        letGo(layers: [client, server], wires: [clientWire, serverWire])
+    }
+
     /// Moves bytes both ways (cut into `chunk`-byte pieces) and runs the loop's ready
     /// callbacks, until nothing moves any more.
     func exchange(chunk: Int = .max) throws {
@@ -170,6 +177,14 @@ struct TLSPair {
         }
         Issue.record("the two TLS layers kept talking for 50 rounds")
     }
+}
+
+/// Breaks the cycles between TLS layers, their wires and their applications the way a
+/// closing loop does (``TLSTransport/loopClosed()``), for a test that ends with connections
+/// still open: otherwise they leak (LeakSanitizer).
+func letGo(layers: [TLSTransport], wires: [MemoryTransport]) {
+    for layer in layers { layer.loopClosed() }
+    for wire in wires { wire.streamProtocol = ClosedProtocol.shared }
 }
 
 /// Runs one pass of a loop that is not running: what is ready now runs, nothing waits.
@@ -303,6 +318,7 @@ struct TLSLayerTests {
             app.onPause = { client.close() }
             let clientWire = MemoryTransport(loop: loop, protocol: client)
             let serverWire = MemoryTransport(loop: loop, protocol: server)
+            defer { letGo(layers: [client, server], wires: [clientWire, serverWire]) }
             server.attach(to: serverWire)
             client.attach(to: clientWire)
             try clientWire.deliver(to: serverWire)   // ClientHello

@@ -46,7 +46,13 @@ func withLoop<T>(
     timeout: Duration = .seconds(60), logger: Logger? = nil, _ body: (EventLoop) throws -> T
 ) throws -> T {
     let loop = try EventLoop(name: "test", logger: logger)
-    defer { try? loop.close() }
+    defer {
+        // As asyncio.run ends: tasks still pending (a server's connection handlers, say) are
+        // cancelled and run to their end before the loop closes. A task left suspended on a
+        // closed loop can never resume, and keeps what it holds forever (LeakSanitizer).
+        try? loop.cancelAllTasks(timeout: .seconds(2))
+        try? loop.close()
+    }
     let watchdog = loop.callLater(after: timeout) {
         Issue.record("the test's event loop was stopped by the watchdog after \(timeout)")
         loop.stop()

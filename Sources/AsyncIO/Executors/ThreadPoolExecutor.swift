@@ -343,7 +343,7 @@ extension EventLoop {
                 future.completeIfPending(result)
             }
         }
-        future._whenDone { [self] in
+        future._whenDone { [self, unowned future] in
             if future.isCancelled && item.tryCancel() { executorJobEnded(submittedAt: nil) }
         }
         let pool = executor ?? defaultExecutor

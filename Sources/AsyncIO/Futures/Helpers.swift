@@ -19,7 +19,7 @@ extension EventLoop {
         }
         let future = Future<Void>(loop: self)
         let timer = callLater(after: duration) { future.complete(.success(())) }
-        future._whenDone { if future.isCancelled { timer.cancel() } }
+        future._whenDone { [unowned future] in if future.isCancelled { timer.cancel() } }
         try await future.value
     }
 }
@@ -77,7 +77,7 @@ private func waitAll(_ futures: [any AnyFuture], failFast: Bool) async throws {
     let outer = Future<Void>(loop: loop)
     var remaining = futures.count
     for future in futures {
-        future._whenDone {
+        future._whenDone { [unowned future] in
             if outer.isDone { return }
             if failFast, let error = future.error {
                 outer.complete(.failure(error))
@@ -89,7 +89,7 @@ private func waitAll(_ futures: [any AnyFuture], failFast: Bool) async throws {
     }
     if failFast {
         // Cancelling the awaiter cancels `outer`; take the children down with it.
-        outer._whenDone {
+        outer._whenDone { [unowned outer] in
             if outer.isCancelled {
                 for future in futures { future.cancel() }
             }
@@ -163,7 +163,7 @@ public func shield<T>(_ future: Future<T>) -> Future<T> {
     future.loop.assertInLoop()
     if future.isDone { return future }
     let outer = Future<T>(loop: future.loop)
-    future._whenDone {
+    future._whenDone { [unowned future] in
         if !outer.isDone { outer.complete(future.state) }
     }
     return outer

@@ -14,8 +14,11 @@ final class StreamReaderProtocol: BufferedProtocol, @unchecked Sendable {
     private var lost = false
     private var lostError: (any Error)?
     private var closedWaiters: [Future<Void>] = []
-    /// For servers: called with the new reader and writer once the connection is made.
-    private let onConnected: ((StreamReader, StreamWriter) -> Void)?
+    /// For servers: called with the new reader and writer once the connection is made, then
+    /// dropped. (Kept, it would hold the server's handler and what that captures for the
+    /// connection's whole life: a handler that captures something holding the writer made a
+    /// cycle through this protocol that outlived the connection; found by LeakSanitizer.)
+    private var onConnected: ((StreamReader, StreamWriter) -> Void)?
 
     init(reader: StreamReader, onConnected: ((StreamReader, StreamWriter) -> Void)? = nil) {
         self.reader = reader
@@ -25,7 +28,9 @@ final class StreamReaderProtocol: BufferedProtocol, @unchecked Sendable {
     func connectionMade(_ transport: any StreamTransport) {
         self.transport = transport
         reader.transport = transport
-        onConnected?(reader, StreamWriter(transport: transport, protocol: self))
+        guard let connected = onConnected else { return }
+        onConnected = nil
+        connected(reader, StreamWriter(transport: transport, protocol: self))
     }
 
     /// After startTLS: reads and writes go through the TLS transport.

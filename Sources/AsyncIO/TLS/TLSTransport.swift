@@ -342,3 +342,26 @@ extension TLSTransport: CustomStringConvertible {
         "TLSTransport(\(isServer ? "server" : "client"), peer: \(inner?.peerAddress.map { "\($0)" } ?? "?"), state: \(core.phase))"
     }
 }
+
+extension TLSTransport: LoopClosingAware {
+    /// The loop is closing with the socket transport under this layer still open: the socket
+    /// transport closes its fd and lets go of this layer, and this layer lets go of the
+    /// application's protocol (which holds it back: the cycle would keep both, and through
+    /// them the loop, alive), its timers and the `SSL*`. Nothing of the application runs
+    /// (see ``LoopClosingAware``); an inner TLS layer's application is an outer layer
+    /// (TLS inside TLS), which is told in turn.
+    func loopClosed() {
+        handshakeTimer?.cancel()
+        shutdownTimer?.cancel()
+        handshakeTimer = nil
+        shutdownTimer = nil
+        handshakeWaiter = nil
+        core.release()
+        shared.idleBuffers.remove(core)
+        let lostApp = app
+        app = ClosedProtocol.shared
+        appFactory = nil
+        inner = nil
+        (lostApp as? any LoopClosingAware)?.loopClosed()
+    }
+}

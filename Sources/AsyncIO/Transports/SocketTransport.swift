@@ -550,8 +550,11 @@ extension SocketTransport: LoopClosingAware {
         _ = move(.closeNow)
         writeQueue.removeAll()
         fileSend = nil
+        let lost = proto
         proto = ClosedProtocol.shared
         buffered = nil
+        // A TLS layer over this transport is told too: it lets go of its application.
+        (lost as? any LoopClosingAware)?.loopClosed()
         if fileDescriptor >= 0 {
             Glibc.close(fileDescriptor)
             fileDescriptor = -1
