@@ -225,4 +225,36 @@ struct ThreadPoolExecutorTests {
             #expect(loop.executorRoundTripNanos > 0)
         }
     }
+
+    // A job still running when its loop closes finishes later, its result undeliverable:
+    // nothing of it stays behind. (Its closures held its future, which held the job back
+    // through its done-callback, and the loop with them: a cycle nothing broke.)
+    @Test func aJobThatEndsAfterItsLoopClosedLeavesNothing() throws {
+        let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "late")
+        defer { pool.shutdown() }
+        let running = Atomic<Bool>(false)
+        let release = Atomic<Bool>(false)
+        weak var weakLoop: EventLoop?
+        weak var weakFuture: Future<Int>?
+        do {
+            let loop = try EventLoop(name: "closes first")
+            weakLoop = loop
+            let future = loop.runInExecutor(pool) { () -> Int in
+                running.store(true, ordering: .sequentiallyConsistent)
+                var waited = 0
+                while !release.load(ordering: .sequentiallyConsistent) && waited < 20_000 {
+                    blockThread(seconds: 0.001)
+                    waited += 1
+                }
+                return 1
+            }
+            weakFuture = future
+            while !running.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+            try loop.close()
+        }
+        release.store(true, ordering: .sequentiallyConsistent)
+        pool.shutdown(wait: true)   // the job has ended
+        #expect(weakFuture == nil)
+        #expect(weakLoop == nil)
+    }
 }

@@ -7,29 +7,60 @@ import DequeModule
 import Synchronization
 
 /// A job queued on a ``ThreadPoolExecutor``: runs at most once, or is cancelled before it starts.
-final class WorkItem: Sendable {
+///
+/// Whichever comes first, the start or a cancel, releases both closures: a `runInExecutor`
+/// job's closures hold its future, which holds the item back through its done-callback, and a
+/// job that finished after its loop closed (its result never delivered) would keep that cycle
+/// and the loop forever.
+final class WorkItem: @unchecked Sendable {
+    // @unchecked Sendable: `body` and `onDrop` are set at creation, before the item is
+    // published (under the pool's lock), and taken exactly once, by whoever wins `state`'s
+    // compare-exchange; nothing reads them otherwise.
     private static let pending: UInt8 = 0
     private static let running: UInt8 = 1
     private static let cancelled: UInt8 = 2
 
     private let state = Atomic<UInt8>(WorkItem.pending)
-    let body: @Sendable () -> Void
-    /// Called when the item is cancelled by the pool's shutdown (not by ``tryCancel()``).
-    let onDrop: (@Sendable () -> Void)?
+    private var body: (@Sendable () -> Void)?
+    /// Called when the item is dropped by the pool's shutdown (not by ``tryCancel()``).
+    private var onDrop: (@Sendable () -> Void)?
 
     init(onDrop: (@Sendable () -> Void)? = nil, _ body: @escaping @Sendable () -> Void) {
         self.body = body
         self.onDrop = onDrop
     }
 
-    /// Claims the item for running; false if it was cancelled.
-    func tryStart() -> Bool {
-        state.compareExchange(expected: Self.pending, desired: Self.running, ordering: .acquiringAndReleasing).exchanged
+    /// Runs the body unless the item was cancelled.
+    func run() {
+        guard claim(Self.running) else { return }
+        let body = self.body
+        releaseClosures()
+        body?()
     }
 
     /// Cancels the item if it has not started; false if it is running or done.
     func tryCancel() -> Bool {
-        state.compareExchange(expected: Self.pending, desired: Self.cancelled, ordering: .acquiringAndReleasing).exchanged
+        guard claim(Self.cancelled) else { return false }
+        releaseClosures()
+        return true
+    }
+
+    /// The pool's shutdown drops the item: if it had not started, it never will, and
+    /// `onDrop` runs.
+    func drop() {
+        guard claim(Self.cancelled) else { return }
+        let onDrop = self.onDrop
+        releaseClosures()
+        onDrop?()
+    }
+
+    private func claim(_ next: UInt8) -> Bool {
+        state.compareExchange(expected: Self.pending, desired: next, ordering: .acquiringAndReleasing).exchanged
+    }
+
+    private func releaseClosures() {
+        body = nil
+        onDrop = nil
     }
 }
 
@@ -160,9 +191,7 @@ public final class ThreadPoolExecutor: @unchecked Sendable {
             if let item = queue.popFirst() {
                 queuedJobs.store(queue.count, ordering: .relaxed)
                 lock.unlock()
-                if item.tryStart() {
-                    item.body()
-                }
+                item.run()
                 mayPoll = true
                 lock.lock()
                 continue
@@ -222,8 +251,8 @@ public final class ThreadPoolExecutor: @unchecked Sendable {
             lock.broadcast()
             return workers.contains { $0.isCurrent }
         }
-        for item in dropped where item.tryCancel() {
-            item.onDrop?()
+        for item in dropped {
+            item.drop()
         }
         guard wait, !onWorker else { return }
         lock.withLock {
