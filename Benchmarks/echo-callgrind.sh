@@ -5,7 +5,7 @@
 #   Benchmarks/echo-callgrind.sh [--connections 10] [--messages-per-connection 20000]
 #       [--python-messages-per-connection 2000] [--size 1024]
 #       [--servers "ours ours-streams c nio uvloop"] [--annotate N] [--keep DIR] [--unix | --udp]
-#       [--chart-dir DIR]
+#       [--churn] [--chart-dir DIR]
 #
 # For each server, two runs under `valgrind --tool=callgrind`, each ended by SIGTERM (the
 # servers exit normally on it, so callgrind writes its totals):
@@ -22,7 +22,10 @@
 # callgrind output files (callgrind.<server>.{idle,loaded}) for callgrind_annotate.
 # --unix serves over Unix stream sockets; --udp echoes UDP datagrams instead (udp-echo-server
 # and the UDP servers of echo/lib.sh, loaded by echo/udp_loadgen.c; the streams servers,
-# which have no UDP form, are skipped): instructions per echoed datagram.
+# which have no UDP form, are skipped): instructions per echoed datagram. --churn counts
+# instructions per connection instead (echo/churn_loadgen.c: --connections client threads,
+# each looping connect, one --size echo, close, --messages-per-connection times; default
+# 1000 and 64 bytes): what a server spends on accepting, setting up and closing one.
 #
 # Progress goes to stderr ("cell n of N: ..., ~T left"; a cell is one callgrind run). The
 # figures are also written as a TSV and drawn as an SVG bar chart (ours highlighted) into
@@ -32,7 +35,7 @@
 set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/echo/lib.sh"
 
-connections=10 per_connection=20000 python_per_connection=2000 size=1024 annotate=0 keep=""
+connections=10 per_connection="" python_per_connection=2000 size="" annotate=0 keep="" churn=0
 ECHO_SERVERS="${ECHO_SERVERS:-ours ours-streams c nio uvloop}"
 while (($#)); do
     case "$1" in
@@ -43,6 +46,7 @@ while (($#)); do
         --servers) ECHO_SERVERS="$2"; shift 2 ;;
         --unix) export ECHO_TRANSPORT=unix; shift ;;
         --udp) export ECHO_TRANSPORT=udp; shift ;;
+        --churn) churn=1; shift ;;
         --annotate) annotate="$2"; shift 2 ;;
         --keep) keep="$2"; shift 2 ;;
         --chart-dir) chart_dir="$2"; shift 2 ;;
@@ -50,6 +54,12 @@ while (($#)); do
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+if ((churn)); then
+    [[ "${ECHO_TRANSPORT:-tcp}" == tcp ]] || { echo "--churn is for loopback TCP only" >&2; exit 2; }
+    per_connection="${per_connection:-1000}" size="${size:-64}"
+    python_per_connection=$((python_per_connection < per_connection ? python_per_connection : per_connection))
+fi
+per_connection="${per_connection:-20000}" size="${size:-1024}"
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 prepare_servers
 [[ -n "$keep" ]] && mkdir -p "$keep"
@@ -83,10 +93,11 @@ callgrind_run() {
         note "$(label_of "$name"): did not start under callgrind"
         return 1
     fi
-    local line
-    if ! line="$(timeout 900 "$loadgen" "${server_addr[@]}" \
-        --connections "$connections" --size "$size" --messages $((connections * per)) --timeout 840 \
-        2>"$work_dir/loadgen.err")"; then
+    local line load=("$loadgen" "${server_addr[@]}" --connections "$connections" --size "$size" --messages $((connections * per)))
+    if ((churn)); then
+        load=("$tools_dir/churn_loadgen" "${server_addr[@]}" --clients "$connections" --size "$size" --cycles $((connections * per)))
+    fi
+    if ! line="$(timeout 900 "${load[@]}" --timeout 840 2>"$work_dir/loadgen.err")"; then
         note "$(label_of "$name") ($kind run): load failed: $(tail -n 3 "$work_dir/loadgen.err" | tr '\n' ' ')"
         stop_server 120
         return 1
@@ -136,13 +147,17 @@ elapsed=$((SECONDS - started_at))
 
 echo
 machine_line
-if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
+unit="message"
+if ((churn)); then
+    unit="connection"
+    echo "valgrind: $(valgrind --version); churn: $connections clients each looping connect, one $size-byte echo, close"
+elif [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then
     echo "valgrind: $(valgrind --version); UDP, $connections sockets x $size-byte datagrams, pipeline 1"
 else
     echo "valgrind: $(valgrind --version); $connections connections x $size-byte messages, pipeline 1"
 fi
 echo
-echo "| server | instructions / message | vs C | messages | loaded run total | idle run total | wall s |"
+echo "| server | instructions / $unit | vs C | ${unit}s | loaded run total | idle run total | wall s |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 labels=""
 for name in "${servers[@]}"; do labels+="$name=$(label_of "$name");"; done
@@ -163,19 +178,26 @@ awk -v labels="$labels" '
     }
 ' "$results"
 echo
-echo "Instructions / message: user-space instructions (the whole process: loop, runtime, malloc,"
-echo "libc; no kernel) per echoed message, from (loaded - idle) runs. vs C: ratio to the C baseline."
+if ((churn)); then
+    echo "Instructions / connection: user-space instructions (the whole process: loop, runtime,"
+    echo "malloc, libc; no kernel) per accepted, echoed and closed connection, from (loaded - idle)"
+    echo "runs. vs C: ratio to the C baseline."
+else
+    echo "Instructions / message: user-space instructions (the whole process: loop, runtime, malloc,"
+    echo "libc; no kernel) per echoed message, from (loaded - idle) runs. vs C: ratio to the C baseline."
+fi
 echo "Took ${elapsed} s."
 
 transport="${ECHO_TRANSPORT:-tcp}"
-what="message"; [[ "$transport" == udp ]] && what="datagram"
+what="echoed $size-byte message"; [[ "$transport" == udp ]] && what="echoed $size-byte datagram"
 chart="$chart_dir/echo-callgrind-$transport"
+if ((churn)); then what="connection (connect, one $size-byte echo, close)"; chart="$chart_dir/echo-callgrind-churn"; fi
 awk -v labels="$labels" '
     BEGIN { n = split(labels, pairs, ";"); for (i = 1; i <= n; i++) if (split(pairs[i], kv, "=") == 2) label[kv[1]] = kv[2] }
     $2 != "FAILED" { printf "%s\t%.0f\n", label[$1], ($3 - $2) / $4 }
 ' "$results" | chart_tsv "$chart.tsv" \
-    "User-space instructions per echoed $size-byte $what (callgrind), lower is better" \
+    "User-space instructions per $what (callgrind), lower is better" \
     "echo-callgrind.sh, $(date -u '+%Y-%m-%d'), $(nproc) CPUs, $transport, $connections connections, pipeline 1; $(tree_line)" \
-    log "instructions / $what"
+    log "instructions / $unit"
 draw_chart "$chart.tsv" "$chart.svg"
 print_notes
