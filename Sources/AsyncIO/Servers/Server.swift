@@ -39,6 +39,8 @@ public final class Server: @unchecked Sendable {
     private var waiters: [Future<Void>] = []
     /// A serving server is kept alive by its loop, as in asyncio, until ``close()``.
     private var selfReference: Server?
+    /// Its slot in the loop's ``OpenResources`` while it holds an fd (-1: not a member).
+    @exclusivity(unchecked) var openResourceSlot = -1
     /// A Unix socket file to remove on close.
     private let unixPath: String?
     /// TLS for every connection: a handshake first, then the factory's protocol.
@@ -242,7 +244,7 @@ extension Server: CustomStringConvertible {
     }
 }
 
-extension Server: LoopClosingAware {
+extension Server: OpenResource {
     /// The loop closed while the server listened: its sockets close, its Unix socket file
     /// goes, and nothing keeps it alive any more (its connections are told on their own).
     func loopClosed() {

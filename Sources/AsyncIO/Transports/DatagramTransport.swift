@@ -119,6 +119,8 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     private var retryDelay = Duration.zero
     private var flow = FlowControl()
     private var selfReference: DatagramSocketTransport?
+    /// Its slot in the loop's ``OpenResources`` while it holds an fd (-1: not a member).
+    @exclusivity(unchecked) var openResourceSlot = -1
     /// The loop's datagram batch, looked up once.
     private let batch: DatagramBatch
     /// Datagrams read per readiness event at most, so one busy socket cannot starve the loop.
@@ -407,7 +409,7 @@ final class DatagramSocketTransport: DatagramTransport, @unchecked Sendable {
     }
 }
 
-extension DatagramSocketTransport: LoopClosingAware {
+extension DatagramSocketTransport: OpenResource {
     func loopClosed() {
         state = .closed
         retryTimer = nil

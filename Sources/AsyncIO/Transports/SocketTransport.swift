@@ -80,6 +80,8 @@ final class SocketTransport: StreamTransport, WritePauseReporting, @unchecked Se
     var isWritingPaused: Bool { flow.isPaused }
     /// Keeps the transport alive while the connection is open.
     private var selfReference: SocketTransport?
+    /// Its slot in the loop's ``OpenResources`` while it holds an fd (-1: not a member).
+    @exclusivity(unchecked) var openResourceSlot = -1
     /// Called once when the transport is gone (the server's client set).
     var onClosed: ((SocketTransport) -> Void)?
     private(set) var cachedPeer: SocketAddress?
@@ -545,7 +547,7 @@ extension SocketTransport: CustomStringConvertible {
     }
 }
 
-extension SocketTransport: LoopClosingAware {
+extension SocketTransport: OpenResource {
     func loopClosed() {
         _ = move(.closeNow)
         writeQueue.removeAll()

@@ -75,6 +75,8 @@ public final class SubprocessTransport: @unchecked Sendable {
     private var exitWaiters: [Future<Int32>] = []
     private var pollTimer: Handle?
     private var selfReference: SubprocessTransport?
+    /// Its slot in the loop's ``OpenResources`` while it holds an fd (-1: not a member).
+    @exclusivity(unchecked) var openResourceSlot = -1
 
     /// The exit code, or minus the signal that ended the process (asyncio's convention);
     /// `nil` while it runs. ``unknownReturnCode`` (255) if the process was reaped by someone
@@ -290,7 +292,7 @@ public final class SubprocessTransport: @unchecked Sendable {
     }
 }
 
-extension SubprocessTransport: LoopClosingAware {
+extension SubprocessTransport: OpenResource {
     /// The loop closed while the child runs, or before its exit was reported: kill the child
     /// if it still runs and reap it (a SIGKILLed process exits at once; the wait is bounded
     /// at about a second), close the pidfd and let the transport go. No protocol call, no
