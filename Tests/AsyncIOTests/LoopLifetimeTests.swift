@@ -540,4 +540,33 @@ struct LoopClosingTransportsTests {
         }
         #expect(weakKept.value.object == nil)
     }
+
+    /// A member of the loop's ``OpenResources`` that records being told of the close.
+    final class FakeResource: OpenResource {
+        var openResourceSlot = -1
+        var closed = 0
+        func loopClosed() { closed += 1 }
+    }
+
+    // The table of open transports reuses freed slots, ignores a second remove (or one of a
+    // non-member) and a second insert, and at the close tells exactly the members left, once.
+    @Test func openResourcesReuseSlotsAndTellOnlyTheMembersLeft() throws {
+        let table = OpenResources()
+        let (a, b, c, stranger) = (FakeResource(), FakeResource(), FakeResource(), FakeResource())
+        table.insert(a)
+        table.insert(b)
+        table.insert(b)   // already a member: nothing changes
+        #expect(table.count == 2)
+        #expect((a.openResourceSlot, b.openResourceSlot) == (0, 1))
+        table.remove(a)
+        table.remove(a)   // no longer a member
+        table.remove(stranger)
+        #expect(table.count == 1 && a.openResourceSlot == -1)
+        table.insert(c)
+        #expect(c.openResourceSlot == 0, "the freed slot is reused")
+        #expect(table.count == 2)
+        table.loopWillClose()
+        #expect((a.closed, b.closed, c.closed, stranger.closed) == (0, 1, 1, 0))
+        #expect(table.count == 0 && b.openResourceSlot == -1 && c.openResourceSlot == -1)
+    }
 }
