@@ -47,9 +47,19 @@ final class DatagramBatch: LoopLocal {
     /// (`addressLength` 0: a connected endpoint, no address).
     func prepareForSend(slot: Int, bytes: UnsafeMutableRawBufferPointer, addressLength: socklen_t) {
         readyForReceive = false
-        iovecs[slot] = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
-        messages[slot].msg_hdr.msg_name = addressLength > 0 ? UnsafeMutableRawPointer(addresses + slot) : nil
-        messages[slot].msg_hdr.msg_namelen = addressLength
+        point(slot, at: bytes.baseAddress, count: bytes.count,
+              name: addressLength > 0 ? UnsafeMutableRawPointer(addresses + slot) : nil, nameLength: addressLength)
+    }
+
+    /// Points `slot`'s message at one buffer and an address (or none), with no control data.
+    @inline(__always)
+    private func point(
+        _ slot: Int, at base: UnsafeMutableRawPointer?, count: Int,
+        name: UnsafeMutableRawPointer?, nameLength: socklen_t
+    ) {
+        iovecs[slot] = iovec(iov_base: base, iov_len: count)
+        messages[slot].msg_hdr.msg_name = name
+        messages[slot].msg_hdr.msg_namelen = nameLength
         messages[slot].msg_hdr.msg_iov = iovecs + slot
         messages[slot].msg_hdr.msg_iovlen = 1
         messages[slot].msg_hdr.msg_control = nil
@@ -72,15 +82,8 @@ final class DatagramBatch: LoopLocal {
         }
         readyForReceive = true
         for i in 0..<Self.slots {
-            iovecs[i] = iovec(iov_base: buffer(i), iov_len: Self.slotSize)
-            messages[i].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + i)
-            messages[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            messages[i].msg_hdr.msg_iov = iovecs + i
-            messages[i].msg_hdr.msg_iovlen = 1
-            messages[i].msg_hdr.msg_control = nil
-            messages[i].msg_hdr.msg_controllen = 0
-            messages[i].msg_hdr.msg_flags = 0
-            messages[i].msg_len = 0
+            point(i, at: buffer(i), count: Self.slotSize,
+                  name: UnsafeMutableRawPointer(addresses + i), nameLength: socklen_t(MemoryLayout<sockaddr_storage>.size))
         }
     }
 }
