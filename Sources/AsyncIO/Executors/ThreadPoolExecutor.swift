@@ -2,7 +2,6 @@
 // swift-asyncio — ThreadPoolExecutor: blocking work on a pool of named threads.
 //===----------------------------------------------------------------------===//
 
-import CAsyncIOLinux
 import DequeModule
 import Synchronization
 
@@ -223,12 +222,8 @@ public final class ThreadPoolExecutor: @unchecked Sendable {
 
     /// Returns once a job is queued, ``spinDuration`` has passed or the pool is shut down.
     private func pollForJob() {
-        let deadline = monotonicNanoseconds() &+ spinNanoseconds
-        var spins: UInt32 = 0
-        while queuedJobs.load(ordering: .acquiring) == 0 && !stopPolling.load(ordering: .relaxed) {
-            spins &+= 1
-            if spins & 63 == 0 && monotonicNanoseconds() >= deadline { return }
-            casyncio_cpu_relax()
+        _ = spinWait(nanoseconds: spinNanoseconds) {
+            queuedJobs.load(ordering: .acquiring) != 0 || stopPolling.load(ordering: .relaxed)
         }
     }
 

@@ -154,14 +154,7 @@ extension EventLoop {
 
     /// Polls `inbox.pending` for up to ``executorSpinNanos``; whether something arrived.
     private func pollInbox() -> Bool {
-        let deadline = monotonicNanoseconds() &+ Self.executorSpinNanos
-        var spins: UInt32 = 0
-        while !inbox.pending.load(ordering: .acquiring) {
-            spins &+= 1
-            if spins & 63 == 0 && monotonicNanoseconds() >= deadline { return false }
-            casyncio_cpu_relax()
-        }
-        return true
+        spinWait(nanoseconds: Self.executorSpinNanos) { inbox.pending.load(ordering: .acquiring) }
     }
 
     @inline(__always)

@@ -118,6 +118,22 @@ func monotonicNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
+/// Busy-waits until `done()` is true (returns true) or `nanoseconds` have passed (false),
+/// with the CPU's spin-wait hint between checks and the clock read every 64 of them: the
+/// executor's idle worker and a loop waiting for executor results use it to skip a
+/// cross-thread wake-up when the other side answers within microseconds.
+@inline(__always)
+func spinWait(nanoseconds: UInt64, until done: () -> Bool) -> Bool {
+    let deadline = monotonicNanoseconds() &+ nanoseconds
+    var spins: UInt32 = 0
+    while !done() {
+        spins &+= 1
+        if spins & 63 == 0 && monotonicNanoseconds() >= deadline { return false }
+        casyncio_cpu_relax()
+    }
+    return true
+}
+
 extension UInt64 {
     /// `self + other`, or `UInt64.max` where that overflows (deadlines far in the future).
     @inline(__always)

@@ -37,7 +37,7 @@ final class OpenResources: LoopLocal {
     @exclusivity(unchecked) private var slots: [(any OpenResource)?] = []
     @exclusivity(unchecked) private var freeSlots: [Int] = []
     /// How many transports and servers hold an fd (tests).
-    @exclusivity(unchecked) private(set) var count = 0
+    var count: Int { slots.count - freeSlots.count }
 
     func insert(_ member: any OpenResource) {
         guard member.openResourceSlot < 0 else { return }   // a member already
@@ -50,7 +50,6 @@ final class OpenResources: LoopLocal {
             slots.append(member)
         }
         member.openResourceSlot = slot
-        count += 1
     }
 
     func remove(_ member: any OpenResource) {
@@ -59,14 +58,12 @@ final class OpenResources: LoopLocal {
         slots[slot] = nil
         freeSlots.append(slot)
         member.openResourceSlot = -1
-        count -= 1
     }
 
     func loopWillClose() {
         let left = slots.compactMap { $0 }
         slots = []
         freeSlots = []
-        count = 0
         for member in left {
             member.openResourceSlot = -1
             member.loopClosed()
