@@ -257,4 +257,25 @@ struct ThreadPoolExecutorTests {
         #expect(weakFuture == nil)
         #expect(weakLoop == nil)
     }
+
+    // spinDuration zero: idle workers never poll, they sleep on the condition at once, and
+    // every job still runs (each woken by submit), in order on one worker.
+    @Test func aPoolThatNeverPollsStillRunsEveryJob() throws {
+        try withLoop { loop in
+            let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "nopoll", spinDuration: .zero)
+            defer { pool.shutdown() }
+            #expect(pool.spinDuration == .zero)
+            let values = try loop.runUntilComplete { () async throws -> [Int] in
+                var values: [Int] = []
+                for i in 0..<20 {
+                    values.append(try await loop.runInExecutor(pool) { i }.value)
+                }
+                return values
+            }
+            #expect(values == Array(0..<20))
+            let negative = ThreadPoolExecutor(maxWorkers: 1, spinDuration: .microseconds(-5))
+            #expect(negative.spinDuration == .zero)
+            negative.shutdown()
+        }
+    }
 }
