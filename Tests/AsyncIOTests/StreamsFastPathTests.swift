@@ -239,6 +239,34 @@ struct StreamsFastPathTests {
         }
     }
 
+    // The covered task's waits take the cover's path (no handler of their own): the task is
+    // recognised by its continuation. A child's wait is not the cover's. If the runtime ever
+    // stopped handing out the task as the continuation, every wait would take the slower
+    // handler path; this test is what notices.
+    @Test func coveredTaskIsRecognisedByItsContinuation() throws {
+        try withLoop { loop in
+            let reader = StreamReader(loop: loop)
+            let seen = Box<[String]>([])
+            try loop.runUntilComplete { () async throws in
+                let covered = loop.createTask {
+                    try await reader.coverCancellation {
+                        let child = loop.createTask { try await reader.read(max: 10) }
+                        try await waitUntil("the child's read waits") { reader.isWaiting }
+                        seen.value.append(reader.isWaitCovered ? "child covered" : "child uncovered")
+                        reader.feed(Array("a".utf8))
+                        seen.value.append(String(decoding: try await child.value, as: UTF8.self))
+                        seen.value.append(String(decoding: try await reader.read(max: 10), as: UTF8.self))
+                    }
+                }
+                try await waitUntil("the covered task's read waits") { seen.value.count == 2 && reader.isWaiting }
+                seen.value.append(reader.isWaitCovered ? "covered" : "uncovered")
+                reader.feed(Array("b".utf8))
+                try await covered.value
+            }
+            #expect(seen.value == ["child uncovered", "a", "covered", "b"])
+        }
+    }
+
     // The reader holds its transport strongly while the connection lives (a weak reference
     // would slow every retain of it); once the connection is lost nothing keeps the
     // transport, the reader or the writer alive (no cycle through the reader, the protocol

@@ -31,7 +31,8 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     @exclusivity(unchecked) private var eof = false
     @exclusivity(unchecked) private var failure: (any Error)?
     /// The read waiting for data, if any (a bare continuation: no allocation per wait).
-    @exclusivity(unchecked) private var waiter: UnsafeContinuation<Void, any Error>?
+    /// Resumed with `true` (see ``waitForData(_:)``).
+    @exclusivity(unchecked) private var waiter: UnsafeContinuation<Bool, any Error>?
     /// Numbers the waits, so a late cancellation cannot resume a later wait.
     private var waitCount = 0
     /// The waiting read is `coveredTask`'s (see ``coverCancellation(_:)``).
@@ -164,6 +165,8 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
 
     /// Whether a read is waiting for data (tests).
     var isWaiting: Bool { waiter != nil }
+    /// Whether the waiting read is the covered task's, woken by its cover (tests).
+    var isWaitCovered: Bool { waiter != nil && waiterCovered }
 
     /// Whether the stream ended and every byte was read (asyncio's `at_eof`).
     public var atEOF: Bool { eof && available == 0 }
@@ -173,7 +176,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
             self.waiter = nil
             waiterCovered = false
             forgetDelivery()
-            waiter.resume()
+            waiter.resume(returning: true)
         }
     }
 
@@ -236,12 +239,22 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
             transportPaused = false
             transport.resumeReading()
         }
-        if let coveredTask, Self.currentTaskAddress() == coveredTask {
-            // The task's one handler (coverCancellation) wakes this wait: no handler of its
-            // own, no status record per wait. The continuation resumes the task on the
-            // executor it suspended on (the caller's): the inheriting form saves the two hops
-            // (each a status-record lock) that the `isolation:` form adds around it.
-            try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+        if let coveredTask {
+            // The continuation resumes the task on the executor it suspended on (the
+            // caller's): the inheriting form saves the two hops (each a status-record lock)
+            // that the `isolation:` form adds around it.
+            let covered = try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
+                // Whose wait is it? A continuation is its task (Swift's runtime hands out the
+                // waiting task as the continuation), so this costs nothing, where asking for
+                // the current task (`withUnsafeCurrentTask`) costs ~330 instructions a wait.
+                // Should the runtime ever represent continuations otherwise, no address
+                // matches and every wait takes the handler path below: slower, still right.
+                guard Self.address(of: continuation) == coveredTask else {
+                    continuation.resume(returning: false)   // not suspended: returns at once
+                    return
+                }
+                // The task's one handler (coverCancellation) wakes this wait: no handler of
+                // its own, no status record per wait.
                 if coverCancelled {
                     forgetDelivery()
                     continuation.resume(throwing: CancellationError())
@@ -250,9 +263,15 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
                     waiterCovered = true
                 }
             }
-        } else {
-            try await waitWithHandler()
+            if covered { return }
         }
+        try await waitWithHandler()
+    }
+
+    /// The address of the task that `continuation` resumes (see ``waitForData(_:)``).
+    @inline(__always)
+    static func address(of continuation: UnsafeContinuation<Bool, any Error>) -> UnsafeRawPointer {
+        unsafeBitCast(continuation, to: UnsafeRawPointer.self)
     }
 
     /// A wait with a cancellation handler of its own (reads from tasks without a cover).
@@ -261,7 +280,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
         let wait = waitCount
         let loop = self.loop
         try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+            _ = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
                 // Cancelled before we got here: the handler below already ran and found no
                 // waiter.
                 if Task.isCancelled {
