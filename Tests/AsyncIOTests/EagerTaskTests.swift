@@ -72,7 +72,7 @@ struct EagerTaskTests {
                     seen.value.append("second step")
                 }
                 seen.value.append("createTask returned")
-                task._whenDone { finished.complete(.success(())) }
+                task._whenDone { _ in finished.complete(.success(())) }
             }
             try loop.runUntilComplete(finished)
             #expect(seen.value == ["first step", "createTask returned", "second step"])

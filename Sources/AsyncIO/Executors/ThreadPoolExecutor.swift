@@ -367,7 +367,7 @@ extension EventLoop {
                 future.completeIfPending(result)
             }
         }
-        future._whenDone { [self, unowned future] in
+        future._whenDone { [self] future in
             if future.isCancelled && item.tryCancel() { executorJobEnded(submittedAt: nil) }
         }
         let pool = executor ?? defaultExecutor

@@ -47,7 +47,7 @@ extension EventLoop {
             let task = createTask(name: name) { try await work.body() }
             work.task = task
             // A loop that closes first ends the task as cancelled, which completes the future.
-            task._whenDone { [unowned task] in future.complete(Result { try task.result() }) }
+            task._whenDone { task in future.complete(Result { try task.result() }) }
         }, onDrop: { _ = future.cancel() })   // the loop closed before it ran
         return future
     }

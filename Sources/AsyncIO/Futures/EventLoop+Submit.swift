@@ -72,7 +72,7 @@ private final class SubmitRelay<T: Sendable>: @unchecked Sendable {
         }
         if cancelled { task.cancel() }
         // A loop that closes first ends the task as cancelled, which lands here too.
-        task._whenDone { [unowned task] in self.finish(Result { try task.result() }) }
+        task._whenDone { task in self.finish(Result { try task.result() }) }
     }
 
     /// From the caller's cancellation handler (any thread): cancels the task on the loop, or

@@ -19,8 +19,10 @@ public protocol AnyFuture: AnyObject, Sendable {
     var error: (any Error)? { get }
     /// Requests cancellation; see ``Future/cancel()``.
     @discardableResult func cancel() -> Bool
-    /// Internal: runs `callback` synchronously when the future completes (at once if done).
-    func _whenDone(_ callback: @escaping () -> Void)
+    /// Internal: runs `callback` synchronously when the future completes (at once if done),
+    /// handing it the future, so the callback need not capture the future it is stored in
+    /// (a pending future abandoned with such a capture would never be freed).
+    func _whenDoneErased(_ callback: @escaping (any AnyFuture) -> Void)
 }
 
 /// A result that will be available later (asyncio's `Future`): pending, then exactly one of
@@ -59,7 +61,9 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
         /// A user callback, scheduled with callSoon.
         case callback(DoneCallbackID, (Future<Value>) -> Void)
         /// An internal callback, run synchronously at completion.
-        case immediate(() -> Void)
+        case immediate((Future<Value>) -> Void)
+        /// An internal callback of type-erased code (``AnyFuture``), run synchronously.
+        case immediateErased((any AnyFuture) -> Void)
         /// An awaiting task.
         case continuation(UnsafeContinuation<Value, any Error>)
     }
@@ -214,7 +218,9 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
         case .continuation(let continuation):
             resume(continuation)
         case .immediate(let callback):
-            callback()
+            callback(self)
+        case .immediateErased(let callback):
+            callback(self)
         case .callback(_, let callback):
             loop.schedule { callback(self) }
         }
@@ -284,12 +290,24 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
         return false
     }
 
-    public final func _whenDone(_ callback: @escaping () -> Void) {
+    /// Internal: runs `callback` synchronously when the future completes (at once if done),
+    /// handing it the future: capture nothing to reach it (a pending future abandoned with
+    /// its callback holding it would never be freed).
+    final func _whenDone(_ callback: @escaping (Future<Value>) -> Void) {
         loop.assertInLoop()
         if isDone {
-            callback()
+            callback(self)
         } else {
             addWaiter(.immediate(callback))
+        }
+    }
+
+    public final func _whenDoneErased(_ callback: @escaping (any AnyFuture) -> Void) {
+        loop.assertInLoop()
+        if isDone {
+            callback(self)
+        } else {
+            addWaiter(.immediateErased(callback))
         }
     }
 
@@ -341,7 +359,7 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
     final func waitDone() async {
         if isDone { return }
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            self._whenDone { continuation.resume() }
+            self._whenDone { _ in continuation.resume() }
         }
     }
 }

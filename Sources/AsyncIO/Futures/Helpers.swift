@@ -19,7 +19,7 @@ extension EventLoop {
         }
         let future = Future<Void>(loop: self)
         let timer = callLater(after: duration) { future.complete(.success(())) }
-        future._whenDone { [unowned future] in if future.isCancelled { timer.cancel() } }
+        future._whenDone { future in if future.isCancelled { timer.cancel() } }
         try await future.value
     }
 }
@@ -77,7 +77,7 @@ private func waitAll(_ futures: [any AnyFuture], failFast: Bool) async throws {
     let outer = Future<Void>(loop: loop)
     var remaining = futures.count
     for future in futures {
-        future._whenDone { [unowned future] in
+        future._whenDoneErased { future in
             if outer.isDone { return }
             if failFast, let error = future.error {
                 outer.complete(.failure(error))
@@ -89,7 +89,7 @@ private func waitAll(_ futures: [any AnyFuture], failFast: Bool) async throws {
     }
     if failFast {
         // Cancelling the awaiter cancels `outer`; take the children down with it.
-        outer._whenDone { [unowned outer] in
+        outer._whenDone { outer in
             if outer.isCancelled {
                 for future in futures { future.cancel() }
             }
@@ -121,7 +121,7 @@ public func waitFor<T>(_ future: Future<T>, timeout: Duration?) async throws -> 
     if future.isDone { return try future.result() }
     let waiter = Future<Void>(loop: loop)
     let timer = loop.callLater(after: timeout) { waiter.complete(.success(())) }
-    future._whenDone {
+    future._whenDone { _ in
         timer.cancel()
         waiter.complete(.success(()))
     }
@@ -163,7 +163,7 @@ public func shield<T>(_ future: Future<T>) -> Future<T> {
     future.loop.assertInLoop()
     if future.isDone { return future }
     let outer = Future<T>(loop: future.loop)
-    future._whenDone { [unowned future] in
+    future._whenDone { future in
         if !outer.isDone { outer.complete(future.state) }
     }
     return outer
@@ -211,7 +211,7 @@ public func wait<T>(
         timer = loop.callLater(after: timeout) { waiter.complete(.success(())) }
     }
     for future in futures where !future.isDone {
-        future._whenDone {
+        future._whenDoneErased { _ in
             remaining -= 1
             if !waiter.isDone && satisfied() { waiter.complete(.success(())) }
         }
@@ -277,7 +277,7 @@ final class AsCompletedState<T: Sendable>: @unchecked Sendable {
         guard let loop else { return }
         loop.preconditionInLoop()
         for future in futures {
-            future._whenDone { [self] in
+            future._whenDone { [self] future in
                 done.append(future)
                 waiter?.complete(.success(()))
             }

@@ -217,7 +217,7 @@ extension EventLoop {
         // this call returns, so a loop stopped for another reason first is not stopped again
         // later, in another run, when the future completes.
         let stopper = StopOnDone()
-        future._whenDone { [unowned self] in
+        future._whenDone { [unowned self] _ in
             if stopper.armed { self.stop() }
         }
         defer { stopper.armed = false }
@@ -251,7 +251,7 @@ extension EventLoop {
         // Disarmed on return: a task that outlives the timeout must not stop a later run.
         let stopper = StopOnDone()
         for task in tasks {
-            task._whenDone { [unowned self] in
+            task._whenDoneErased { [unowned self] _ in
                 remaining -= 1
                 if remaining == 0 && stopper.armed { self.stop() }
             }

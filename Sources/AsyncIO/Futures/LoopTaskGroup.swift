@@ -78,7 +78,7 @@ public final class LoopTaskGroup: @unchecked Sendable {
         let task = loop.createTask(name: name, body)
         let id = ObjectIdentifier(task)
         children[id] = task
-        task._whenDone { [self, unowned task] in
+        task._whenDone { [self] task in
             childEnded(id, failure: task.isCancelled ? nil : task.error)
         }
         return task

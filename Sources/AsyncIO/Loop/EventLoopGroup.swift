@@ -157,7 +157,7 @@ extension EventLoop {
         let timer = callLater(after: timeout) { [unowned self] in self.stop() }
         for task in tasks {
             task.cancel()
-            task._whenDone { [unowned self] in
+            task._whenDoneErased { [unowned self] _ in
                 remaining -= 1
                 if remaining == 0 {
                     timer.cancel()

@@ -362,7 +362,7 @@ extension EventLoop {
                 }
                 race.attempts.append(attempt)
                 let timer = callLater(after: delay) { step.complete(.success(())) }
-                winner._whenDone { step.complete(.success(())) }
+                winner._whenDone { _ in step.complete(.success(())) }
                 try await step.value
                 timer.cancel()
             }

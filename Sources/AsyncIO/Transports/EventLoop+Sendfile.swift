@@ -92,7 +92,7 @@ extension EventLoop {
         transport.sendFile(segment) { result in
             done.completeIfPending(result.mapError { $0 })
         }
-        done._whenDone {
+        done._whenDone { done in
             if done.isCancelled { transport.cancelFileSend() }
         }
         do {
