@@ -161,37 +161,51 @@ struct ThreadPoolExecutorTests {
     }
 
     // A worker that ran out of jobs polls the queue for a moment, and submit wakes nobody for
-    // the one job it will take; a second job queued meanwhile must still get a thread of its
-    // own. Two jobs that each wait (bounded) for the other to start would otherwise sit one
-    // behind the other and both time out. The poll lasts 60 s here, so every round finds a
-    // worker polling (the shutdown ends it).
+    // the one job it will take; a second job queued with it must still get a thread of its
+    // own. Each round queues two jobs at once (one submit, so the poller cannot take the
+    // first before the second is queued) while a worker polls (60 s here, so the poll is
+    // still on when they come) and the other sleeps; each job waits (bounded) for the other to
+    // start. A submit that woke nobody while a worker polls would leave the second job queued
+    // behind the first, and both would time out.
     @Test func jobsQueuedWhileAWorkerPollsStillRunInParallel() throws {
-        try withLoop { loop in
-            let pool = ThreadPoolExecutor(maxWorkers: 2, threadNamePrefix: "pair", spinDuration: .seconds(60))
-            defer { pool.shutdown() }
-            let results = try loop.runUntilComplete { () async throws -> [Bool] in
-                var all: [Bool] = []
-                for _ in 0..<50 {
-                    _ = try await loop.runInExecutor(pool) { 0 }.value
-                    let started = Atomic<Int>(0)
-                    let pair = (0..<2).map { _ in
-                        loop.runInExecutor(pool) { () -> Bool in
-                            started.add(1, ordering: .sequentiallyConsistent)
-                            var waited = 0
-                            while started.load(ordering: .sequentiallyConsistent) < 2 && waited < 10_000 {
-                                blockThread(seconds: 0.001)
-                                waited += 1
-                            }
-                            return started.load(ordering: .sequentiallyConsistent) == 2
-                        }
+        let pool = ThreadPoolExecutor(maxWorkers: 2, threadNamePrefix: "pair", spinDuration: .seconds(60))
+        defer { pool.shutdown() }
+        for round in 0..<5 {
+            let started = Atomic<Int>(0)
+            let metEachOther = Atomic<Int>(0)
+            let finished = Atomic<Int>(0)
+            let pair = (0..<2).map { _ in
+                WorkItem {
+                    started.add(1, ordering: .sequentiallyConsistent)
+                    var waited = 0
+                    while started.load(ordering: .sequentiallyConsistent) < 2 && waited < 5_000 {
+                        blockThread(seconds: 0.001)
+                        waited += 1
                     }
-                    all += try await gather(pair)
+                    if started.load(ordering: .sequentiallyConsistent) == 2 {
+                        metEachOther.add(1, ordering: .sequentiallyConsistent)
+                    }
+                    finished.add(1, ordering: .sequentiallyConsistent)
                 }
-                return all
             }
-            #expect(results.count == 100)
-            #expect(results.allSatisfy { $0 })
+            if round > 0 {
+                // Both threads exist (the first round started them); one of them polls.
+                var waited = 0
+                while !pool.hasPollingWorker && waited < 10_000 {
+                    blockThread(seconds: 0.001)
+                    waited += 1
+                }
+                #expect(pool.hasPollingWorker, "round \(round): no worker polls")
+            }
+            #expect(pool.submit(pair))
+            var waited = 0
+            while finished.load(ordering: .sequentiallyConsistent) < 2 && waited < 30_000 {
+                blockThread(seconds: 0.001)
+                waited += 1
+            }
+            #expect(metEachOther.load(ordering: .sequentiallyConsistent) == 2, "round \(round)")
         }
+        #expect(pool.threadCount == 2)
     }
 
     // The loop counts runInExecutor jobs in flight (it polls for their results before it

@@ -160,26 +160,40 @@ public final class ThreadPoolExecutor: @unchecked Sendable {
 
     /// Queues an item; false if the pool is shut down.
     func submit(_ item: WorkItem) -> Bool {
+        submit(CollectionOfOne(item))
+    }
+
+    /// Queues items together (a polling worker sees them all at once); false if the pool is
+    /// shut down.
+    func submit(_ items: some Collection<WorkItem>) -> Bool {
         lock.lock()
         if isShutdown {
             lock.unlock()
             return false
         }
-        queue.append(item)
+        queue.append(contentsOf: items)
         queuedJobs.store(queue.count, ordering: .releasing)
-        if queue.count > idleWorkers && startedThreads < maxWorkers {
+        // A thread for each new job no idle worker will take, up to maxWorkers.
+        var spawned = 0
+        while spawned < items.count && queue.count > idleWorkers + spawned && startedThreads < maxWorkers {
             let name = "\(threadNamePrefix)-\(startedThreads)"
             startedThreads += 1
+            spawned += 1
             // Under the lock: the new worker cannot end (and remove itself) before it is listed.
             workers.append(OSThread.spawn(name: name, detached: true) { [self] in workerLoop() })
         }
-        // A polling worker takes one job without a wake-up; wake a sleeper for the others.
-        if queue.count > spinningWorkers {
+        // A polling worker takes one job without a wake-up; wake a sleeper for each other.
+        var wakeUps = Swift.min(items.count, queue.count - spinningWorkers)
+        while wakeUps > 0 {
             lock.signal()
+            wakeUps -= 1
         }
         lock.unlock()
         return true
     }
+
+    /// Whether a worker is polling the queue (tests).
+    var hasPollingWorker: Bool { lock.withLock { spinningWorkers > 0 } }
 
     private func workerLoop() {
         // Whether this worker may poll before sleeping: after a job, not after a poll that
