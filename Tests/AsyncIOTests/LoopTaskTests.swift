@@ -108,6 +108,66 @@ struct LoopTaskTests {
         }
     }
 
+    // LoopTask.current is bound as the task is created: it holds in every step of the body
+    // (after awaits too), for tasks created outside any task (a loop callback), eager ones
+    // and nested ones, and the creator's own current task is unchanged after createTask.
+    @Test func currentTaskHoldsForEveryKindOfCreation() throws {
+        try withLoop { loop in
+            let seen = Box<[String]>([])
+            func record(_ label: String) {
+                seen.value.append("\(label): \(LoopTask<Void>.current?.name ?? "none")")
+            }
+            let done = Future<Void>(loop: loop)
+            loop.callSoon {
+                record("callback")
+                let outer = loop.createTask(name: "outer") { () async throws -> Void in
+                    record("outer")
+                    let inner = loop.createTask(name: "inner") { () async throws -> Void in
+                        record("inner")
+                        try await sleep(for: .milliseconds(1))
+                        record("inner after await")
+                    }
+                    record("outer after createTask")
+                    let eager = loop.createTask(name: "eager", eager: true) { () async throws -> Void in
+                        record("eager")
+                        try await sleep(for: .milliseconds(1))
+                        record("eager after await")
+                    }
+                    record("outer after eager createTask")
+                    try await inner.value
+                    try await eager.value
+                    record("outer after awaits")
+                }
+                record("callback after createTask")
+                outer._whenDone { _ in done.complete(.success(())) }
+            }
+            try loop.runUntilComplete(done)
+            #expect(seen.value == [
+                "callback: none",
+                "callback after createTask: none",
+                "outer: outer",
+                "outer after createTask: outer",
+                "eager: eager",
+                "outer after eager createTask: outer",
+                "inner: inner",
+                "eager after await: eager",
+                "inner after await: inner",
+                "outer after awaits: outer",
+            ] || seen.value == [
+                "callback: none",
+                "callback after createTask: none",
+                "outer: outer",
+                "outer after createTask: outer",
+                "eager: eager",
+                "outer after eager createTask: outer",
+                "inner: inner",
+                "inner after await: inner",
+                "eager after await: eager",
+                "outer after awaits: outer",
+            ])
+        }
+    }
+
     // An error thrown by a task body reaches its awaiter unchanged.
     @Test func taskErrorReachesAwaiter() throws {
         try withLoop { loop in

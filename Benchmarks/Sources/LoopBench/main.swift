@@ -132,7 +132,9 @@ let benchmarks: [(name: String, opsPerUnit: Int, run: (Int) throws -> Double)] =
     ("callLater1ms", loopBenchBatch, { try benchCallLater(loop, delay: .milliseconds(1), rounds: $0) }),
     // Iterations grow from 100 rather than 1 so the calibration needs fewer doublings.
     ("createTask", 100, { try benchCreateTask(loop, iterations: $0 * 100) }),
+    ("swiftTaskFloor", 100, { try benchSwiftTaskFloor(loop, iterations: $0 * 100) }),
     ("futureAwait", 100, { try benchFutureAwait(loop, iterations: $0 * 100) }),
+    ("continuationFloor", 100, { try benchContinuationFloor(loop, iterations: $0 * 100) }),
     ("runInExecutor", 100, { try benchRunInExecutor(loop, iterations: $0 * 100) }),
     ("dispatchAsync", 100, { try benchDispatchAsync(loop, iterations: $0 * 100) }),
     ("lockUncontended", 1000, { try benchLock(loop, iterations: $0 * 1000) }),

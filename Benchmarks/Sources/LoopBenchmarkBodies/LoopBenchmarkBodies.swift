@@ -93,6 +93,38 @@ public func benchFutureAwait(_ loop: EventLoop, iterations: Int) throws -> Doubl
     }
 }
 
+/// swiftTaskFloor: what Swift's runtime alone costs for createTask's work: inside a task,
+/// `Task(executorPreference: loop.taskExecutor) { 1 }` created and awaited (no LoopTask, no
+/// Future, no bookkeeping). createTask can be no cheaper than this.
+public func benchSwiftTaskFloor(_ loop: EventLoop, iterations: Int) throws -> Double {
+    try loop.runUntilComplete {
+        let start = loop.time()
+        var sum = 0
+        for _ in 0..<iterations {
+            sum += await Task(executorPreference: loop.taskExecutor) { 1 }.value
+        }
+        precondition(sum == iterations)
+        return loop.time() - start
+    }
+}
+
+/// continuationFloor: what futureAwait's wait costs in Swift's runtime alone: inside a task,
+/// a continuation that a callSoon callback resumes, awaited with no hops around it (no
+/// Future, no cancellation handler). futureAwait can be no cheaper than this.
+public func benchContinuationFloor(_ loop: EventLoop, iterations: Int) throws -> Double {
+    try loop.runUntilComplete {
+        let start = loop.time()
+        var sum = 0
+        for _ in 0..<iterations {
+            sum += await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<Int, Never>) in
+                loop.callSoon { continuation.resume(returning: 1) }
+            }
+        }
+        precondition(sum == iterations)
+        return loop.time() - start
+    }
+}
+
 /// runInExecutor: inside a task, runs `{ 1 }` on the default executor and awaits the result.
 public func benchRunInExecutor(_ loop: EventLoop, iterations: Int) throws -> Double {
     try loop.runUntilComplete {

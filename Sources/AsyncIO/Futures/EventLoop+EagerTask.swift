@@ -45,8 +45,13 @@ extension EventLoop {
         taskCounter += 1
         let task = LoopTask<T>(loop: self, number: taskCounter, name: name)
         task.liveSlot = liveTasks.insert(task)
-        let swiftTask = Task.immediate(executorPreference: taskExecutor) {
-            await task.run(body)
+        // `body` was sent to this call; the region checker cannot follow it through the
+        // binding closure into the task, hence the unchecked copy.
+        nonisolated(unsafe) let body = body
+        let swiftTask = LoopTaskLocals.makeSwiftTask(for: task) {
+            Task.immediate(executorPreference: taskExecutor) {
+                await task.run(body)
+            }
         }
         task.swiftTask = swiftTask
         // A cancel request made during the first step found no Swift task to cancel yet.
