@@ -38,7 +38,7 @@ extension EventLoop {
     public func createTask<T: Sendable>(
         name: String? = nil,
         eager: Bool,
-        _ body: sending @escaping () async throws -> T
+        _ body: nonisolated(nonsending) sending @escaping () async throws -> T
     ) -> LoopTask<T> {
         guard eager, inLoopThread else { return createTask(name: name, body) }
         precondition(!isClosed, "EventLoop '\(self.name)': createTask on a closed loop")
