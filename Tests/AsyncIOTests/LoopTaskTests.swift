@@ -168,6 +168,22 @@ struct LoopTaskTests {
         }
     }
 
+    // createTask's body is nonisolated(nonsending); a plain async function or a stored
+    // closure of plain async type converts to it and runs on the loop as a literal does.
+    @Test func plainAsyncFunctionsAndStoredClosuresAreTaskBodies() throws {
+        @Sendable func work() async throws -> Int {
+            try await sleep(for: .milliseconds(1))
+            return EventLoop.current == nil ? -1 : 7
+        }
+        try withLoop { loop in
+            let stored: @Sendable () async throws -> Int = { EventLoop.current === loop ? 5 : -1 }
+            let results = try loop.runUntilComplete { () async throws -> [Int] in
+                [try await loop.createTask(work).value, try await loop.createTask(stored).value]
+            }
+            #expect(results == [7, 5])
+        }
+    }
+
     // An error thrown by a task body reaches its awaiter unchanged.
     @Test func taskErrorReachesAwaiter() throws {
         try withLoop { loop in
