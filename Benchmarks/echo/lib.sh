@@ -429,11 +429,12 @@ start_server() {
 }
 
 # stop_server TIMEOUT_S: SIGTERM, wait up to TIMEOUT_S for a normal exit, else SIGKILL.
-# Sets server_status to "exit N", "signal NAME" or "hung (killed)".
+# Sets server_status to "exit N", "signal NAME" or "hung (killed)". (The `|| rc=$?` keeps
+# a non-zero exit from ending a `set -e` script.)
 stop_server() {
-    local timeout_s="${1:-10}" rc
+    local timeout_s="${1:-10}" rc=0
     if ! kill -0 "$server_pid" 2>/dev/null; then
-        wait "$server_pid" 2>/dev/null; rc=$?
+        wait "$server_pid" 2>/dev/null || rc=$?
         server_status="$(describe_status "$rc") before SIGTERM"
         return
     fi
@@ -442,11 +443,11 @@ stop_server() {
     while kill -0 "$server_pid" 2>/dev/null && ((SECONDS <= deadline)); do sleep 0.05; done
     if kill -0 "$server_pid" 2>/dev/null; then
         kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null
+        wait "$server_pid" 2>/dev/null || true
         server_status="hung after SIGTERM (killed)"
         return
     fi
-    wait "$server_pid" 2>/dev/null; rc=$?
+    wait "$server_pid" 2>/dev/null || rc=$?
     server_status="$(describe_status "$rc")"
 }
 
