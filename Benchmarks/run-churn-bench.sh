@@ -47,12 +47,7 @@ export ECHO_SERVERS ECHO_TRANSPORT=tcp
 
 prepare_servers
 churn="$tools_dir/churn_loadgen"
-if (($(nproc) >= 2)); then
-    pin_server=(taskset -c 0) pin_load=(taskset -c 1)
-else
-    pin_server=() pin_load=()
-    note "fewer than 2 CPUs: server and load generator are not pinned"
-fi
+pin_cpus
 tw_reuse="$(cat /proc/sys/net/ipv4/tcp_tw_reuse 2>/dev/null || echo "?")"
 [[ "$tw_reuse" == 0 ]] && note "net.ipv4.tcp_tw_reuse is 0: a long run may run out of ephemeral ports (TIME_WAIT)"
 
@@ -63,19 +58,21 @@ run_churn() {  # run_churn SECONDS: one churn_loadgen run against server_addr; p
         2>"$work_dir/loadgen.err"
 }
 
-declare -A pid_of addr_of state_of
 results="$work_dir/results"
 : >"$results"
-fail_server() {
+fail_server() {  # fail_server NAME WHY: the repetitions left skip it
     state_of[$1]=failed
     note "$(label_of "$1"): $2: $(tail -n 3 "$work_dir/loadgen.err" | tr '\n' ' ')"
 }
 
-# One repetition: appends "conn/s p50 p99 cpu_us_per_conn conn_per_cpu_s" to reps.NAME.
+warm_up() {  # warm_up NAME: the warm-up of rounds_start
+    run_churn "$warmup" >/dev/null || fail_server "$1" "warm-up failed"
+}
+
+# One repetition (of rounds_run): appends "conn/s p50 p99 cpu_us_per_conn conn_per_cpu_s" to
+# reps.NAME.
 measure() {
     local name="$1" before after line count
-    server_pid="${pid_of[$name]}"
-    read -r -a server_addr <<<"${addr_of[$name]}"
     before="$(cpu_us "$server_pid")" || { fail_server "$name" "server gone"; return; }
     if ! line="$(run_churn "$duration")"; then fail_server "$name" "load failed"; return; fi
     after="$(cpu_us "$server_pid")" || { fail_server "$name" "server gone"; return; }
@@ -87,45 +84,13 @@ measure() {
     log "  $(label_of "$name"): $line server_cpu_us_per_conn=$(tail -n1 "$work_dir/reps.$name" | awk '{ print $4 }')"
 }
 
+# The skeleton of echo/lib.sh: all servers started and warmed up, --repeats rounds going
+# round them, then each one's row of medians in $results.
 started_at=$SECONDS
-active=()
-for name in "${servers[@]}"; do
-    server_command "$name"
-    if ! start_server "$name-churn" 60 "${pin_server[@]}" "${server_cmd[@]}"; then
-        note "$(label_of "$name") did not start"
-        echo "$name FAILED" >>"$results"
-        continue
-    fi
-    pid_of[$name]="$server_pid" addr_of[$name]="${server_addr[*]}" state_of[$name]=ok
-    : >"$work_dir/reps.$name"
-    active+=("$name")
-    if [[ "$warmup" != 0 ]]; then
-        log "warming up $(label_of "$name") ..."
-        run_churn "$warmup" >/dev/null || fail_server "$name" "warm-up failed"
-    fi
-done
-progress_init $((repeats * ${#active[@]}))
-for ((r = 1; r <= repeats; r++)); do
-    for name in "${active[@]}"; do
-        progress_cell "$(label_of "$name"), repetition $r of $repeats"
-        [[ "${state_of[$name]}" == ok ]] || continue
-        ((quiet_wait > 0)) && wait_quiet "repetition $r"
-        measure "$name"
-    done
-done
-for name in "${active[@]}"; do
-    server_pid="${pid_of[$name]}"
-    stop_server 10
-    [[ "$server_status" == "exit 0" ]] || note "$(label_of "$name"): after SIGTERM: $server_status"
-    reps="$work_dir/reps.$name"
-    if [[ "${state_of[$name]}" == ok && -s "$reps" ]]; then
-        cols=()
-        for c in 1 2 3 4 5; do cols+=("$(awk -v c=$c '{ print $c }' "$reps" | median)"); done
-        echo "$name ${cols[*]}" >>"$results"
-    else
-        echo "$name FAILED" >>"$results"
-    fi
-done
+rounds_start warm_up churn
+progress_init $((repeats * ${#servers[@]}))
+rounds_run measure
+rounds_finish 5
 elapsed=$((SECONDS - started_at))
 
 echo

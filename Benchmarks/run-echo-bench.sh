@@ -61,12 +61,7 @@ if [[ -z "$sizes" ]]; then
     if [[ "${ECHO_TRANSPORT:-tcp}" == udp ]]; then sizes="1024"; else sizes="1024 102400"; fi
 fi
 prepare_servers
-if (($(nproc) >= 2)); then
-    pin_server=(taskset -c 0) pin_load=(taskset -c 1)
-else
-    pin_server=() pin_load=()
-    note "fewer than 2 CPUs: server and load generator are not pinned"
-fi
+pin_cpus
 
 if [[ -n "$messages" ]]; then
     load_args=(--messages "$messages") load_timeout=300
@@ -90,9 +85,6 @@ run_load() {  # run_load EXTRA-ARGS...: one loadgen run against server_addr; pri
         2>"$work_dir/loadgen.err"
 }
 
-# Per server (of the current size): pid, loadgen address, state (ok / failed).
-declare -A pid_of addr_of state_of
-
 fail_server() {  # fail_server NAME WHY: the rest of this size's repetitions skip it
     local name="$1" why="$2" label
     label="$(label_of "$name")"
@@ -103,12 +95,14 @@ fail_server() {  # fail_server NAME WHY: the rest of this size's repetitions ski
     fi
 }
 
-# One repetition against server NAME: appends "req/s MB/s p50 p99 cpu/req other% steal%" to
-# $work_dir/reps.NAME.
+warm_up() {  # warm_up NAME: the warm-up of rounds_start
+    run_load --size "$size" --duration "$warmup" >/dev/null || fail_server "$1" "warm-up failed"
+}
+
+# One repetition (of rounds_run) against server NAME: appends "req/s MB/s p50 p99 cpu/req
+# other% steal%" to $work_dir/reps.NAME.
 measure() {
     local name="$1" before after busy_before busy_after steal_before steal_after line count
-    server_pid="${pid_of[$name]}"
-    read -r -a server_addr <<<"${addr_of[$name]}"
     before="$(cpu_us "$server_pid")" || { fail_server "$name" "server gone"; return; }
     read -r busy_before steal_before < <(machine_cpu_us)
     if ! line="$(run_load --size "$size" "${load_args[@]}")"; then fail_server "$name" "load failed"; return; fi
@@ -128,64 +122,28 @@ measure() {
     log "  $(label_of "$name"): $line server_cpu_us_per_req=$cpu_per_request other_cpu=${other_pct}% steal=${steal_pct}%"
 }
 
+# The row of server NAME after its five medians (of rounds_finish): the smallest and largest
+# req/s of its repetitions; and a note if other processes disturbed one of them.
+row_extras() {  # row_extras NAME REPS_FILE
+    local name="$1" reps="$2" worst_other worst_steal
+    worst_other="$(awk '{ print $6 }' "$reps" | sort -n | tail -n1)"
+    worst_steal="$(awk '{ print $7 }' "$reps" | sort -n | tail -n1)"
+    if ((worst_other > 10 || worst_steal > 5)); then
+        note "$(label_of "$name") ($(size_label "$size")): other processes used up to ${worst_other}% of a CPU (steal up to ${worst_steal}%) during a repetition; its figures may be disturbed"
+    fi
+    echo "$(awk '{ print $1 }' "$reps" | sort -g | head -n1) $(awk '{ print $1 }' "$reps" | sort -g | tail -n1)"
+}
+
+# One set of rounds per size (the skeleton of echo/lib.sh): all servers started and warmed
+# up, --repeats rounds going round them, then each one's row in $results, keyed by the size.
 started_at=$SECONDS
 size_count=0
 for size in $sizes; do size_count=$((size_count + 1)); done
 progress_init $((size_count * repeats * ${#servers[@]}))
 for size in $sizes; do
-    # All servers of this size are started at once (idle ones cost nothing) and the
-    # repetitions go round them, so that a drift of the machine over the run (other load,
-    # the kernel's state) spreads over every server instead of falling on one.
-    active=()
-    for name in "${servers[@]}"; do
-        label="$(label_of "$name")"
-        server_command "$name"
-        if ! start_server "$name-$size" 60 "${pin_server[@]}" "${server_cmd[@]}"; then
-            note "$label did not start ($(size_label "$size"))"
-            echo "$size $name FAILED" >>"$results"
-            continue
-        fi
-        pid_of[$name]="$server_pid" addr_of[$name]="${server_addr[*]}" state_of[$name]=ok
-        : >"$work_dir/reps.$name"
-        active+=("$name")
-        if [[ "$warmup" != 0 ]]; then
-            log "[$(size_label "$size")] warming up $label ..."
-            run_load --size "$size" --duration "$warmup" >/dev/null || fail_server "$name" "warm-up failed"
-        fi
-    done
-    # Servers that did not start have no cells.
-    progress_total=$((progress_total - repeats * (${#servers[@]} - ${#active[@]})))
-    for ((r = 1; r <= repeats; r++)); do
-        log "[$(size_label "$size")] repetition $r of $repeats"
-        for name in "${active[@]}"; do
-            progress_cell "$(size_label "$size"), $(label_of "$name"), repetition $r of $repeats"
-            [[ "${state_of[$name]}" == ok ]] || continue
-            ((quiet_wait > 0)) && wait_quiet "$(size_label "$size"), repetition $r"
-            measure "$name"
-        done
-    done
-    for name in "${active[@]}"; do
-        label="$(label_of "$name")"
-        server_pid="${pid_of[$name]}"
-        stop_server 10
-        if [[ "$server_status" != "exit 0" ]]; then
-            note "$label ($(size_label "$size")): after SIGTERM: $server_status"
-        fi
-        reps="$work_dir/reps.$name"
-        if [[ "${state_of[$name]}" == ok && -s "$reps" ]]; then
-            worst_other="$(awk '{ print $6 }' "$reps" | sort -n | tail -n1)"
-            worst_steal="$(awk '{ print $7 }' "$reps" | sort -n | tail -n1)"
-            if ((worst_other > 10 || worst_steal > 5)); then
-                note "$label ($(size_label "$size")): other processes used up to ${worst_other}% of a CPU (steal up to ${worst_steal}%) during a repetition; its figures may be disturbed"
-            fi
-            cols=()
-            for c in 1 2 3 4 5; do cols+=("$(awk -v c=$c '{ print $c }' "$reps" | median)"); done
-            cols+=("$(awk '{ print $1 }' "$reps" | sort -g | head -n1)" "$(awk '{ print $1 }' "$reps" | sort -g | tail -n1)")
-            echo "$size $name ${cols[*]}" >>"$results"
-        else
-            echo "$size $name FAILED" >>"$results"
-        fi
-    done
+    rounds_start warm_up "$size" "$(size_label "$size")" "$size"
+    rounds_run measure
+    rounds_finish 5 row_extras
 done
 elapsed=$((SECONDS - started_at))
 

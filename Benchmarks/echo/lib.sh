@@ -1,7 +1,10 @@
 # Shared by run-echo-bench.sh, run-churn-bench.sh, echo-callgrind.sh, echo-allocs.sh, echo-idle-rss.sh (and
 # through them run-udp-bench.sh), pipe-bench.sh, run-tls-bench.sh and tls-callgrind.sh:
 # building the tools and servers, starting a server and reading its port, stopping it, and
-# cleaning up every process a script started. Source it; it is not a program.
+# cleaning up every process a script started; and for run-echo-bench.sh and
+# run-churn-bench.sh the skeleton of their runs (rounds_start, rounds_run, rounds_finish:
+# every server started, then loaded in turn, round after round, and folded into medians).
+# Source it; it is not a program.
 #
 # Servers, by name (ECHO_SERVERS picks and orders them; a script's --servers flag sets it):
 #   ours            swift-asyncio's Examples/TCPEchoServer (`tcp-echo-server`), protocol API
@@ -429,11 +432,12 @@ start_server() {
 }
 
 # stop_server TIMEOUT_S: SIGTERM, wait up to TIMEOUT_S for a normal exit, else SIGKILL.
-# Sets server_status to "exit N", "signal NAME" or "hung (killed)".
+# Sets server_status to "exit N", "signal NAME" or "hung (killed)". (The `|| rc=$?` keeps
+# a non-zero exit from ending a `set -e` script.)
 stop_server() {
-    local timeout_s="${1:-10}" rc
+    local timeout_s="${1:-10}" rc=0
     if ! kill -0 "$server_pid" 2>/dev/null; then
-        wait "$server_pid" 2>/dev/null; rc=$?
+        wait "$server_pid" 2>/dev/null || rc=$?
         server_status="$(describe_status "$rc") before SIGTERM"
         return
     fi
@@ -442,11 +446,11 @@ stop_server() {
     while kill -0 "$server_pid" 2>/dev/null && ((SECONDS <= deadline)); do sleep 0.05; done
     if kill -0 "$server_pid" 2>/dev/null; then
         kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null
+        wait "$server_pid" 2>/dev/null || true
         server_status="hung after SIGTERM (killed)"
         return
     fi
-    wait "$server_pid" 2>/dev/null; rc=$?
+    wait "$server_pid" 2>/dev/null || rc=$?
     server_status="$(describe_status "$rc")"
 }
 
@@ -551,6 +555,127 @@ format_duration() {  # seconds -> "42 s", "3 min 5 s", "1 h 2 min"
     if ((s < 60)); then echo "$s s"
     elif ((s < 3600)); then echo "$((s / 60)) min $((s % 60)) s"
     else echo "$((s / 3600)) h $((s % 3600 / 60)) min"; fi
+}
+
+# ---- rounds: every server started, then loaded in turn (run-echo-bench.sh, run-churn-bench.sh) ----
+#
+# All servers of a set of rounds are started at once (idle ones cost nothing) and the
+# repetitions go round them, so that a drift of the machine over the run (other load, the
+# kernel's state) spreads over every server instead of falling on one. A script runs a set as
+#
+#   pin_cpus                                  once: pin_server, pin_load
+#   progress_init $((repeats * ${#servers[@]} * SETS))   once, or before each rounds_run
+#   rounds_start WARM_FN TAG [WHERE [KEY]]    start and warm up every server of $servers
+#   rounds_run MEASURE_FN                     --repeats rounds of one repetition per server
+#   rounds_finish MEDIANS [EXTRA_FN]          stop them; one row per server in $results
+#
+# and then prints its table from $results. The script sets `warmup` (seconds, 0 for none),
+# `repeats`, `quiet_wait` (see wait_quiet) and `results` (a file of rows), and writes:
+#   WARM_FN NAME     one warm-up load of $warmup seconds against server NAME;
+#   MEASURE_FN NAME  one repetition against server NAME: a line of figures (columns split by
+#                    spaces) appended to $work_dir/reps.NAME.
+# Both are called with server_pid and server_addr (start_server's) set to NAME's server, and
+# must return 0: a load that fails marks the server failed itself (state_of[NAME]=failed,
+# with a note), which skips it in the rounds left and makes its row FAILED.
+#
+# WHERE, if given, names the set in the output (e.g. "1 KiB" for a message size): notes end
+# with " (WHERE)", log lines start with "[WHERE] ", each round is announced as "[WHERE]
+# repetition r of R", and progress cells and wait_quiet say "WHERE, ...". KEY, if given,
+# begins each of the set's rows in $results (e.g. the size in bytes): "[KEY ]NAME ...".
+
+# Per started server of the current set: its pid, its load generator address (server_addr,
+# words split by spaces) and its state, ok or failed.
+declare -gA pid_of=() addr_of=() state_of=()
+rounds_active=() rounds_where="" rounds_key=""
+
+# pin_cpus: sets pin_server (taskset -c 0) and pin_load (taskset -c 1), the command prefixes
+# that put a server and its load generator on CPUs of their own; on a single CPU both are
+# empty, with a note.
+pin_cpus() {
+    if (($(nproc) >= 2)); then
+        pin_server=(taskset -c 0) pin_load=(taskset -c 1)
+    else
+        pin_server=() pin_load=()
+        note "fewer than 2 CPUs: server and load generator are not pinned"
+    fi
+}
+
+# rounds_start WARM_FN TAG [WHERE [KEY]]: starts every server of $servers (server_command,
+# pinned with $pin_server; output in $work_dir/NAME-TAG.{out,err}) and, unless $warmup is 0,
+# warms each up with WARM_FN NAME as soon as it listens. A server that does not start gets
+# a note and a FAILED row at once; the others, an empty $work_dir/reps.NAME, state ok, and a
+# place in rounds_active, in the order of $servers.
+rounds_start() {
+    local warm_fn="$1" tag="$2" name label
+    rounds_where="${3:-}" rounds_key="${4:-}" rounds_active=()
+    for name in "${servers[@]}"; do
+        label="$(label_of "$name")"
+        server_command "$name"
+        if ! start_server "$name-$tag" 60 "${pin_server[@]}" "${server_cmd[@]}"; then
+            note "$label did not start${rounds_where:+ ($rounds_where)}"
+            echo "${rounds_key:+$rounds_key }$name FAILED" >>"$results"
+            continue
+        fi
+        pid_of[$name]="$server_pid" addr_of[$name]="${server_addr[*]}" state_of[$name]=ok
+        : >"$work_dir/reps.$name"
+        rounds_active+=("$name")
+        if [[ "$warmup" != 0 ]]; then
+            log "${rounds_where:+[$rounds_where] }warming up $label ..."
+            "$warm_fn" "$name"
+        fi
+    done
+}
+
+# rounds_run MEASURE_FN: $repeats rounds; in each, every started server in turn gets a
+# progress cell and, while its state is ok, wait_quiet (if $quiet_wait > 0) and one
+# MEASURE_FN NAME. The progress total (progress_init: $repeats cells for each server of
+# $servers) first loses the cells of the servers that did not start.
+rounds_run() {
+    local measure_fn="$1" r name
+    progress_total=$((progress_total - repeats * (${#servers[@]} - ${#rounds_active[@]})))
+    for ((r = 1; r <= repeats; r++)); do
+        [[ -z "$rounds_where" ]] || log "[$rounds_where] repetition $r of $repeats"
+        for name in "${rounds_active[@]}"; do
+            progress_cell "${rounds_where:+$rounds_where, }$(label_of "$name"), repetition $r of $repeats"
+            [[ "${state_of[$name]}" == ok ]] || continue
+            ((quiet_wait > 0)) && wait_quiet "${rounds_where:+$rounds_where, }repetition $r"
+            server_pid="${pid_of[$name]}"
+            read -r -a server_addr <<<"${addr_of[$name]}"
+            "$measure_fn" "$name"
+        done
+    done
+}
+
+# rounds_finish MEDIANS [EXTRA_FN]: stops every started server (stop_server 10; a status
+# other than "exit 0" is noted) and appends its row to $results: "[KEY ]NAME" and the medians
+# of columns 1 to MEDIANS of its repetitions, each column on its own, then what EXTRA_FN NAME
+# REPS_FILE prints (more columns; it may note things about the repetitions too); or
+# "[KEY ]NAME FAILED" if the server failed or has no repetitions.
+rounds_finish() {
+    local medians="$1" extra_fn="${2:-}" name reps row
+    for name in "${rounds_active[@]}"; do
+        server_pid="${pid_of[$name]}"
+        stop_server 10
+        if [[ "$server_status" != "exit 0" ]]; then
+            note "$(label_of "$name")${rounds_where:+ ($rounds_where)}: after SIGTERM: $server_status"
+        fi
+        reps="$work_dir/reps.$name"
+        if [[ "${state_of[$name]}" == ok && -s "$reps" ]]; then
+            row="$(column_medians "$reps" "$medians")"
+            if [[ -n "$extra_fn" ]]; then row+=" $("$extra_fn" "$name" "$reps")"; fi
+            echo "${rounds_key:+$rounds_key }$name $row" >>"$results"
+        else
+            echo "${rounds_key:+$rounds_key }$name FAILED" >>"$results"
+        fi
+    done
+}
+
+# column_medians FILE N: the medians of columns 1 to N of FILE (lines of numbers split by
+# spaces), each column on its own, on one line.
+column_medians() {
+    local file="$1" n="$2" c cols=()
+    for ((c = 1; c <= n; c++)); do cols+=("$(awk -v c=$c '{ print $c }' "$file" | median)"); done
+    echo "${cols[*]}"
 }
 
 # Charts: the figures of a table as a small TSV (chart_tsv) and an SVG bar chart drawn from it
