@@ -142,7 +142,7 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
 
     /// Runs the body (on the loop) and completes the future with its outcome.
     @inlinable
-    func run(_ body: nonisolated(nonsending) () async throws -> Value) async {
+    nonisolated(nonsending) func run(_ body: nonisolated(nonsending) () async throws -> Value) async {
         // asyncio: a task cancelled before its first step never runs its body. Only
         // cancel(message:) cancels the Swift task (nobody else holds it, and an unstructured
         // task inherits no cancellation), so its count tells; `Task.isCancelled` would cost
