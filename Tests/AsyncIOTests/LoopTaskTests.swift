@@ -168,6 +168,24 @@ struct LoopTaskTests {
         }
     }
 
+    // LoopTask.current is bound (synchronously) around the creation of the Swift task; inside
+    // the body of a Swift task group that binding is allowed (older runtimes trapped on it),
+    // and the created task still sees itself as current.
+    @Test func createTaskInsideATaskGroupBody() throws {
+        try withLoop { loop in
+            let names = try loop.runUntilComplete { () async throws -> [String] in
+                try await withThrowingTaskGroup(of: String.self) { group in
+                    let task = loop.createTask(name: "in group") { LoopTask<Int>.current?.name ?? "none" }
+                    group.addTask { "child" }
+                    var names = [try await task.value]
+                    for try await name in group { names.append(name) }
+                    return names
+                }
+            }
+            #expect(names == ["in group", "child"])
+        }
+    }
+
     // createTask's body is nonisolated(nonsending); a plain async function or a stored
     // closure of plain async type converts to it and runs on the loop as a literal does.
     @Test func plainAsyncFunctionsAndStoredClosuresAreTaskBodies() throws {
