@@ -186,6 +186,85 @@ struct LoopTaskTests {
         }
     }
 
+    // A task's own wait on a future is covered: it installs no cancellation handler, and the
+    // task's cancel(message:) cancels the future directly (as the handler would), so the
+    // awaiter hears CancellationError and the future is cancelled.
+    @Test func aTasksOwnFutureWaitIsCoveredAndItsCancelCancelsTheFuture() throws {
+        try withLoop { loop in
+            let future = Future<Int>(loop: loop)
+            let task = loop.createTask { () async throws -> String in
+                do {
+                    _ = try await future.value
+                    return "value"
+                } catch is CancellationError {
+                    return "cancelled"
+                }
+            }
+            let outcome = try loop.runUntilComplete { () async throws -> [String] in
+                try await waitUntil("the task waits on the future") { task.hasCoveredWait }
+                task.cancel()
+                try await waitUntil("the cancelled task ends") { task.isDone }
+                return [
+                    try await task.value,
+                    future.isCancelled ? "future cancelled" : "future not cancelled",
+                    task.hasCoveredWait ? "wait still registered" : "wait gone",
+                ]
+            }
+            #expect(outcome == ["cancelled", "future cancelled", "wait gone"])
+        }
+    }
+
+    // A task already cancelled (here by itself) that awaits a pending future cancels it at
+    // once and hears CancellationError, as with a cancellation handler.
+    @Test func aCancelledTaskAwaitingAFutureCancelsIt() throws {
+        try withLoop { loop in
+            let future = Future<Int>(loop: loop)
+            let task = loop.createTask { () async throws -> String in
+                LoopTask<String>.current?.cancel(message: "stop")
+                do {
+                    _ = try await future.value
+                    return "value"
+                } catch is CancellationError {
+                    return "cancelled"
+                }
+            }
+            let outcome = try loop.runUntilComplete(task)
+            #expect(outcome == "cancelled")
+            #expect(future.isCancelled)
+        }
+    }
+
+    // A task started with `Task.immediate` inside a task's step runs its first step inside
+    // that step; its wait there is its own, not the outer task's: it is not covered,
+    // cancelling it ends its wait (its own handler cancels the future), and the outer task's
+    // cancellation is not involved.
+    @Test func aTaskStartedImmediatelyInsideAStepWaitsWithItsOwnHandler() throws {
+        try withLoop { loop in
+            let future = Future<Int>(loop: loop)
+            let seen = Box<[String]>([])
+            let outer = loop.createTask { () async throws -> Void in
+                let inner = Task.immediate(executorPreference: loop.taskExecutor) {
+                    do {
+                        _ = try await future.value
+                        seen.value.append("inner got a value")
+                    } catch {
+                        seen.value.append("inner: \(type(of: error))")
+                    }
+                }
+                let outerTask = LoopTask<Void>.current as? LoopTask<Void>
+                seen.value.append(outerTask?.hasCoveredWait == true ? "outer covered" : "outer not covered")
+                inner.cancel()
+                // Bounded: had the wait been taken for the outer task's, nothing would end it.
+                try await waitUntil("the inner task's wait ends") { seen.value.count == 2 }
+                seen.value.append(future.isCancelled ? "future cancelled" : "future pending")
+                if !future.isDone { try future.setResult(0) }
+                await inner.value
+            }
+            try loop.runUntilComplete(outer)
+            #expect(seen.value == ["outer not covered", "inner: CancellationError", "future cancelled"])
+        }
+    }
+
     // createTask's body is nonisolated(nonsending); a plain async function or a stored
     // closure of plain async type converts to it and runs on the loop as a literal does.
     @Test func plainAsyncFunctionsAndStoredClosuresAreTaskBodies() throws {

@@ -42,7 +42,7 @@ public protocol AnyFuture: AnyObject, Sendable {
 /// - Important: Loop-bound: create, resolve, cancel and inspect a future on its loop's thread
 ///   (or while the loop is not running). ``value`` may be awaited from any task; off the loop
 ///   it hops to the loop to register.
-public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
+public class Future<Value: Sendable>: AnyFuture, _LoopTaskWait, @unchecked Sendable {
     // @unchecked Sendable: a future is handed between threads (awaited from any task), but
     // its state is read and written on its loop's thread only. Every public inspector and
     // mutator checks that in debug builds (assertInLoop); `value` hops to the loop, and
@@ -66,6 +66,9 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
         case immediateErased((any AnyFuture) -> Void)
         /// An awaiting task.
         case continuation(UnsafeContinuation<Value, any Error>)
+        /// An awaiting ``LoopTask`` body whose task's cancellation cancels this future
+        /// directly (no handler of its own); resumed with `true`, it reads the state.
+        case covered(UnsafeContinuation<Bool, any Error>)
     }
 
     /// The loop the future belongs to.
@@ -217,6 +220,8 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
         switch waiter {
         case .continuation(let continuation):
             resume(continuation)
+        case .covered(let continuation):
+            continuation.resume(returning: true)
         case .immediate(let callback):
             callback(self)
         case .immediateErased(let callback):
@@ -302,6 +307,12 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
         }
     }
 
+    /// Internal: the ``LoopTask`` awaiting this future in a covered wait was cancelled:
+    /// cancel the future, as the awaiter's cancellation handler would.
+    public final func _waitingTaskCancelled() {
+        _ = cancel()
+    }
+
     public final func _whenDoneErased(_ callback: @escaping (any AnyFuture) -> Void) {
         loop.assertInLoop()
         if isDone {
@@ -318,7 +329,7 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
     /// - Throws: the future's error, or `CancellationError` if it was cancelled or the awaiting
     ///   task was cancelled (which cancels the future too, as in asyncio).
     @inlinable
-    public final var value: Value {
+    public final nonisolated(nonsending) var value: Value {
         get async throws {
             if loop.inLoopThread {
                 switch state {
@@ -331,6 +342,34 @@ public class Future<Value: Sendable>: AnyFuture, @unchecked Sendable {
                 }
             }
             let loop = self.loop
+            // A LoopTask's own Swift task (not a child, not another task) awaiting on the
+            // loop: its cancel(message:) cancels this future directly, so the wait needs no
+            // cancellation handler (a status record added and removed, each under the task's
+            // status lock, and an executor hop into the handler's body: ~1,100 instructions).
+            if loop.inLoopThread, let running = loop.runningTask, let owner = LoopTaskLocals.currentTask,
+                owner._swiftTaskAddress == running
+            {
+                // Cancelled before it waits: what the handler would do at once.
+                if owner.cancelling() > 0 { _ = cancel() }
+                let covered = try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
+                    // The continuation is the waiting task: if it is not the one whose step
+                    // runs (a `Task.immediate` started inside that step), the handler path.
+                    guard unsafeBitCast(continuation, to: UnsafeRawPointer.self) == running else {
+                        continuation.resume(returning: false)
+                        return
+                    }
+                    if isDone {
+                        continuation.resume(returning: true)
+                    } else {
+                        owner._setCoveredWait(self)
+                        addWaiter(.covered(continuation))
+                    }
+                }
+                if covered {
+                    owner._setCoveredWait(nil)
+                    return try result()
+                }
+            }
             return try await _unsafeInheritExecutor_withTaskCancellationHandler {
                 try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Value, any Error>) in
                     if loop.inLoopThread {

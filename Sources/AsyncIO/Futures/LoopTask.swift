@@ -15,12 +15,28 @@ public protocol AnyLoopTask: AnyFuture {
     /// Internal: the loop closed while the task was pending; its steps can never run, so the
     /// task ends as cancelled (its awaiters and done callbacks hear of it).
     func _loopClosed()
+    /// Internal: the address of the task's Swift task (nil until it exists), to compare with
+    /// the task whose step the loop runs (see ``Future/value``).
+    var _swiftTaskAddress: UnsafeRawPointer? { get }
+    /// Internal: the wait of the task's own Swift task that ``cancel(message:)`` ends
+    /// directly (nil: none), instead of a cancellation handler per wait.
+    func _setCoveredWait(_ wait: (any _LoopTaskWait)?)
+}
+
+/// Internal: a wait that a ``LoopTask``'s cancellation ends directly (see ``Future/value``).
+public protocol _LoopTaskWait: AnyObject {
+    /// Internal: the waiting task was cancelled (on the loop): end the wait as a cancellation
+    /// handler would.
+    func _waitingTaskCancelled()
 }
 
 /// Task-local storage for ``LoopTask/current``.
 @usableFromInline
 enum LoopTaskLocals {
     @TaskLocal static var current: (any AnyLoopTask)?
+
+    /// ``current``, for inlinable waits.
+    @usableFromInline static var currentTask: (any AnyLoopTask)? { current }
 
     /// Creates the Swift task of `task` with `task` as its ``LoopTask/current``: bound around
     /// the creation (synchronously, in the creator), so the new task starts with it among the
@@ -59,7 +75,13 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     @usableFromInline let number: Int
     @usableFromInline let customName: String?
     /// The Swift task running the body.
-    @usableFromInline @exclusivity(unchecked) var swiftTask: Task<Void, Never>?
+    @usableFromInline @exclusivity(unchecked) var swiftTask: Task<Void, Never>? {
+        // A `Task` is its runtime task, like the job the loop runs for each of its steps.
+        didSet { swiftTaskAddress = swiftTask.map { unsafeBitCast($0, to: UnsafeRawPointer.self) } }
+    }
+    @usableFromInline @exclusivity(unchecked) var swiftTaskAddress: UnsafeRawPointer?
+    /// What the body's own Swift task waits for, if a covered wait (see ``Future/value``).
+    @usableFromInline @exclusivity(unchecked) var coveredWait: (any _LoopTaskWait)?
     /// How many times cancellation was requested while the task was not done.
     @usableFromInline @exclusivity(unchecked) var cancelRequests = 0
     @usableFromInline @exclusivity(unchecked) var latestCancelMessage: String?
@@ -110,6 +132,10 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
         cancelRequests += 1
         latestCancelMessage = message
         swiftTask?.cancel()
+        if let wait = coveredWait {
+            coveredWait = nil
+            wait._waitingTaskCancelled()
+        }
         return true
     }
 
@@ -170,6 +196,15 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     public func _loopClosed() {
         complete(.cancelled)
     }
+
+    public var _swiftTaskAddress: UnsafeRawPointer? { swiftTaskAddress }
+
+    public func _setCoveredWait(_ wait: (any _LoopTaskWait)?) {
+        coveredWait = wait
+    }
+
+    /// Whether the body's own task is in a covered wait (tests).
+    var hasCoveredWait: Bool { coveredWait != nil }
 }
 
 extension EventLoop {

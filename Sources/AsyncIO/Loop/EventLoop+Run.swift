@@ -179,9 +179,13 @@ extension EventLoop {
     private func run(_ item: ReadyItem) {
         switch item {
         case .taskJob(let job):
+            runningTask = unsafeBitCast(job, to: UnsafeRawPointer.self)
             job.runSynchronously(on: taskExecutor.asUnownedTaskExecutor())
+            runningTask = nil
         case .job(let job):
+            runningTask = unsafeBitCast(job, to: UnsafeRawPointer.self)
             job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+            runningTask = nil
         case .closure(let body):
             body()
         case .handle(let handle):

@@ -106,6 +106,10 @@ public final class EventLoop: @unchecked Sendable {
     // Loop-confined and never accessed overlappingly: skip the runtime's exclusivity checks,
     // which cost ~15% of a task switch (measured with callgrind).
     @exclusivity(unchecked) var ready = Deque<ReadyItem>()
+    /// The Swift task whose step the loop is running (its job's address, which for a task is
+    /// the task's own), nil between steps: lets a wait tell, at the cost of a load, whether it
+    /// is a ``LoopTask``'s own (see ``Future/value``).
+    @usableFromInline @exclusivity(unchecked) var runningTask: UnsafeRawPointer?
     @exclusivity(unchecked) var remoteSpare: [RemoteItem] = []
     @exclusivity(unchecked) var timers = Heap<TimerEntry>()
     /// Cancelled timers still in `timers` (shared with the timer handles, which count
