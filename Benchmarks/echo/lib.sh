@@ -703,6 +703,24 @@ column_medians() {
     echo "${cols[*]}"
 }
 
+# column_range FILE C: the smallest and the largest number of column C of FILE: "MIN MAX".
+column_range() {
+    awk -v c="$2" '{ print $c }' "$1" | sort -g | awk 'NR == 1 { min = $0 } { max = $0 } END { print min, max }'
+}
+
+# rounds_note_disturbed NAME REPS OTHER_COL STEAL_COL: for an EXTRA_FN of rounds_finish, a
+# note (ending " (WHERE)") if other processes disturbed one of server NAME's repetitions:
+# the CPU they used (column OTHER_COL of REPS, in % of one CPU) over 10, or steal (column
+# STEAL_COL, %) over 5.
+rounds_note_disturbed() {
+    local name="$1" reps="$2" worst_other worst_steal
+    worst_other="$(awk -v c="$3" '{ print $c }' "$reps" | sort -n | tail -n1)"
+    worst_steal="$(awk -v c="$4" '{ print $c }' "$reps" | sort -n | tail -n1)"
+    if ((worst_other > 10 || worst_steal > 5)); then
+        note "$(label_of "$name")${rounds_where:+ ($rounds_where)}: other processes used up to ${worst_other}% of a CPU (steal up to ${worst_steal}%) during a repetition; its figures may be disturbed"
+    fi
+}
+
 # Charts: the figures of a table as a small TSV (chart_tsv) and an SVG bar chart drawn from it
 # by echo/bar_chart.py with matplotlib (draw_chart). Without matplotlib the table is still
 # printed and a note says how to get the chart. Charts go to --chart-dir (default
