@@ -89,7 +89,9 @@ size_label() {
     else echo "$s B"; fi
 }
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# rss_kib PID: VmRSS of process PID in KiB; nothing (and status 0, so that set -e does not
+# end the run) once the process is gone, e.g. a server that died.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 
 # Each server's RSS after its warm-up and at the end of the phase (hooks of echo/lib.sh's
 # rounds, which also end the note of a server that did not exit 0 with its stderr).
