@@ -125,13 +125,8 @@ measure() {
 # The row of server NAME after its five medians (of rounds_finish): the smallest and largest
 # req/s of its repetitions; and a note if other processes disturbed one of them.
 row_extras() {  # row_extras NAME REPS_FILE
-    local name="$1" reps="$2" worst_other worst_steal
-    worst_other="$(awk '{ print $6 }' "$reps" | sort -n | tail -n1)"
-    worst_steal="$(awk '{ print $7 }' "$reps" | sort -n | tail -n1)"
-    if ((worst_other > 10 || worst_steal > 5)); then
-        note "$(label_of "$name") ($(size_label "$size")): other processes used up to ${worst_other}% of a CPU (steal up to ${worst_steal}%) during a repetition; its figures may be disturbed"
-    fi
-    echo "$(awk '{ print $1 }' "$reps" | sort -g | head -n1) $(awk '{ print $1 }' "$reps" | sort -g | tail -n1)"
+    rounds_note_disturbed "$1" "$2" 6 7
+    column_range "$2" 1
 }
 
 # One set of rounds per size (the skeleton of echo/lib.sh): all servers started and warmed

@@ -71,12 +71,7 @@ done
 
 prepare_servers
 tree="$(tree_line)"   # what the binaries were built from (the tree may change during the run)
-if (($(nproc) >= 2)); then
-    pin_server=(taskset -c 0) pin_load=(taskset -c 1)
-else
-    pin_server=() pin_load=()
-    note "fewer than 2 CPUs: server and load generator are not pinned"
-fi
+pin_cpus
 if [[ -n "$messages" ]]; then
     load_args=(--messages "$messages") load_timeout=300
 else
@@ -94,9 +89,16 @@ size_label() {
     else echo "$s B"; fi
 }
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# rss_kib PID: VmRSS of process PID in KiB; nothing (and status 0, so that set -e does not
+# end the run) once the process is gone, e.g. a server that died.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 
-declare -A pid_of addr_of state_of rss_start_of
+# Each server's RSS after its warm-up and at the end of the phase (hooks of echo/lib.sh's
+# rounds, which also end the note of a server that did not exit 0 with its stderr).
+declare -A rss_start_of rss_end_of
+rss_after_warm_up() { rss_start_of[$1]="$(rss_kib "$server_pid")"; }
+rss_before_stop() { rss_end_of[$1]="$(rss_kib "$server_pid")"; }
+rounds_ready_fn=rss_after_warm_up rounds_stopping_fn=rss_before_stop rounds_stop_stderr=3
 
 # run_load NAME PHASE: one tls_loadgen run against server NAME; prints its line. Notes (does
 # not fail on) an unexpected negotiation, resets, EOFs without close_notify and connections
@@ -175,71 +177,35 @@ measure() {
     log "  $(label_of "$name"): $line server_cpu_us=$((after - before)) other_cpu=${other_pct}% steal=${steal_pct}%"
 }
 
+warm_up() {  # warm_up NAME: the warm-up of rounds_start, a load of $warmup seconds in this phase
+    local hs_duration="$warmup" load_args=(--duration "$warmup")   # what run_load reads
+    run_load "$1" "$phase" >/dev/null || fail_server "$1" "warm-up failed"
+}
+
+# The row of server NAME after its five medians (of rounds_finish): the smallest and largest
+# req/s (handshakes/s) and CPU per request (per handshake) of its repetitions, and its RSS
+# after the warm-up and at the end; and a note if other processes disturbed a repetition.
+row_extras() {  # row_extras NAME REPS_FILE
+    local cpu_col=5   # CPU per request (echo) or per handshake
+    [[ "$phase" == handshake ]] && cpu_col=2
+    rounds_note_disturbed "$1" "$2" 6 7
+    echo "$(column_range "$2" 1) $(column_range "$2" "$cpu_col") ${rss_start_of[$1]:-0} ${rss_end_of[$1]:-0}"
+}
+
 results_echo="$work_dir/results.echo" results_hs="$work_dir/results.handshake"
 : >"$results_echo"
 : >"$results_hs"
 
-# run_phase PHASE: echo (for $size) or handshake.
+# run_phase PHASE: echo (for $size) or handshake, with the rounds of echo/lib.sh: all servers
+# started and warmed up, --repeats rounds going round them, then each one's row in
+# $work_dir/results.PHASE, keyed by the size (0 for handshakes).
 run_phase() {
     phase="$1"
     if [[ "$phase" == handshake ]]; then phase_label="handshakes"; else phase_label="echo $(size_label "$size")"; fi
-    local active=() name label
-    for name in "${servers[@]}"; do
-        label="$(label_of "$name")"
-        server_command "$name"
-        if ! start_server "$name-$phase" 60 "${pin_server[@]}" "${server_cmd[@]}"; then
-            note "$label did not start ($phase_label)"
-            echo "${size:-0} $name FAILED" >>"$work_dir/results.$phase"
-            continue
-        fi
-        pid_of[$name]="$server_pid" addr_of[$name]="${server_addr[*]}" state_of[$name]=ok
-        : >"$work_dir/reps.$name"
-        active+=("$name")
-        if [[ "$warmup" != 0 ]]; then
-            log "[$phase_label] warming up $label ..."
-            local saved_duration="$duration" saved_hs="$hs_duration" saved_args=("${load_args[@]}")
-            duration="$warmup" hs_duration="$warmup" load_args=(--duration "$warmup")
-            run_load "$name" "$phase" >/dev/null || fail_server "$name" "warm-up failed"
-            duration="$saved_duration" hs_duration="$saved_hs" load_args=("${saved_args[@]}")
-        fi
-        rss_start_of[$name]="$(rss_kib "$server_pid")"
-    done
-    for ((r = 1; r <= repeats; r++)); do
-        log "[$phase_label] repetition $r of $repeats"
-        for name in "${active[@]}"; do
-            [[ "${state_of[$name]}" == ok ]] || continue
-            ((quiet_wait > 0)) && wait_quiet "$phase_label, repetition $r"
-            measure "$name"
-        done
-    done
-    for name in "${active[@]}"; do
-        label="$(label_of "$name")"
-        server_pid="${pid_of[$name]}"
-        local rss_end
-        rss_end="$(rss_kib "$server_pid")"
-        stop_server 10
-        if [[ "$server_status" != "exit 0" ]]; then
-            note "$label ($phase_label): after SIGTERM: $server_status; its stderr ends with: $(tail -n 3 "$work_dir/$name-$phase.err" | tr '\n' ' ')"
-        fi
-        local reps="$work_dir/reps.$name"
-        if [[ "${state_of[$name]}" == ok && -s "$reps" ]]; then
-            local worst_other worst_steal cols=() c
-            worst_other="$(awk '{ print $6 }' "$reps" | sort -n | tail -n1)"
-            worst_steal="$(awk '{ print $7 }' "$reps" | sort -n | tail -n1)"
-            if ((worst_other > 10 || worst_steal > 5)); then
-                note "$label ($phase_label): other processes used up to ${worst_other}% of a CPU (steal up to ${worst_steal}%) during a repetition; its figures may be disturbed"
-            fi
-            for c in 1 2 3 4 5; do cols+=("$(awk -v c=$c '{ print $c }' "$reps" | median)"); done
-            cols+=("$(awk '{ print $1 }' "$reps" | sort -g | head -n1)" "$(awk '{ print $1 }' "$reps" | sort -g | tail -n1)")
-            local cpu_col=5   # CPU per request (echo) or per handshake
-            [[ "$phase" == handshake ]] && cpu_col=2
-            cols+=("$(awk -v c=$cpu_col '{ print $c }' "$reps" | sort -g | head -n1)" "$(awk -v c=$cpu_col '{ print $c }' "$reps" | sort -g | tail -n1)")
-            cols+=("${rss_start_of[$name]:-0}" "${rss_end:-0}")
-            echo "${size:-0} $name ${cols[*]}" >>"$work_dir/results.$phase"
-        else
-            echo "${size:-0} $name FAILED" >>"$work_dir/results.$phase"
-        fi
-    done
+    results="$work_dir/results.$phase"
+    rounds_start warm_up "$phase" "$phase_label" "${size:-0}"
+    rounds_run measure
+    rounds_finish 5 row_extras
 }
 
 started_at=$SECONDS

@@ -64,7 +64,7 @@ tree="$(tree_line)"   # what the binaries were built from (the tree may change d
 # The server (under valgrind) on CPU 0, tls_loadgen on CPU 1: how often the server finds the
 # next message already there when it reads again (and so skips a read that would find
 # nothing) depends on the timing of the two, and this keeps it the same from run to run.
-if (($(nproc) >= 2)); then pin_server=(taskset -c 0) pin_load=(taskset -c 1); else pin_server=() pin_load=(); fi
+pin_cpus
 export SWIFT_BACKTRACE=enable=no PYTHONHASHSEED=0
 
 # The command line of server $1 as run under callgrind: stripped copies of Swift binaries.

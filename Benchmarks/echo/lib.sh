@@ -1,8 +1,8 @@
 # Shared by run-echo-bench.sh, run-churn-bench.sh, echo-callgrind.sh, echo-allocs.sh, echo-idle-rss.sh (and
 # through them run-udp-bench.sh), pipe-bench.sh, run-tls-bench.sh and tls-callgrind.sh:
 # building the tools and servers, starting a server and reading its port, stopping it, and
-# cleaning up every process a script started; and for run-echo-bench.sh and
-# run-churn-bench.sh the skeleton of their runs (rounds_start, rounds_run, rounds_finish:
+# cleaning up every process a script started; and for run-echo-bench.sh, run-churn-bench.sh
+# and run-tls-bench.sh the skeleton of their runs (rounds_start, rounds_run, rounds_finish:
 # every server started, then loaded in turn, round after round, and folded into medians).
 # Source it; it is not a program.
 #
@@ -538,6 +538,8 @@ bg_start() {
 
 # Progress of a long run on stderr: progress_init TOTAL once, then progress_cell WHAT before
 # each cell; prints "cell n of N: WHAT, ~T left" (T from the mean time of the cells so far).
+# progress_total stays empty until progress_init (rounds_run then prints no cells).
+progress_total=""
 progress_init() {
     progress_total="$1" progress_done=0 progress_started=$SECONDS
 }
@@ -557,14 +559,15 @@ format_duration() {  # seconds -> "42 s", "3 min 5 s", "1 h 2 min"
     else echo "$((s / 3600)) h $((s % 3600 / 60)) min"; fi
 }
 
-# ---- rounds: every server started, then loaded in turn (run-echo-bench.sh, run-churn-bench.sh) ----
+# ---- rounds: every server started, then loaded in turn (run-echo-bench.sh, run-churn-bench.sh, run-tls-bench.sh) ----
 #
 # All servers of a set of rounds are started at once (idle ones cost nothing) and the
 # repetitions go round them, so that a drift of the machine over the run (other load, the
 # kernel's state) spreads over every server instead of falling on one. A script runs a set as
 #
 #   pin_cpus                                  once: pin_server, pin_load
-#   progress_init $((repeats * ${#servers[@]} * SETS))   once, or before each rounds_run
+#   progress_init $((repeats * ${#servers[@]} * SETS))   once, or before each rounds_run;
+#                                             optional: without it, no progress cells
 #   rounds_start WARM_FN TAG [WHERE [KEY]]    start and warm up every server of $servers
 #   rounds_run MEASURE_FN                     --repeats rounds of one repetition per server
 #   rounds_finish MEDIANS [EXTRA_FN]          stop them; one row per server in $results
@@ -582,11 +585,21 @@ format_duration() {  # seconds -> "42 s", "3 min 5 s", "1 h 2 min"
 # with " (WHERE)", log lines start with "[WHERE] ", each round is announced as "[WHERE]
 # repetition r of R", and progress cells and wait_quiet say "WHERE, ...". KEY, if given,
 # begins each of the set's rows in $results (e.g. the size in bytes): "[KEY ]NAME ...".
+#
+# Optional hooks, off unless the script sets them (once, before its first rounds_start):
+#   rounds_ready_fn=FN     FN NAME runs once server NAME has started and, unless $warmup is 0,
+#                          been warmed up (whether or not the warm-up failed it), with
+#                          server_pid set: e.g. to read its memory before the rounds;
+#   rounds_stopping_fn=FN  FN NAME runs just before rounds_finish stops server NAME, with
+#                          server_pid set: e.g. to read its memory after the rounds;
+#   rounds_stop_stderr=N   the note of a server that did not exit 0 on SIGTERM ends with
+#                          "; its stderr ends with: " and the last N lines of its stderr.
+rounds_ready_fn="" rounds_stopping_fn="" rounds_stop_stderr=0
 
 # Per started server of the current set: its pid, its load generator address (server_addr,
 # words split by spaces) and its state, ok or failed.
 declare -gA pid_of=() addr_of=() state_of=()
-rounds_active=() rounds_where="" rounds_key=""
+rounds_active=() rounds_tag="" rounds_where="" rounds_key=""
 
 # pin_cpus: sets pin_server (taskset -c 0) and pin_load (taskset -c 1), the command prefixes
 # that put a server and its load generator on CPUs of their own; on a single CPU both are
@@ -602,16 +615,16 @@ pin_cpus() {
 
 # rounds_start WARM_FN TAG [WHERE [KEY]]: starts every server of $servers (server_command,
 # pinned with $pin_server; output in $work_dir/NAME-TAG.{out,err}) and, unless $warmup is 0,
-# warms each up with WARM_FN NAME as soon as it listens. A server that does not start gets
-# a note and a FAILED row at once; the others, an empty $work_dir/reps.NAME, state ok, and a
-# place in rounds_active, in the order of $servers.
+# warms each up with WARM_FN NAME as soon as it listens; then runs $rounds_ready_fn NAME, if
+# set. A server that does not start gets a note and a FAILED row at once; the others, an
+# empty $work_dir/reps.NAME, state ok, and a place in rounds_active, in the order of $servers.
 rounds_start() {
-    local warm_fn="$1" tag="$2" name label
-    rounds_where="${3:-}" rounds_key="${4:-}" rounds_active=()
+    local warm_fn="$1" name label
+    rounds_tag="$2" rounds_where="${3:-}" rounds_key="${4:-}" rounds_active=()
     for name in "${servers[@]}"; do
         label="$(label_of "$name")"
         server_command "$name"
-        if ! start_server "$name-$tag" 60 "${pin_server[@]}" "${server_cmd[@]}"; then
+        if ! start_server "$name-$rounds_tag" 60 "${pin_server[@]}" "${server_cmd[@]}"; then
             note "$label did not start${rounds_where:+ ($rounds_where)}"
             echo "${rounds_key:+$rounds_key }$name FAILED" >>"$results"
             continue
@@ -623,20 +636,26 @@ rounds_start() {
             log "${rounds_where:+[$rounds_where] }warming up $label ..."
             "$warm_fn" "$name"
         fi
+        if [[ -n "$rounds_ready_fn" ]]; then "$rounds_ready_fn" "$name"; fi
     done
 }
 
 # rounds_run MEASURE_FN: $repeats rounds; in each, every started server in turn gets a
-# progress cell and, while its state is ok, wait_quiet (if $quiet_wait > 0) and one
-# MEASURE_FN NAME. The progress total (progress_init: $repeats cells for each server of
-# $servers) first loses the cells of the servers that did not start.
+# progress cell (after progress_init only) and, while its state is ok, wait_quiet (if
+# $quiet_wait > 0) and one MEASURE_FN NAME. The progress total (progress_init: $repeats
+# cells for each server of $servers) first loses the cells of the servers that did not start.
 rounds_run() {
-    local measure_fn="$1" r name
-    progress_total=$((progress_total - repeats * (${#servers[@]} - ${#rounds_active[@]})))
+    local measure_fn="$1" r name progress=0
+    if [[ -n "${progress_total:-}" ]]; then
+        progress=1
+        progress_total=$((progress_total - repeats * (${#servers[@]} - ${#rounds_active[@]})))
+    fi
     for ((r = 1; r <= repeats; r++)); do
         [[ -z "$rounds_where" ]] || log "[$rounds_where] repetition $r of $repeats"
         for name in "${rounds_active[@]}"; do
-            progress_cell "${rounds_where:+$rounds_where, }$(label_of "$name"), repetition $r of $repeats"
+            if ((progress)); then
+                progress_cell "${rounds_where:+$rounds_where, }$(label_of "$name"), repetition $r of $repeats"
+            fi
             [[ "${state_of[$name]}" == ok ]] || continue
             ((quiet_wait > 0)) && wait_quiet "${rounds_where:+$rounds_where, }repetition $r"
             server_pid="${pid_of[$name]}"
@@ -646,18 +665,24 @@ rounds_run() {
     done
 }
 
-# rounds_finish MEDIANS [EXTRA_FN]: stops every started server (stop_server 10; a status
-# other than "exit 0" is noted) and appends its row to $results: "[KEY ]NAME" and the medians
-# of columns 1 to MEDIANS of its repetitions, each column on its own, then what EXTRA_FN NAME
-# REPS_FILE prints (more columns; it may note things about the repetitions too); or
-# "[KEY ]NAME FAILED" if the server failed or has no repetitions.
+# rounds_finish MEDIANS [EXTRA_FN]: stops every started server (after $rounds_stopping_fn
+# NAME, if set; stop_server 10; a status other than "exit 0" is noted, with the end of its
+# stderr if $rounds_stop_stderr > 0) and appends its row to $results: "[KEY ]NAME" and the
+# medians of columns 1 to MEDIANS of its repetitions, each column on its own, then what
+# EXTRA_FN NAME REPS_FILE prints (more columns; it may note things about the repetitions
+# too); or "[KEY ]NAME FAILED" if the server failed or has no repetitions.
 rounds_finish() {
-    local medians="$1" extra_fn="${2:-}" name reps row
+    local medians="$1" extra_fn="${2:-}" name reps row stderr_tail
     for name in "${rounds_active[@]}"; do
         server_pid="${pid_of[$name]}"
+        if [[ -n "$rounds_stopping_fn" ]]; then "$rounds_stopping_fn" "$name"; fi
         stop_server 10
         if [[ "$server_status" != "exit 0" ]]; then
-            note "$(label_of "$name")${rounds_where:+ ($rounds_where)}: after SIGTERM: $server_status"
+            stderr_tail=""
+            if ((rounds_stop_stderr > 0)); then
+                stderr_tail="; its stderr ends with: $(tail -n "$rounds_stop_stderr" "$work_dir/$name-$rounds_tag.err" | tr '\n' ' ')"
+            fi
+            note "$(label_of "$name")${rounds_where:+ ($rounds_where)}: after SIGTERM: $server_status$stderr_tail"
         fi
         reps="$work_dir/reps.$name"
         if [[ "${state_of[$name]}" == ok && -s "$reps" ]]; then
@@ -676,6 +701,24 @@ column_medians() {
     local file="$1" n="$2" c cols=()
     for ((c = 1; c <= n; c++)); do cols+=("$(awk -v c=$c '{ print $c }' "$file" | median)"); done
     echo "${cols[*]}"
+}
+
+# column_range FILE C: the smallest and the largest number of column C of FILE: "MIN MAX".
+column_range() {
+    awk -v c="$2" '{ print $c }' "$1" | sort -g | awk 'NR == 1 { min = $0 } { max = $0 } END { print min, max }'
+}
+
+# rounds_note_disturbed NAME REPS OTHER_COL STEAL_COL: for an EXTRA_FN of rounds_finish, a
+# note (ending " (WHERE)") if other processes disturbed one of server NAME's repetitions:
+# the CPU they used (column OTHER_COL of REPS, in % of one CPU) over 10, or steal (column
+# STEAL_COL, %) over 5.
+rounds_note_disturbed() {
+    local name="$1" reps="$2" worst_other worst_steal
+    worst_other="$(awk -v c="$3" '{ print $c }' "$reps" | sort -n | tail -n1)"
+    worst_steal="$(awk -v c="$4" '{ print $c }' "$reps" | sort -n | tail -n1)"
+    if ((worst_other > 10 || worst_steal > 5)); then
+        note "$(label_of "$name")${rounds_where:+ ($rounds_where)}: other processes used up to ${worst_other}% of a CPU (steal up to ${worst_steal}%) during a repetition; its figures may be disturbed"
+    fi
 }
 
 # Charts: the figures of a table as a small TSV (chart_tsv) and an SVG bar chart drawn from it
