@@ -234,6 +234,47 @@ struct LoopTaskTests {
         }
     }
 
+    // A task that cancels its own Swift task (through withUnsafeCurrentTask) and then waits
+    // does not wait: a future it awaits is cancelled, an event wait throws, as their
+    // cancellation handlers would make them.
+    @Test func aTaskCancelledThroughItsSwiftTaskDoesNotWait() throws {
+        try withLoop { loop in
+            let future = Future<Int>(loop: loop)
+            let event = Event()
+            let task = loop.createTask { () async throws -> [String] in
+                withUnsafeCurrentTask { $0?.cancel() }
+                var seen: [String] = []
+                do {
+                    _ = try await future.value
+                    seen.append("future: value")
+                } catch is CancellationError {
+                    seen.append("future: cancelled")
+                }
+                do {
+                    try await event.wait()
+                    seen.append("event: set")
+                } catch is CancellationError {
+                    seen.append("event: cancelled")
+                }
+                return seen
+            }
+            let seen = try loop.runUntilComplete { () async throws -> [String] in
+                // Bounded: a wait that missed the cancellation would sit until unblocked here.
+                do {
+                    try await waitUntil("the cancelled task ends") { task.isDone }
+                } catch {
+                    if !future.isDone { try future.setResult(0) }
+                    event.set()
+                    _ = try await task.value
+                    throw error
+                }
+                return try await task.value
+            }
+            #expect(seen == ["future: cancelled", "event: cancelled"])
+            #expect(future.isCancelled)
+        }
+    }
+
     // A task started with `Task.immediate` inside a task's step runs its first step inside
     // that step; its wait there is its own, not the outer task's: it is not covered,
     // cancelling it ends its wait (its own handler cancels the future), and the outer task's

@@ -29,12 +29,17 @@ func syncOutcome(_ body: () async throws -> Void) async -> SyncOutcome {
     }
 }
 
+/// Starts `body` as a plain Swift task on `loop` (not a ``LoopTask``: its waits keep their own
+/// cancellation handlers, which a loop task's own waits do without).
+func startPlainTask(on loop: EventLoop, _ body: @escaping @Sendable () async -> SyncOutcome) -> Task<SyncOutcome, Never> {
+    Task(executorPreference: loop.taskExecutor, operation: body)
+}
+
 /// Cancels `task` from a thread of its own (not the loop's) and waits for that thread: the
 /// task's cancellation handler runs off the loop, and nothing on the loop runs meanwhile
 /// (the task cannot take a step in between).
-func cancelFromAnotherThread<T>(_ task: LoopTask<T>) {
-    guard let swiftTask = task.swiftTask else { return }
-    OSThread.spawn(name: "canceller") { swiftTask.cancel() }.join()
+func cancelFromAnotherThread(_ task: Task<SyncOutcome, Never>) {
+    OSThread.spawn(name: "canceller") { task.cancel() }.join()
 }
 
 @Suite(.timeLimit(.minutes(10)))
@@ -150,15 +155,16 @@ struct SyncLockTests {
         }
     }
 
-    // The same with the cancellation coming from another thread: its handler runs off the
-    // loop and hops to it; the woken waiter still hands its turn on.
+    // The same with the cancellation coming from another thread, to plain Swift tasks (a
+    // loop task is cancelled on its loop): their handlers run off the loop and hop to it; the
+    // woken waiter still hands its turn on.
     @Test func wokenWaiterCancelledFromAnotherThreadPassesTheLockOn() throws {
         try withLoop { loop in
             let outcomes = try loop.runUntilComplete { () async throws -> [SyncOutcome] in
                 let lock = Lock()
                 try await lock.acquire()
                 let tasks = (0..<2).map { _ in
-                    loop.createTask {
+                    startPlainTask(on: loop) {
                         await syncOutcome {
                             try await lock.acquire()
                             try lock.release()
@@ -169,7 +175,7 @@ struct SyncLockTests {
                 try lock.release()
                 cancelFromAnotherThread(tasks[0])
                 var outcomes: [SyncOutcome] = []
-                for task in tasks { outcomes.append(try await waitForEvent(task, "a waiter finished")) }
+                for task in tasks { outcomes.append(await task.value) }
                 #expect(!lock.isLocked)
                 return outcomes
             }
@@ -184,14 +190,33 @@ struct SyncLockTests {
             try loop.runUntilComplete { () async throws -> Void in
                 let lock = Lock()
                 try await lock.acquire()
-                let waiter = loop.createTask { await syncOutcome { try await lock.acquire() } }
+                let waiter = startPlainTask(on: loop) { await syncOutcome { try await lock.acquire() } }
                 try await waitUntil("one waiter") { lock.waiterCount == 1 }
                 cancelFromAnotherThread(waiter)
-                #expect(try await waitForEvent(waiter, "the waiter cancelled") == .cancelled)
+                #expect(await waiter.value == .cancelled)
                 #expect(lock.isLocked)
                 #expect(lock.waiterCount == 0)
                 try lock.release()
                 #expect(!lock.isLocked)
+            }
+        }
+    }
+
+    // A loop task waiting for the lock, cancelled from another thread the public way (a
+    // callback on its loop calls cancel()): its wait, covered by the task (no handler of its
+    // own), ends; it leaves the queue and the lock stays with its holder.
+    @Test func loopTaskWaiterCancelledFromAnotherThreadLeavesTheQueue() throws {
+        try withLoop { loop in
+            try loop.runUntilComplete { () async throws -> Void in
+                let lock = Lock()
+                try await lock.acquire()
+                let waiter = loop.createTask { await syncOutcome { try await lock.acquire() } }
+                try await waitUntil("one waiter") { lock.waiterCount == 1 && waiter.hasCoveredWait }
+                OSThread.spawn(name: "canceller") { _ = try? loop.callSoonThreadSafe { waiter.cancel() } }.join()
+                #expect(try await waitForEvent(waiter, "the waiter cancelled") == .cancelled)
+                #expect(lock.isLocked)
+                #expect(lock.waiterCount == 0)
+                try lock.release()
             }
         }
     }

@@ -309,7 +309,7 @@ public class Future<Value: Sendable>: AnyFuture, _LoopTaskWait, @unchecked Senda
 
     /// Internal: the ``LoopTask`` awaiting this future in a covered wait was cancelled:
     /// cancel the future, as the awaiter's cancellation handler would.
-    public final func _waitingTaskCancelled() {
+    public final func _waitingTaskCancelled(_ id: UInt64) {
         _ = cancel()
     }
 
@@ -346,27 +346,27 @@ public class Future<Value: Sendable>: AnyFuture, _LoopTaskWait, @unchecked Senda
             // loop: its cancel(message:) cancels this future directly, so the wait needs no
             // cancellation handler (a status record added and removed, each under the task's
             // status lock, and an executor hop into the handler's body: ~1,100 instructions).
-            if loop.inLoopThread, let running = loop.runningTask, let owner = LoopTaskLocals.currentTask,
-                owner._swiftTaskAddress == running
-            {
-                // Cancelled before it waits: what the handler would do at once.
-                if owner.cancelling() > 0 { _ = cancel() }
+            if let owner = loop.coveringTask() {
+                // Cancelled before it waits (by cancel(message:), or by the body itself through
+                // `withUnsafeCurrentTask`): what the handler would do at once. While it waits,
+                // only cancel(message:) can cancel the task (nothing else reaches it).
+                if owner.cancelling() > 0 || Task.isCancelled { _ = cancel() }
                 let covered = try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
                     // The continuation is the waiting task: if it is not the one whose step
                     // runs (a `Task.immediate` started inside that step), the handler path.
-                    guard unsafeBitCast(continuation, to: UnsafeRawPointer.self) == running else {
+                    guard loop.isRunningTask(continuation) else {
                         continuation.resume(returning: false)
                         return
                     }
                     if isDone {
                         continuation.resume(returning: true)
                     } else {
-                        owner._setCoveredWait(self)
+                        owner._setCoveredWait(self, id: 0)
                         addWaiter(.covered(continuation))
                     }
                 }
                 if covered {
-                    owner._setCoveredWait(nil)
+                    owner._setCoveredWait(nil, id: 0)
                     return try result()
                 }
             }

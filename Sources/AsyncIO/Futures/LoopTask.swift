@@ -18,16 +18,39 @@ public protocol AnyLoopTask: AnyFuture {
     /// Internal: the address of the task's Swift task (nil until it exists), to compare with
     /// the task whose step the loop runs (see ``Future/value``).
     var _swiftTaskAddress: UnsafeRawPointer? { get }
-    /// Internal: the wait of the task's own Swift task that ``cancel(message:)`` ends
-    /// directly (nil: none), instead of a cancellation handler per wait.
-    func _setCoveredWait(_ wait: (any _LoopTaskWait)?)
+    /// Internal: the wait (`id` of `wait`) of the task's own Swift task that
+    /// ``cancel(message:)`` ends directly (nil: none), instead of a cancellation handler per
+    /// wait.
+    func _setCoveredWait(_ wait: (any _LoopTaskWait)?, id: UInt64)
 }
 
 /// Internal: a wait that a ``LoopTask``'s cancellation ends directly (see ``Future/value``).
 public protocol _LoopTaskWait: AnyObject {
-    /// Internal: the waiting task was cancelled (on the loop): end the wait as a cancellation
-    /// handler would.
-    func _waitingTaskCancelled()
+    /// Internal: the task in wait `id` was cancelled (on the loop): end the wait as a
+    /// cancellation handler would.
+    func _waitingTaskCancelled(_ id: UInt64)
+}
+
+extension EventLoop {
+    /// The ``LoopTask`` whose own Swift task is the caller, as far as the loop can tell
+    /// cheaply: the task whose step the loop runs is that task's. A `Task.immediate` started
+    /// inside the step also passes; a wait confirms with ``isRunningTask(_:)`` on its
+    /// continuation. Nil off the loop, between steps, in child tasks, in other tasks.
+    @inlinable
+    func coveringTask() -> (any AnyLoopTask)? {
+        guard inLoopThread, let running = runningTask, let owner = LoopTaskLocals.currentTask,
+            owner._swiftTaskAddress == running
+        else { return nil }
+        return owner
+    }
+
+    /// Whether `continuation` resumes the task whose step the loop runs. A continuation is
+    /// its task in Swift's runtime, as a job of a task is; should either stop being so, no
+    /// wait is covered and each takes its cancellation handler (slower, still right).
+    @inlinable
+    func isRunningTask<T, E: Error>(_ continuation: UnsafeContinuation<T, E>) -> Bool {
+        unsafeBitCast(continuation, to: UnsafeRawPointer.self) == runningTask
+    }
 }
 
 /// Task-local storage for ``LoopTask/current``.
@@ -82,6 +105,7 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     @usableFromInline @exclusivity(unchecked) var swiftTaskAddress: UnsafeRawPointer?
     /// What the body's own Swift task waits for, if a covered wait (see ``Future/value``).
     @usableFromInline @exclusivity(unchecked) var coveredWait: (any _LoopTaskWait)?
+    @usableFromInline @exclusivity(unchecked) var coveredWaitID: UInt64 = 0
     /// How many times cancellation was requested while the task was not done.
     @usableFromInline @exclusivity(unchecked) var cancelRequests = 0
     @usableFromInline @exclusivity(unchecked) var latestCancelMessage: String?
@@ -134,7 +158,7 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
         swiftTask?.cancel()
         if let wait = coveredWait {
             coveredWait = nil
-            wait._waitingTaskCancelled()
+            wait._waitingTaskCancelled(coveredWaitID)
         }
         return true
     }
@@ -199,8 +223,9 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
 
     public var _swiftTaskAddress: UnsafeRawPointer? { swiftTaskAddress }
 
-    public func _setCoveredWait(_ wait: (any _LoopTaskWait)?) {
+    public func _setCoveredWait(_ wait: (any _LoopTaskWait)?, id: UInt64) {
         coveredWait = wait
+        coveredWaitID = id
     }
 
     /// Whether the body's own task is in a covered wait (tests).

@@ -30,16 +30,23 @@ enum WaitOutcome: Equatable {
 ///
 /// - Important: Loop-bound: used on `loop`'s thread only. Cancellation handlers, which run on
 ///   the cancelling thread, hop to the loop before touching it.
-final class WaiterQueue: @unchecked Sendable {
+final class WaiterQueue: _LoopTaskWait, @unchecked Sendable {
     // @unchecked Sendable: captured by cancellation handlers, which may run on any thread;
     // they only hop to the loop (`loop.execute`), and all state is touched on the loop.
+
+    /// How a suspended wait is resumed.
+    private enum Resumed {
+        case woken
+        case cancelled
+        /// Not a covered wait after all (see ``wait(cancellable:)``); never queued.
+        case notCovered
+    }
 
     private struct Entry {
         /// Numbers the waits, so a late cancellation finds its own wait or nothing.
         let id: UInt64
-        /// The suspended task, resumed with true when woken, false when cancelled; nil once
-        /// woken (the task has not run yet).
-        var continuation: UnsafeContinuation<Bool, Never>?
+        /// The suspended task; nil once woken (the task has not run yet).
+        var continuation: UnsafeContinuation<Resumed, Never>?
     }
 
     /// The loop the primitive is bound to.
@@ -99,14 +106,38 @@ final class WaiterQueue: @unchecked Sendable {
         loop.preconditionInLoop()
         lastID &+= 1
         let id = lastID
-        let woken: Bool
+        let loop = self.loop
+        if cancellable, let owner = loop.coveringTask() {
+            // A LoopTask's own task: its cancel(message:) ends this wait directly, so the
+            // wait needs no cancellation handler (see Future.value). While it waits nothing
+            // else can cancel the task, so its cancel count then tells what
+            // `Task.isCancelled` would.
+            let resumed = await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<Resumed, Never>) in
+                guard loop.isRunningTask(continuation) else {
+                    continuation.resume(returning: .notCovered)
+                    return
+                }
+                if owner.cancelling() > 0 || Task.isCancelled {
+                    continuation.resume(returning: .cancelled)
+                } else {
+                    owner._setCoveredWait(self, id: id)
+                    entries.append(Entry(id: id, continuation: continuation))
+                }
+            }
+            if resumed != .notCovered {
+                owner._setCoveredWait(nil, id: 0)
+                guard resumed == .woken else { return .cancelled }
+                removeWoken(id)
+                return owner.cancelling() > 0 ? .wokenThenCancelled : .woken
+            }
+        }
+        let resumed: Resumed
         if cancellable {
-            let loop = self.loop
-            woken = await _unsafeInheritExecutor_withTaskCancellationHandler {
-                await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
+            resumed = await _unsafeInheritExecutor_withTaskCancellationHandler {
+                await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<Resumed, Never>) in
                     // Cancelled before we got here: the handler already ran and found nothing.
                     if Task.isCancelled {
-                        continuation.resume(returning: false)
+                        continuation.resume(returning: .cancelled)
                     } else {
                         entries.append(Entry(id: id, continuation: continuation))
                     }
@@ -115,15 +146,20 @@ final class WaiterQueue: @unchecked Sendable {
                 loop.execute { [self] in cancelWaiter(id) }
             }
         } else {
-            woken = await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
+            resumed = await _unsafeInheritExecutor_withUnsafeContinuation { (continuation: UnsafeContinuation<Resumed, Never>) in
                 entries.append(Entry(id: id, continuation: continuation))
             }
         }
-        guard woken else { return .cancelled }
+        guard resumed == .woken else { return .cancelled }
         removeWoken(id)
         // Cancelled after the wake-up, before this step ran: asyncio delivers the
         // cancellation here too, and the caller hands on what it was given.
         return cancellable && Task.isCancelled ? .wokenThenCancelled : .woken
+    }
+
+    /// The covered task in wait `id` was cancelled: as its cancellation handler would.
+    func _waitingTaskCancelled(_ id: UInt64) {
+        cancelWaiter(id)
     }
 
     /// A cancelled task's handler, on the loop: if its wait is still unwoken, removes it and
@@ -134,7 +170,7 @@ final class WaiterQueue: @unchecked Sendable {
               let continuation = entries[index].continuation
         else { return }
         entries.remove(at: index)
-        continuation.resume(returning: false)
+        continuation.resume(returning: .cancelled)
     }
 
     /// Called by a woken task when it runs: its entry leaves the woken prefix.
@@ -170,7 +206,7 @@ final class WaiterQueue: @unchecked Sendable {
         }
         entries[wokenCount].continuation = nil
         wokenCount += 1
-        continuation.resume(returning: true)
+        continuation.resume(returning: .woken)
         return true
     }
 
