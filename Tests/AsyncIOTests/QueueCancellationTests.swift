@@ -138,22 +138,34 @@ struct QueueCancellationTests {
         }
     }
 
-    // Cancellation from another thread hops to the loop: the getter still loses no item.
-    @Test func cancellingFromAnotherThread() throws {
+    // Cancellation from another thread hops to the loop: the getter still loses no item. A
+    // plain Swift task's handler runs on the cancelling thread; a loop task is cancelled on
+    // its loop (here through callSoonThreadSafe), its wait covered by the task.
+    @Test(arguments: [false, true])
+    func cancellingFromAnotherThread(loopTask: Bool) throws {
         try withLoop { loop in
             let queue = Queue<Int>()
             try loop.runUntilComplete {
-                let getter = loop.createTask { try await queue.get() }
-                try await waitUntil("the getter waits") { queue.getters.count == 1 }
-                guard let swiftTask = getter.swiftTask else {
-                    Issue.record("the loop task has no Swift task")
-                    return
+                let outcome: Future<String>
+                if loopTask {
+                    let getter = loop.createTask { try await queue.get() }
+                    try await waitUntil("the getter waits") { queue.getters.count == 1 && getter.hasCoveredWait }
+                    // A thread of its own, not Task.detached: this test's loop blocks one of
+                    // the few cooperative-pool threads, and a detached task could wait behind
+                    // other tests doing the same until the time limit.
+                    OSThread.spawn(name: "canceller") { _ = try? loop.callSoonThreadSafe { getter.cancel() } }.join()
+                    outcome = loop.createTask { () async -> String in
+                        do { return "got \(try await getter.value)" } catch { return "\(type(of: error))" }
+                    }
+                } else {
+                    let getter = Task(executorPreference: loop.taskExecutor) { () async -> String in
+                        do { return "got \(try await queue.get())" } catch { return "\(type(of: error))" }
+                    }
+                    try await waitUntil("the getter waits") { queue.getters.count == 1 }
+                    OSThread.spawn(name: "canceller") { getter.cancel() }.join()
+                    outcome = loop.createTask { await getter.value }
                 }
-                // A thread of its own, not Task.detached: this test's loop blocks one of the
-                // few cooperative-pool threads, and a detached task could wait behind other
-                // tests doing the same until the time limit.
-                OSThread.spawn(name: "canceller") { swiftTask.cancel() }.join()
-                await #expect(throws: CancellationError.self) { try await getter.value }
+                #expect(try await waitForEvent(outcome, "the getter ends") == "CancellationError")
                 #expect(queue.getters.count == 0)
                 try queue.putNowait(4)
                 #expect(try await queue.get() == 4)

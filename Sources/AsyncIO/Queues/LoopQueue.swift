@@ -46,7 +46,7 @@
 ///   of its first waiting task; waiting on it from a task of another loop is a programmer
 ///   error (a precondition, where asyncio raises `RuntimeError`). Loop-thread use is checked
 ///   in debug builds once the queue is bound.
-public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
+public final class LoopQueue<Storage: QueueStorage>: _LoopTaskWait, @unchecked Sendable {
     // @unchecked Sendable: producer and consumer tasks share the queue, but every one of them
     // runs on the same loop thread, which is the only thread touching the state below. Entry
     // points check that in debug builds once the queue is bound (assertInLoop); the first
@@ -66,7 +66,7 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
 
     /// Who waits in a line, and so what it waits for.
     @usableFromInline
-    enum Role: Sendable {
+    enum Role: UInt64, Sendable {
         /// A get, waiting for an item.
         case getter
         /// A put, waiting for a free slot.
@@ -382,6 +382,26 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
         let loop = try bindLoop()
         let id = nextWaiterID
         nextWaiterID &+= 1
+        if let owner = loop.coveringTask() {
+            // A LoopTask's own task: its cancel(message:) takes it out of line directly, so
+            // the wait needs no cancellation handler (see Future.value). Cancelled already:
+            // what the handler path does at once.
+            if owner.cancelling() > 0 || Task.isCancelled { throw CancellationError() }
+            defer { owner._setCoveredWait(nil, id: 0) }
+            do {
+                return try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Served, any Error>) in
+                    guard loop.isRunningTask(continuation) else {
+                        continuation.resume(throwing: NotCoveredWait())
+                        return
+                    }
+                    // The role rides in the id's low bits (ids count up from zero).
+                    owner._setCoveredWait(self, id: id << 2 | role.rawValue)
+                    enter(id, continuation)
+                }
+            } catch is NotCoveredWait {
+                // A `Task.immediate` started inside the task's step: its own handler below.
+            }
+        }
         return try await _unsafeInheritExecutor_withTaskCancellationHandler {
             try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Served, any Error>) in
                 // Cancelled before getting in line: onCancel already ran and found nothing
@@ -396,6 +416,12 @@ public final class LoopQueue<Storage: QueueStorage>: @unchecked Sendable {
             // The cancelling thread may be any thread: touch the lines on the loop only.
             loop.execute { self.leaveLine(role, id) }
         }
+    }
+
+    /// The covered task in wait `wait` (id and role) was cancelled: as its handler would.
+    public func _waitingTaskCancelled(_ wait: UInt64) {
+        guard let role = Role(rawValue: wait & 3) else { return }
+        leaveLine(role, wait >> 2)
     }
 
     /// Takes the cancelled waiter `id` out of `role`'s line and resumes it with
@@ -442,4 +468,11 @@ extension LoopQueue: CustomStringConvertible {
         if case .shutDown = lifecycle { parts.append("shut down") }
         return "\(Self.self)(\(parts.joined(separator: ", ")))"
     }
+}
+
+/// Thrown into a wait that turned out not to be a covered one (see
+/// ``LoopQueue/waitInLine(_:_:)``); never leaves the queue.
+@usableFromInline
+struct NotCoveredWait: Error {
+    @usableFromInline init() {}
 }
