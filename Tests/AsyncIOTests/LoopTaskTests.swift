@@ -241,9 +241,16 @@ struct LoopTaskTests {
         try withLoop { loop in
             let future = Future<Int>(loop: loop)
             let event = Event()
+            let queue = Queue<Int>()
             let task = loop.createTask { () async throws -> [String] in
                 withUnsafeCurrentTask { $0?.cancel() }
                 var seen: [String] = []
+                do {
+                    _ = try await queue.get()
+                    seen.append("queue: item")
+                } catch is CancellationError {
+                    seen.append("queue: cancelled")
+                }
                 do {
                     _ = try await future.value
                     seen.append("future: value")
@@ -265,12 +272,13 @@ struct LoopTaskTests {
                 } catch {
                     if !future.isDone { try future.setResult(0) }
                     event.set()
+                    try queue.putNowait(0)
                     _ = try await task.value
                     throw error
                 }
                 return try await task.value
             }
-            #expect(seen == ["future: cancelled", "event: cancelled"])
+            #expect(seen == ["queue: cancelled", "future: cancelled", "event: cancelled"])
             #expect(future.isCancelled)
         }
     }
@@ -303,6 +311,80 @@ struct LoopTaskTests {
             }
             try loop.runUntilComplete(outer)
             #expect(seen.value == ["outer not covered", "inner: CancellationError", "future cancelled"])
+        }
+    }
+
+    // A loop task that was cancelled starts a task with `Task.immediate`, whose first step
+    // runs inside the cancelled task's step: that task was not cancelled, so its waits (on a
+    // future, a queue, an event) neither fail nor cancel what they wait for.
+    @Test(arguments: ["future", "queue", "event"])
+    func aTaskStartedImmediatelyInsideACancelledTasksStepIsNotCancelled(primitive: String) throws {
+        try withLoop { loop in
+            let future = Future<Int>(loop: loop)
+            let queue = Queue<Int>()
+            let event = Event()
+            let seen = Box<[String]>([])
+            let outer = loop.createTask { () async throws -> Void in
+                LoopTask<Void>.current?.cancel()
+                let inner = Task.immediate(executorPreference: loop.taskExecutor) {
+                    do {
+                        switch primitive {
+                        case "future": seen.value.append("got \(try await future.value)")
+                        case "queue": seen.value.append("got \(try await queue.get())")
+                        default:
+                            try await event.wait()
+                            seen.value.append("got set")
+                        }
+                    } catch {
+                        seen.value.append("inner: \(type(of: error))")
+                    }
+                }
+                if future.isCancelled { seen.value.append("future cancelled") }
+                if !future.isDone { try future.setResult(5) }
+                try queue.putNowait(5)
+                event.set()
+                await inner.value
+            }
+            _ = try? loop.runUntilComplete(outer)
+            #expect(seen.value == [primitive == "event" ? "got set" : "got 5"])
+        }
+    }
+
+    // A body's own cancellation handler around a covered wait runs after the wait has ended,
+    // as it did after the per-wait handler (the innermost) before: a handler that completes
+    // the awaited future is too late, the task hears CancellationError. A plain Swift task
+    // (its wait has a handler) behaves the same.
+    @Test(arguments: [true, false])
+    func aBodysCancellationHandlerRunsAfterTheWaitEnded(loopTask: Bool) throws {
+        try withLoop { loop in
+            let future = Future<Int>(loop: loop)
+            let waiting = Box(false)
+            @Sendable func body() async -> String {
+                do {
+                    let value = try await withTaskCancellationHandler {
+                        waiting.value = true
+                        return try await future.value
+                    } onCancel: {
+                        loop.execute { try? future.setResult(7) }
+                    }
+                    return "value \(value)"
+                } catch {
+                    return "\(type(of: error))"
+                }
+            }
+            let outcome = try loop.runUntilComplete { () async throws -> String in
+                if loopTask {
+                    let task = loop.createTask { await body() }
+                    try await waitUntil("the task waits") { task.hasCoveredWait }
+                    task.cancel()
+                    return try await task.value
+                }
+                let task = Task(executorPreference: loop.taskExecutor) { await body() }
+                try await waitUntil("the task waits") { waiting.value }
+                task.cancel()
+                return await task.value
+            }
+            #expect(outcome == "CancellationError")
         }
     }
 

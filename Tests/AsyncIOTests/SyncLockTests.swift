@@ -202,10 +202,10 @@ struct SyncLockTests {
         }
     }
 
-    // A loop task waiting for the lock, cancelled from another thread the public way (a
-    // callback on its loop calls cancel()): its wait, covered by the task (no handler of its
+    // A loop task waiting for the lock, cancelled the way another thread does it (a callback
+    // handed to its loop calls cancel()): its wait, covered by the task (no handler of its
     // own), ends; it leaves the queue and the lock stays with its holder.
-    @Test func loopTaskWaiterCancelledFromAnotherThreadLeavesTheQueue() throws {
+    @Test func loopTaskWaiterCancelledThroughItsLoopLeavesTheQueue() throws {
         try withLoop { loop in
             try loop.runUntilComplete { () async throws -> Void in
                 let lock = Lock()

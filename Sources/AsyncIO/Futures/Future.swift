@@ -350,7 +350,6 @@ public class Future<Value: Sendable>: AnyFuture, _LoopTaskWait, @unchecked Senda
                 // Cancelled before it waits (by cancel(message:), or by the body itself through
                 // `withUnsafeCurrentTask`): what the handler would do at once. While it waits,
                 // only cancel(message:) can cancel the task (nothing else reaches it).
-                if owner.cancelling() > 0 || Task.isCancelled { _ = cancel() }
                 let covered = try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
                     // The continuation is the waiting task: if it is not the one whose step
                     // runs (a `Task.immediate` started inside that step), the handler path.
@@ -358,6 +357,7 @@ public class Future<Value: Sendable>: AnyFuture, _LoopTaskWait, @unchecked Senda
                         continuation.resume(returning: false)
                         return
                     }
+                    if owner.cancelling() > 0 || Task.isCancelled { _ = cancel() }
                     if isDone {
                         continuation.resume(returning: true)
                     } else {

@@ -158,15 +158,17 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     /// - Important: Loop-bound.
     @discardableResult
     public func cancel(message: String?) -> Bool {
-        loop.assertInLoop()
+        // Checked in release builds too: the task's covered wait belongs to the loop.
+        loop.preconditionInLoop()
         if isDone { return false }
         cancelRequests += 1
         latestCancelMessage = message
-        swiftTask?.cancel()
+        // The covered wait ends first, as its handler (the innermost) would have run first.
         if let wait = coveredWait {
             coveredWait = nil
             wait._waitingTaskCancelled(coveredWaitID)
         }
+        swiftTask?.cancel()
         return true
     }
 

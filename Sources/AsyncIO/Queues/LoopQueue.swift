@@ -386,12 +386,15 @@ public final class LoopQueue<Storage: QueueStorage>: _LoopTaskWait, @unchecked S
             // A LoopTask's own task: its cancel(message:) takes it out of line directly, so
             // the wait needs no cancellation handler (see Future.value). Cancelled already:
             // what the handler path does at once.
-            if owner.cancelling() > 0 || Task.isCancelled { throw CancellationError() }
             defer { owner._setCoveredWait(nil, id: 0) }
             do {
                 return try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Served, any Error>) in
                     guard loop.isRunningTask(continuation) else {
                         continuation.resume(throwing: NotCoveredWait())
+                        return
+                    }
+                    if owner.cancelling() > 0 || Task.isCancelled {
+                        continuation.resume(throwing: CancellationError())
                         return
                     }
                     // The role rides in the id's low bits (ids count up from zero).
