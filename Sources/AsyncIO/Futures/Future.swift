@@ -347,9 +347,6 @@ public class Future<Value: Sendable>: AnyFuture, _LoopTaskWait, @unchecked Senda
             // cancellation handler (a status record added and removed, each under the task's
             // status lock, and an executor hop into the handler's body: ~1,100 instructions).
             if let owner = loop.coveringTask() {
-                // Cancelled before it waits (by cancel(message:), or by the body itself through
-                // `withUnsafeCurrentTask`): what the handler would do at once. While it waits,
-                // only cancel(message:) can cancel the task (nothing else reaches it).
                 let covered = try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
                     // The continuation is the waiting task: if it is not the one whose step
                     // runs (a `Task.immediate` started inside that step), the handler path.
@@ -357,6 +354,9 @@ public class Future<Value: Sendable>: AnyFuture, _LoopTaskWait, @unchecked Senda
                         continuation.resume(returning: false)
                         return
                     }
+                    // Cancelled before it waits (by cancel(message:), or by the body itself
+                    // through `withUnsafeCurrentTask`): what the handler would do at once.
+                    // While it waits, only cancel(message:) can cancel the task.
                     if owner.cancelling() > 0 || Task.isCancelled { _ = cancel() }
                     if isDone {
                         continuation.resume(returning: true)

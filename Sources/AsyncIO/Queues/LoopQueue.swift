@@ -384,8 +384,7 @@ public final class LoopQueue<Storage: QueueStorage>: _LoopTaskWait, @unchecked S
         nextWaiterID &+= 1
         if let owner = loop.coveringTask() {
             // A LoopTask's own task: its cancel(message:) takes it out of line directly, so
-            // the wait needs no cancellation handler (see Future.value). Cancelled already:
-            // what the handler path does at once.
+            // the wait needs no cancellation handler (see Future.value).
             defer { owner._setCoveredWait(nil, id: 0) }
             do {
                 return try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Served, any Error>) in
@@ -393,6 +392,7 @@ public final class LoopQueue<Storage: QueueStorage>: _LoopTaskWait, @unchecked S
                         continuation.resume(throwing: NotCoveredWait())
                         return
                     }
+                    // Cancelled already: what the handler path does at once.
                     if owner.cancelling() > 0 || Task.isCancelled {
                         continuation.resume(throwing: CancellationError())
                         return
