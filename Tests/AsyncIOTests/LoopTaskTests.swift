@@ -142,7 +142,9 @@ struct LoopTaskTests {
                 outer._whenDone { _ in done.complete(.success(())) }
             }
             try loop.runUntilComplete(done)
-            #expect(seen.value == [
+            // The two sleeps may end in either order; everything else is fixed.
+            #expect(seen.value.count == 10)
+            #expect(Array(seen.value.prefix(7)) == [
                 "callback: none",
                 "callback after createTask: none",
                 "outer: outer",
@@ -150,21 +152,9 @@ struct LoopTaskTests {
                 "eager: eager",
                 "outer after eager createTask: outer",
                 "inner: inner",
-                "eager after await: eager",
-                "inner after await: inner",
-                "outer after awaits: outer",
-            ] || seen.value == [
-                "callback: none",
-                "callback after createTask: none",
-                "outer: outer",
-                "outer after createTask: outer",
-                "eager: eager",
-                "outer after eager createTask: outer",
-                "inner: inner",
-                "inner after await: inner",
-                "eager after await: eager",
-                "outer after awaits: outer",
             ])
+            #expect(Set(seen.value.dropFirst(7).prefix(2)) == ["eager after await: eager", "inner after await: inner"])
+            #expect(seen.value.last == "outer after awaits: outer")
         }
     }
 
