@@ -267,6 +267,32 @@ struct StreamsFastPathTests {
         }
     }
 
+    // A read in a loop task outside any stream server's cover (a client, say) is covered by
+    // the task: no handler of its own, and the task's cancel(message:) ends it with
+    // CancellationError and nothing read; bytes fed afterwards wait for the next read.
+    @Test func aLoopTasksReadOutsideAServerIsCoveredByTheTask() throws {
+        try withLoop { loop in
+            let reader = StreamReader(loop: loop)
+            let seen = Box<[String]>([])
+            try loop.runUntilComplete { () async throws in
+                let client = loop.createTask { () async throws -> Void in
+                    do {
+                        _ = try await reader.read(max: 10)
+                        seen.value.append("read")
+                    } catch is CancellationError {
+                        seen.value.append("cancelled")
+                    }
+                }
+                try await waitUntil("the client's read waits") { reader.isWaiting && client.hasCoveredWait }
+                client.cancel()
+                try await waitUntil("the cancelled read ends") { client.isDone }
+                reader.feed(Array("xy".utf8))
+                seen.value.append(String(decoding: try await reader.read(max: 10), as: UTF8.self))
+            }
+            #expect(seen.value == ["cancelled", "xy"])
+        }
+    }
+
     // The reader holds its transport strongly while the connection lives (a weak reference
     // would slow every retain of it); once the connection is lost nothing keeps the
     // transport, the reader or the writer alive (no cycle through the reader, the protocol

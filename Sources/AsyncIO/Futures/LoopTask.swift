@@ -49,8 +49,15 @@ extension EventLoop {
     /// wait is covered and each takes its cancellation handler (slower, still right).
     @inlinable
     func isRunningTask<T, E: Error>(_ continuation: UnsafeContinuation<T, E>) -> Bool {
-        unsafeBitCast(continuation, to: UnsafeRawPointer.self) == runningTask
+        taskAddress(of: continuation) == runningTask
     }
+}
+
+/// The address of the task `continuation` resumes: in Swift's runtime a continuation is its
+/// task. An identity to compare, never used to reach the task.
+@inlinable
+func taskAddress<T, E: Error>(of continuation: UnsafeContinuation<T, E>) -> UnsafeRawPointer {
+    unsafeBitCast(continuation, to: UnsafeRawPointer.self)
 }
 
 /// Task-local storage for ``LoopTask/current``.

@@ -14,7 +14,7 @@
 /// let line = try await reader.readLine()
 /// ```
 /// - Important: Loop-bound: use it from tasks running on its loop.
-public final class StreamReader: AsyncSequence, @unchecked Sendable {
+public final class StreamReader: AsyncSequence, _LoopTaskWait, @unchecked Sendable {
     /// Each element is a chunk of bytes as it arrived.
     public typealias Element = [UInt8]
 
@@ -34,7 +34,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
     /// Resumed with `true` (see ``waitForData(_:)``).
     @exclusivity(unchecked) private var waiter: UnsafeContinuation<Bool, any Error>?
     /// Numbers the waits, so a late cancellation cannot resume a later wait.
-    private var waitCount = 0
+    private var waitCount: UInt64 = 0
     /// The waiting read is `coveredTask`'s (see ``coverCancellation(_:)``).
     @exclusivity(unchecked) private var waiterCovered = false
     /// The task whose cancellation handler wakes this reader's waits for its whole life (a
@@ -249,7 +249,7 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
                 // the current task (`withUnsafeCurrentTask`) costs ~330 instructions a wait.
                 // Should the runtime ever represent continuations otherwise, no address
                 // matches and every wait takes the handler path below: slower, still right.
-                guard Self.address(of: continuation) == coveredTask else {
+                guard taskAddress(of: continuation) == coveredTask else {
                     continuation.resume(returning: false)   // not suspended: returns at once
                     return
                 }
@@ -264,23 +264,47 @@ public final class StreamReader: AsyncSequence, @unchecked Sendable {
                 }
             }
             if covered { return }
+        } else if let owner = loop.coveringTask() {
+            // Not a stream server's connection task, but a LoopTask's own (a client, say): its
+            // cancel(message:) ends the wait directly, as for the loop's other waits (see
+            // Future.value), instead of a handler per wait.
+            let loop = self.loop
+            let covered = try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
+                guard loop.isRunningTask(continuation) else {
+                    continuation.resume(returning: false)
+                    return
+                }
+                if owner.cancelling() > 0 || Task.isCancelled {
+                    forgetDelivery()
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    waitCount &+= 1
+                    owner._setCoveredWait(self, id: waitCount)
+                    waiter = continuation
+                }
+            }
+            if covered {
+                owner._setCoveredWait(nil, id: 0)
+                return
+            }
         }
         try await waitWithHandler()
     }
 
-    /// The address of the task that `continuation` resumes (see ``waitForData(_:)``).
-    @inline(__always)
-    static func address(of continuation: UnsafeContinuation<Bool, any Error>) -> UnsafeRawPointer {
-        unsafeBitCast(continuation, to: UnsafeRawPointer.self)
+    /// The LoopTask in wait `id` was cancelled: as its handler would (see ``waitForData(_:)``).
+    public func _waitingTaskCancelled(_ id: UInt64) {
+        guard waitCount == id, !waiterCovered else { return }
+        cancelWaiter()
     }
 
-    /// A wait with a cancellation handler of its own (reads from tasks without a cover).
+    /// A wait with a cancellation handler of its own (reads from tasks without a cover). The
+    /// handler and the continuation inherit the caller's executor (the loop): no hops.
     nonisolated(nonsending) private func waitWithHandler() async throws {
         waitCount &+= 1
         let wait = waitCount
         let loop = self.loop
-        try await withTaskCancellationHandler {
-            _ = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
+        try await _unsafeInheritExecutor_withTaskCancellationHandler {
+            _ = try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
                 // Cancelled before we got here: the handler below already ran and found no
                 // waiter.
                 if Task.isCancelled {
