@@ -4,7 +4,6 @@
 //===----------------------------------------------------------------------===//
 
 import CAsyncIOLinux
-import HeapModule
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -73,14 +72,14 @@ extension EventLoop {
         var timeout: Int32
         if !ready.isEmpty || stopping {
             timeout = 0
-        } else if let first = timers.min {
+        } else if let deadline = timers.earliestDeadline {
             let now = monotonicNanoseconds()
-            if first.deadline <= now {
+            if deadline <= now {
                 timeout = 0
             } else {
                 // Round up: waking early would only spin; epoll_wait counts milliseconds.
                 // (No "+ 999_999" first: a deadline at UInt64.max, "never", would overflow.)
-                let remaining = first.deadline - now
+                let remaining = deadline - now
                 let millis = remaining / 1_000_000 + (remaining % 1_000_000 == 0 ? 0 : 1)
                 timeout = Int32(min(millis, 3_600_000))
             }
@@ -120,10 +119,9 @@ extension EventLoop {
 
         if !timers.isEmpty {
             let now = monotonicNanoseconds()
-            while let first = timers.min, first.deadline <= now {
-                timers.removeMin()
-                let handle = first.handle
-                handle.inTimerHeap = false
+            while let deadline = timers.earliestDeadline, deadline <= now, let due = timers.popMin() {
+                let handle = due.handle
+                handle.inTimerQueue = false
                 if handle.cancelled {
                     cancelledTimers.count -= 1
                     continue
@@ -219,11 +217,11 @@ extension EventLoop {
     }
 
     private func compactTimers() {
-        timers = Heap(timers.unordered.filter { !$0.handle.cancelled })
+        timers.removeAll { $0.handle.cancelled }
         cancelledTimers.count = 0
     }
 
-    /// How many timers are in the heap, cancelled ones included (for tests and diagnostics).
+    /// How many timers are scheduled, cancelled ones included (for tests and diagnostics).
     var scheduledTimerCount: Int { timers.count }
 
     /// How many timers are scheduled and not cancelled.

@@ -41,7 +41,7 @@ extension EventLoop {
         assertInLoop()
         precondition(!isClosed, "EventLoop '\(name)': timer scheduled on a closed loop")
         let handle = Handle(loop: self, deadline: max(deadline, 1), callback)
-        handle.inTimerHeap = true
+        handle.inTimerQueue = true
         timerSequence &+= 1
         timers.insert(TimerEntry(deadline: handle.deadline, sequence: timerSequence, handle: handle))
         return handle

@@ -15,7 +15,6 @@
 
 import CAsyncIOLinux
 import DequeModule
-import HeapModule
 public import Logging
 #if canImport(Glibc)
 import Glibc
@@ -111,7 +110,7 @@ public final class EventLoop: @unchecked Sendable {
     /// is a ``LoopTask``'s own (see ``Future/value``).
     @usableFromInline @exclusivity(unchecked) var runningTask: UnsafeRawPointer?
     @exclusivity(unchecked) var remoteSpare: [RemoteItem] = []
-    @exclusivity(unchecked) var timers = Heap<TimerEntry>()
+    @exclusivity(unchecked) var timers = TimerQueue()
     /// Cancelled timers still in `timers` (shared with the timer handles, which count
     /// themselves in when cancelled).
     let cancelledTimers = CancelledTimerCount()
@@ -284,7 +283,7 @@ public final class EventLoop: @unchecked Sendable {
             task._loopClosed()
         }
         ready.removeAll()
-        timers = Heap()
+        timers.removeAll()
         registrations = []
         registrationCount = 0
         locals = []

@@ -9,8 +9,8 @@ import Synchronization
 /// (asyncio's `Handle` and `TimerHandle`).
 ///
 /// Cancelling a handle before its callback runs guarantees it never runs. A cancelled timer
-/// stays in the loop's timer heap until it is due or until cancelled timers make up more than
-/// half of the heap, when the heap is compacted (lazy cancellation, as asyncio does).
+/// stays in the loop's timers until it is due or until cancelled timers make up more than
+/// half of them, when they are compacted (lazy cancellation, as asyncio does).
 ///
 /// A handle does not keep its loop alive: a loop that is released without being closed still
 /// cleans up, whatever timers or watchers it had.
@@ -29,18 +29,18 @@ public final class Handle: @unchecked Sendable {
     /// The loop's inbox, for the thread check in ``cancel()``; `nil` for one-shot callbacks,
     /// which saves the reference per callSoon.
     let inbox: LoopInbox?
-    /// Timers only: the loop's count of cancelled timers still in its heap, which a cancelled
-    /// timer increments.
+    /// Timers only: the loop's count of cancelled timers it still holds, which a cancelled timer
+    /// increments.
     ///
-    /// Neither reference is to the loop itself: a handle in the loop's timer heap or fd table
+    /// Neither reference is to the loop itself: a handle in the loop's timers or fd table
     /// must not keep the loop alive, and a weak reference would give the loop a side table,
     /// which sends every retain and release of the loop down the runtime's slow path
     /// (measured: 130 instructions per message of a streams echo).
     let cancelledTimers: CancelledTimerCount?
     /// Whether the handle was cancelled (loop-bound handles).
     @exclusivity(unchecked) var cancelled = false
-    /// Whether a timer is still in the loop's heap (for the cancelled-timer count).
-    var inTimerHeap = false
+    /// Whether a timer is still among the loop's timers (for the cancelled-timer count).
+    var inTimerQueue = false
     /// Whether the callback is kept after running (reader, writer and signal callbacks run
     /// many times).
     let repeats: Bool
@@ -96,7 +96,7 @@ public final class Handle: @unchecked Sendable {
         if cancelled { return }
         cancelled = true
         callback = nil
-        if inTimerHeap {
+        if inTimerQueue {
             cancelledTimers?.count += 1
         }
     }
@@ -145,26 +145,8 @@ public final class Handle: @unchecked Sendable {
     }
 }
 
-@available(*, unavailable)
-extension TimerEntry: Sendable {}
-
-/// An entry of the loop's timer heap: ordered by deadline, ties by scheduling order.
-struct TimerEntry: Comparable {
-    let deadline: UInt64
-    let sequence: UInt64
-    let handle: Handle
-
-    static func < (lhs: TimerEntry, rhs: TimerEntry) -> Bool {
-        lhs.deadline != rhs.deadline ? lhs.deadline < rhs.deadline : lhs.sequence < rhs.sequence
-    }
-
-    static func == (lhs: TimerEntry, rhs: TimerEntry) -> Bool {
-        lhs.deadline == rhs.deadline && lhs.sequence == rhs.sequence
-    }
-}
-
-/// How many cancelled timers a loop's heap still holds (lazy cancellation): shared by the loop
-/// and its timer handles, so a handle need not reference the loop. Loop-confined.
+/// How many cancelled timers a loop still holds (lazy cancellation): shared by the loop and its
+/// timer handles, so a handle need not reference the loop. Loop-confined.
 final class CancelledTimerCount {
     var count = 0
 }

