@@ -108,6 +108,44 @@ struct LoopTaskTests {
         }
     }
 
+    // LoopTask.current names the loop task whose step runs, and the body of a scope inside it;
+    // a Swift task of its own (an async let child, a plain Task on the loop started by the
+    // body) is not that loop task, and neither is a callback.
+    @Test func currentTaskIsNilInSwiftTasksOfTheirOwn() throws {
+        try withLoop { loop in
+            let seen = try loop.runUntilComplete { () async throws -> [String] in
+                let task = loop.createTask(name: "owner") { () async throws -> [String] in
+                    func name() -> String { LoopTask<Void>.current?.name ?? "none" }
+                    var seen = ["body: \(name())"]
+                    async let child: String = {
+                        try await sleep(for: .milliseconds(1))
+                        return "async let: \(name())"
+                    }()
+                    seen.append(try await child)
+                    let plain = Task(executorPreference: loop.taskExecutor) { () async throws -> String in
+                        try await sleep(for: .milliseconds(1))
+                        return "plain Task: \(name())"
+                    }
+                    seen.append(try await plain.value)
+                    seen.append(try await timeout(after: .seconds(60)) { _ in
+                        try await sleep(for: .milliseconds(1))
+                        return "timeout body: \(name())"
+                    })
+                    let callback = Future<String>(loop: loop)
+                    loop.callSoon { callback.complete(.success("callback: \(name())")) }
+                    seen.append(try await callback.value)
+                    seen.append("body after awaits: \(name())")
+                    return seen
+                }
+                return try await task.value
+            }
+            #expect(seen == [
+                "body: owner", "async let: none", "plain Task: none", "timeout body: owner",
+                "callback: none", "body after awaits: owner",
+            ])
+        }
+    }
+
     // LoopTask.current is bound as the task is created: it holds in every step of the body
     // (after awaits too), for tasks created outside any task (a loop callback), eager ones
     // and nested ones, and the creator's own current task is unchanged after createTask.

@@ -45,15 +45,18 @@ extension EventLoop {
         taskCounter += 1
         let task = LoopTask<T>(loop: self, number: taskCounter, name: name)
         task.liveSlot = liveTasks.insert(task)
-        // `body` was sent to this call; the region checker cannot follow it through the
-        // binding closure into the task, hence the unchecked copy.
-        nonisolated(unsafe) let body = body
-        let swiftTask = LoopTaskLocals.makeSwiftTask(for: task) {
-            Task.immediate(executorPreference: taskExecutor) {
-                await task.run(body)
-            }
+        // The first step runs inside Task.immediate, within the caller's step (or callback):
+        // the loop cannot tell it by the job it runs, so it is told.
+        let outerFirstStep = eagerFirstStep
+        eagerFirstStep = (task, task.liveSlot)
+        let swiftTask = Task.immediate(executorPreference: taskExecutor) {
+            await task.run(body)
         }
+        eagerFirstStep = outerFirstStep
         task.swiftTask = swiftTask
+        if !task.isDone {
+            liveTasks.bind(unsafeBitCast(swiftTask, to: UnsafeRawPointer.self), toSlot: task.liveSlot, own: true)
+        }
         // A cancel request made during the first step found no Swift task to cancel yet.
         if task.isCancelling { swiftTask.cancel() }
         return task

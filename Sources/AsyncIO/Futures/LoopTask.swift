@@ -35,13 +35,29 @@ extension EventLoop {
     /// The ``LoopTask`` whose own Swift task is the caller, as far as the loop can tell
     /// cheaply: the task whose step the loop runs is that task's. A `Task.immediate` started
     /// inside the step also passes; a wait confirms with ``isRunningTask(_:)`` on its
-    /// continuation. Nil off the loop, between steps, in child tasks, in other tasks.
-    @inlinable
+    /// continuation. Nil off the loop, between steps, in an eager task's first step, in child
+    /// tasks, in other tasks.
+    @usableFromInline
     func coveringTask() -> (any AnyLoopTask)? {
-        guard inLoopThread, let running = runningTask, let owner = LoopTaskLocals.currentTask,
-            owner._swiftTaskAddress == running
+        guard inLoopThread, eagerFirstStep == nil, let running = runningTask,
+            let found = liveTasks.task(runningAt: running), found.own
         else { return nil }
-        return owner
+        return found.task
+    }
+
+    /// The ``LoopTask`` a step of which (or of a scope's body within it) runs now; see
+    /// ``LoopTask/current``. Loop thread only.
+    func runningLoopTask() -> (any AnyLoopTask)? {
+        if let eagerFirstStep { return eagerFirstStep.task }
+        guard let runningTask else { return nil }
+        return liveTasks.task(runningAt: runningTask)?.task
+    }
+
+    /// The live-task slot of ``runningLoopTask()``.
+    func runningLoopTaskSlot() -> Int? {
+        if let eagerFirstStep { return eagerFirstStep.slot }
+        guard let runningTask, let entry = liveTasks.byAddress.find(runningTask) else { return nil }
+        return Int(entry.slot)
     }
 
     /// Whether `continuation` resumes the task whose step the loop runs. A continuation is
@@ -58,25 +74,6 @@ extension EventLoop {
 @inlinable
 func taskAddress<T, E: Error>(of continuation: UnsafeContinuation<T, E>) -> UnsafeRawPointer {
     unsafeBitCast(continuation, to: UnsafeRawPointer.self)
-}
-
-/// Task-local storage for ``LoopTask/current``.
-@usableFromInline
-enum LoopTaskLocals {
-    @TaskLocal static var current: (any AnyLoopTask)?
-
-    /// ``current``, for inlinable waits.
-    @usableFromInline static var currentTask: (any AnyLoopTask)? { current }
-
-    /// Creates the Swift task of `task` with `task` as its ``LoopTask/current``: bound around
-    /// the creation (synchronously, in the creator), so the new task starts with it among the
-    /// task-locals it copies. Binding it inside the new task instead (the async `withValue`)
-    /// costs two executor hops and an async frame per task, each hop a status-record lock
-    /// with the task-executor preference (~1,000 instructions a task).
-    @usableFromInline
-    static func makeSwiftTask(for task: any AnyLoopTask, _ create: () -> Task<Void, Never>) -> Task<Void, Never> {
-        $current.withValue(task, operation: create)
-    }
 }
 
 /// asyncio's `Task`: an async body running on an ``EventLoop`` (every step of it, and every
@@ -203,8 +200,15 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     /// Whether ``cancel()`` was called and the task has not finished yet.
     public var isCancelling: Bool { cancelRequests > 0 && !isDone }
 
-    /// The ``LoopTask`` whose body is running, if the caller runs inside one.
-    public static var current: (any AnyLoopTask)? { LoopTaskLocals.current }
+    /// The ``LoopTask`` whose body is running, if the caller runs inside one (asyncio's
+    /// `current_task()`): in every step of the body, and in the body of a ``timeout(after:_:)``
+    /// or ``withLoopTaskGroup(_:)`` scope inside it. Nil in a callback, off the loop's thread,
+    /// and in Swift tasks of their own: a child task of the body (`async let`, a task group's
+    /// child) or a `Task { }` it starts, as in asyncio a task's `gather`ed coroutines run as
+    /// tasks of their own.
+    public static var current: (any AnyLoopTask)? {
+        EventLoop.current?.runningLoopTask()
+    }
 
     /// Runs the body (on the loop) and completes the future with its outcome.
     @inlinable
@@ -229,6 +233,9 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
 
     @inlinable
     func finish(_ state: State) {
+        if let swiftTaskAddress {
+            loop.liveTasks.unbind(swiftTaskAddress)
+        }
         loop.liveTasks.remove(liveSlot)
         complete(state)
     }
@@ -271,14 +278,12 @@ extension EventLoop {
         taskCounter += 1
         let task = LoopTask<T>(loop: self, number: taskCounter, name: name)
         task.liveSlot = liveTasks.insert(task)
-        // `body` was sent to this call; the region checker cannot follow it through the
-        // binding closure into the task, hence the unchecked copy.
-        nonisolated(unsafe) let body = body
-        task.swiftTask = LoopTaskLocals.makeSwiftTask(for: task) {
-            Task(executorPreference: taskExecutor) {
-                await task.run(body)
-            }
+        let swiftTask = Task(executorPreference: taskExecutor) {
+            await task.run(body)
         }
+        task.swiftTask = swiftTask
+        // Its first step runs in a later pass, when the loop can tell it by its address.
+        liveTasks.bind(unsafeBitCast(swiftTask, to: UnsafeRawPointer.self), toSlot: task.liveSlot, own: true)
         return task
     }
 

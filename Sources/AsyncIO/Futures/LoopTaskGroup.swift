@@ -156,6 +156,7 @@ public final class LoopTaskGroup: @unchecked Sendable {
     @usableFromInline
     func run(_ body: () async throws -> Void) async throws {
         let bodyFailure = await ScopedChild.run(
+            loop: loop,
             started: { task in
                 // Aborted before the body's first step (a child failed): cancel it now.
                 if case .aborting = phase { task.cancel() } else { self.body = task }

@@ -15,7 +15,9 @@
 /// - the child inherits the caller's task executor preference, the loop: every step of the
 ///   body runs on the loop's thread, as the caller's would have (a caller that found
 ///   `EventLoop.current` runs on a loop task, which has that preference);
-/// - task-locals are inherited, so ``LoopTask/current`` in the body is the caller's task.
+/// - the loop is told that the child runs for the caller's ``LoopTask``, so
+///   ``LoopTask/current`` in the body is the caller's task (the child's own waits still take
+///   cancellation handlers: the scope cancels the child alone).
 ///
 /// Cost: one child task, allocated from the caller's task allocator (no `malloc`), one extra
 /// pass of the loop to start it and one to resume the caller.
@@ -29,14 +31,17 @@ enum ScopedChild {
     /// `ended` is called after the body, while the child still exists. The scope must not use
     /// the task after `ended`.
     static func run(
+        loop: EventLoop,
         started: (UnsafeCurrentTask) -> Void,
         ended: () -> Void,
         _ body: () async throws -> Void
     ) async -> (any Error)? {
-        await withoutActuallyEscaping(body) { body in
+        let parentSlot = loop.runningLoopTaskSlot()
+        return await withoutActuallyEscaping(body) { body in
             await withoutActuallyEscaping(started) { started in
                 await withoutActuallyEscaping(ended) { ended in
-                    let transfer = Transfer(body: body, started: started, ended: ended)
+                    let transfer = Transfer(
+                        loop: loop, parentSlot: parentSlot, body: body, started: started, ended: ended)
                     async let failure = transfer.run()
                     return await failure
                 }
@@ -48,15 +53,29 @@ enum ScopedChild {
     private struct Transfer: @unchecked Sendable {
         // @unchecked Sendable: the caller is suspended (awaiting the child) for the child's
         // whole life, so none of this is used by two tasks at once.
+        let loop: EventLoop
+        /// The caller's ``LoopTask``'s live slot, if the caller runs in one.
+        let parentSlot: Int?
         let body: () async throws -> Void
         let started: (UnsafeCurrentTask) -> Void
         let ended: () -> Void
 
         func run() async -> (any Error)? {
-            withUnsafeCurrentTask { task in
-                if let task { started(task) }
+            let address = withUnsafeCurrentTask { task -> UnsafeRawPointer? in
+                guard let task else { return nil }
+                let address = unsafeBitCast(task, to: UnsafeRawPointer.self)
+                if let parentSlot {
+                    loop.liveTasks.bind(address, toSlot: parentSlot, own: false)
+                }
+                started(task)
+                return address
             }
-            defer { ended() }
+            defer {
+                if parentSlot != nil, let address {
+                    loop.liveTasks.unbind(address)
+                }
+                ended()
+            }
             do {
                 try await body()
                 return nil

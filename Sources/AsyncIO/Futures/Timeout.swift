@@ -102,6 +102,7 @@ public final class TimeoutScope: @unchecked Sendable {
     func run(_ body: () async throws -> Void) async throws {
         arm()
         let failure = await ScopedChild.run(
+            loop: loop,
             started: { task in
                 // Expired before the body's first step: cancel it now.
                 if case .expiring = phase { task.cancel() } else { self.body = task }
@@ -162,7 +163,7 @@ public final class TimeoutScope: @unchecked Sendable {
 /// for it. The cost is that task (allocated from the caller's task allocator, a pass of the
 /// loop to start it and one to resume the caller) and one loop timer, cancelled when the body
 /// ends. Every step of the body runs on the loop's
-/// thread, and task-locals (``LoopTask/current``) are the caller's.
+/// thread; task-locals are the caller's, and ``LoopTask/current`` is the caller's task.
 ///
 /// - Parameters:
 ///   - delay: How long the body may run; `nil` sets no deadline (add one later with

@@ -109,6 +109,9 @@ public final class EventLoop: @unchecked Sendable {
     /// the task's own), nil between steps: lets a wait tell, at the cost of a load, whether it
     /// is a ``LoopTask``'s own (see ``Future/value``).
     @usableFromInline @exclusivity(unchecked) var runningTask: UnsafeRawPointer?
+    /// The eager task whose first step runs inside `createTask(eager:)` (within another
+    /// task's step or a callback, so `runningTask` does not name it), and its live slot.
+    @usableFromInline @exclusivity(unchecked) var eagerFirstStep: (task: any AnyLoopTask, slot: Int)?
     @exclusivity(unchecked) var remoteSpare: [RemoteItem] = []
     @exclusivity(unchecked) var timers = TimerQueue()
     /// Cancelled timers still in `timers` (shared with the timer handles, which count
