@@ -41,6 +41,31 @@ struct TaskCancelMessageTests {
         }
     }
 
+    // A task cancelled while it awaits another task cancels that one with its message, as
+    // asyncio's Task.cancel(msg) cancels the future its task waits for; both end cancelled
+    // and a plain future awaited the same way is simply cancelled.
+    @Test func aTaskCancelledWhileAwaitingATaskHandsItsMessageOn() throws {
+        try withLoop { loop in
+            let inner = loop.createTask(name: "inner") { try await sleep(for: .seconds(30)) }
+            let outer = loop.createTask(name: "outer") { try await inner.value }
+            let future = Future<Int>(loop: loop)
+            let other = loop.createTask(name: "other") { try await future.value }
+            let seen = try loop.runUntilComplete { () async throws -> [String] in
+                try await waitUntil("both wait") { outer.hasCoveredWait && other.hasCoveredWait }
+                outer.cancel(message: "stop")
+                other.cancel(message: "halt")
+                try await waitUntil("all done") { inner.isDone && outer.isDone && other.isDone }
+                return [
+                    "inner: \(inner.isCancelled) \(inner.cancelMessage ?? "nil")",
+                    "outer: \(outer.isCancelled) \(outer.cancelMessage ?? "nil")",
+                    "future: \(future.isCancelled)",
+                    "other: \(other.isCancelled) \(other.cancelMessage ?? "nil")",
+                ]
+            }
+            #expect(seen == ["inner: true stop", "outer: true stop", "future: true", "other: true halt"])
+        }
+    }
+
     // Every request counts; the latest message wins; a request to a done task is refused and
     // changes nothing.
     @Test func cancellingCountsRequestsAndTheLatestMessageWins() throws {

@@ -308,9 +308,16 @@ public class Future<Value: Sendable>: AnyFuture, _LoopTaskWait, @unchecked Senda
     }
 
     /// Internal: the ``LoopTask`` awaiting this future in a covered wait was cancelled:
-    /// cancel the future, as the awaiter's cancellation handler would.
-    public final func _waitingTaskCancelled(_ id: UInt64) {
-        _ = cancel()
+    /// cancel the future, as the awaiter's cancellation handler would, with the task's
+    /// message if the future is a task itself (asyncio's `_fut_waiter.cancel(msg)`).
+    public final func _waitingTaskCancelled(_ id: UInt64, message: String?) {
+        _ = cancel(forwarding: message)
+    }
+
+    /// Cancels the future on behalf of a task that was cancelled with `message` while it
+    /// waited for it: a plain future has no message to keep (a ``LoopTask`` does).
+    func cancel(forwarding message: String?) -> Bool {
+        cancel()
     }
 
     public final func _whenDoneErased(_ callback: @escaping (any AnyFuture) -> Void) {

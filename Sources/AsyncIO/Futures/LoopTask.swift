@@ -26,9 +26,10 @@ public protocol AnyLoopTask: AnyFuture {
 
 /// Internal: a wait that a ``LoopTask``'s cancellation ends directly (see ``Future/value``).
 public protocol _LoopTaskWait: AnyObject {
-    /// Internal: the task in wait `id` was cancelled (on the loop): end the wait as a
-    /// cancellation handler would.
-    func _waitingTaskCancelled(_ id: UInt64)
+    /// Internal: the task in wait `id` was cancelled (on the loop) with `message`: end the
+    /// wait as a cancellation handler would. A future awaited is cancelled with the message,
+    /// as asyncio's `Task.cancel(msg)` cancels the future its task waits for.
+    func _waitingTaskCancelled(_ id: UInt64, message: String?)
 }
 
 extension EventLoop {
@@ -142,6 +143,11 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
         cancel(message: nil)
     }
 
+    /// A task cancelled while it waits for this one hands its message on (asyncio).
+    override func cancel(forwarding message: String?) -> Bool {
+        cancel(message: message)
+    }
+
     /// Requests cancellation of the task's body and records `message` (asyncio's
     /// `cancel(msg)`).
     ///
@@ -157,7 +163,10 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     /// }
     /// ```
     /// Each request counts (see ``cancelling()``) and the latest one's message wins, as in
-    /// asyncio; a `nil` message clears an earlier one.
+    /// asyncio; a `nil` message clears an earlier one. A task cancelled while its body awaits
+    /// another task's ``Future/value`` cancels that task with the same message (asyncio
+    /// cancels the future a task waits for, with the message); an awaited plain future is
+    /// cancelled.
     /// - Returns: false (and records nothing) if the task is already done.
     /// - Important: Loop-bound.
     @discardableResult
@@ -170,7 +179,7 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
         // The covered wait ends first, as its handler (the innermost) would have run first.
         if let wait = coveredWait {
             coveredWait = nil
-            wait._waitingTaskCancelled(coveredWaitID)
+            wait._waitingTaskCancelled(coveredWaitID, message: message)
         }
         swiftTask?.cancel()
         return true

@@ -422,7 +422,7 @@ public final class LoopQueue<Storage: QueueStorage>: _LoopTaskWait, @unchecked S
     }
 
     /// The covered task in wait `wait` (id and role) was cancelled: as its handler would.
-    public func _waitingTaskCancelled(_ wait: UInt64) {
+    public func _waitingTaskCancelled(_ wait: UInt64, message: String?) {
         guard let role = Role(rawValue: wait & 3) else { return }
         leaveLine(role, wait >> 2)
     }

@@ -292,7 +292,7 @@ public final class StreamReader: AsyncSequence, _LoopTaskWait, @unchecked Sendab
     }
 
     /// The LoopTask in wait `id` was cancelled: as its handler would (see ``waitForData(_:)``).
-    public func _waitingTaskCancelled(_ id: UInt64) {
+    public func _waitingTaskCancelled(_ id: UInt64, message: String?) {
         guard waitCount == id, !waiterCovered else { return }
         cancelWaiter()
     }

@@ -158,7 +158,7 @@ final class WaiterQueue: _LoopTaskWait, @unchecked Sendable {
     }
 
     /// The covered task in wait `id` was cancelled: as its cancellation handler would.
-    func _waitingTaskCancelled(_ id: UInt64) {
+    func _waitingTaskCancelled(_ id: UInt64, message: String?) {
         cancelWaiter(id)
     }
 
