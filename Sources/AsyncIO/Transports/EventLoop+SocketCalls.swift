@@ -214,7 +214,8 @@ extension EventLoop {
     }
 
     /// Suspends until `fd` is readable (or writable), with a one-shot watcher that a
-    /// cancellation removes.
+    /// cancellation removes. A ``LoopTask``'s own wait is ended by its `cancel(message:)`
+    /// directly (see ``Future/value``); other tasks' waits install a cancellation handler.
     private func waitUntilReady(_ fd: Int32, write: Bool, _ operation: StaticString) async throws {
         let index = Int(fd)
         if index < registrations.count {
@@ -225,44 +226,86 @@ extension EventLoop {
                     "\(operation): the fd \(fd) is already watched for \(write ? "writing" : "reading") (by a transport or another call)")
             }
         }
-        let wait = SocketWait()
-        try await _unsafeInheritExecutor_withTaskCancellationHandler {
-            try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                if Task.isCancelled {
-                    continuation.resume(throwing: CancellationError())
+        let wait = SocketWait(loop: self, fd: fd, write: write)
+        if let owner = coveringTask() {
+            let covered = try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
+                guard isRunningTask(continuation) else {
+                    continuation.resume(returning: false)
                     return
                 }
-                do {
-                    _ = try addWatcher(fd, write: write) { [self] in
-                        _ = removeWatcher(fd, write: write)
-                        wait.finish(nil)
-                    }
-                    wait.continuation = continuation
-                } catch {
-                    continuation.resume(throwing: TransportError.boundary(error))
+                if owner.cancelling() > 0 || Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else if wait.start(continuation) {
+                    owner._setCoveredWait(wait, id: 0)
+                }
+            }
+            if covered {
+                owner._setCoveredWait(nil, id: 0)
+                return
+            }
+        }
+        _ = try await _unsafeInheritExecutor_withTaskCancellationHandler {
+            try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Bool, any Error>) in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                } else {
+                    wait.start(continuation)
                 }
             }
         } onCancel: {
-            execute { [self] in
-                // Still waiting (not woken meanwhile): this wait's watcher is the fd's.
-                guard wait.continuation != nil else { return }
-                _ = removeWatcher(fd, write: write)
-                wait.finish(CancellationError())
-            }
+            execute { wait.cancel() }
         }
     }
 }
 
 /// One wait of a socket call: its continuation until the fd is ready or the task is
 /// cancelled, whichever comes first (both on the loop).
-private final class SocketWait: @unchecked Sendable {
+private final class SocketWait: _LoopTaskWait, @unchecked Sendable {
     // @unchecked Sendable: created on the loop; the cancellation handler only hops back to
     // the loop before touching it.
-    var continuation: UnsafeContinuation<Void, any Error>?
+    let loop: EventLoop
+    let fd: Int32
+    let write: Bool
+    var continuation: UnsafeContinuation<Bool, any Error>?
+
+    init(loop: EventLoop, fd: Int32, write: Bool) {
+        self.loop = loop
+        self.fd = fd
+        self.write = write
+    }
+
+    /// Watches the fd for `continuation`; whether it waits (false: it was resumed with the
+    /// watcher's error).
+    @discardableResult
+    func start(_ continuation: UnsafeContinuation<Bool, any Error>) -> Bool {
+        do {
+            _ = try loop.addWatcher(fd, write: write) { [self] in
+                _ = loop.removeWatcher(fd, write: write)
+                finish(nil)
+            }
+            self.continuation = continuation
+            return true
+        } catch {
+            continuation.resume(throwing: TransportError.boundary(error))
+            return false
+        }
+    }
+
+    /// The waiting task was cancelled: if still waiting (not woken meanwhile), this wait's
+    /// watcher is the fd's; remove it and resume with `CancellationError`.
+    func cancel() {
+        guard continuation != nil else { return }
+        _ = loop.removeWatcher(fd, write: write)
+        finish(CancellationError())
+    }
+
+    func _waitingTaskCancelled(_ id: UInt64, message: String?) {
+        cancel()
+    }
 
     func finish(_ error: (any Error)?) {
         guard let continuation else { return }
         self.continuation = nil
-        if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+        if let error { continuation.resume(throwing: error) } else { continuation.resume(returning: true) }
     }
 }
