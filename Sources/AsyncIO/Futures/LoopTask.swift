@@ -48,16 +48,9 @@ extension EventLoop {
     /// The ``LoopTask`` a step of which (or of a scope's body within it) runs now; see
     /// ``LoopTask/current``. Loop thread only.
     func runningLoopTask() -> (any AnyLoopTask)? {
-        if let eagerFirstStep { return eagerFirstStep.task }
+        if let eagerFirstStep { return eagerFirstStep }
         guard let runningTask else { return nil }
         return liveTasks.task(runningAt: runningTask)?.task
-    }
-
-    /// The live-task slot of ``runningLoopTask()``.
-    func runningLoopTaskSlot() -> Int? {
-        if let eagerFirstStep { return eagerFirstStep.slot }
-        guard let runningTask, let entry = liveTasks.byAddress.find(runningTask) else { return nil }
-        return Int(entry.slot)
     }
 
     /// Whether `continuation` resumes the task whose step the loop runs. A continuation is
