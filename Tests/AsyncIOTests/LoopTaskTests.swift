@@ -191,9 +191,9 @@ struct LoopTaskTests {
         }
     }
 
-    // LoopTask.current is bound as the task is created: it holds in every step of the body
-    // (after awaits too), for tasks created outside any task (a loop callback), eager ones
-    // and nested ones, and the creator's own current task is unchanged after createTask.
+    // LoopTask.current holds in every step of the body (after awaits too), for tasks created
+    // outside any task (a loop callback), eager ones (their first step inside createTask) and
+    // nested ones, and the creator's own current task is unchanged after createTask.
     @Test func currentTaskHoldsForEveryKindOfCreation() throws {
         try withLoop { loop in
             let seen = Box<[String]>([])
@@ -241,9 +241,8 @@ struct LoopTaskTests {
         }
     }
 
-    // LoopTask.current is bound (synchronously) around the creation of the Swift task; inside
-    // the body of a Swift task group that binding is allowed (older runtimes trapped on it),
-    // and the created task still sees itself as current.
+    // A task created inside the body of a Swift task group (a child's context) sees itself as
+    // current.
     @Test func createTaskInsideATaskGroupBody() throws {
         try withLoop { loop in
             let names = try loop.runUntilComplete { () async throws -> [String] in

@@ -15,9 +15,6 @@ public protocol AnyLoopTask: AnyFuture {
     /// Internal: the loop closed while the task was pending; its steps can never run, so the
     /// task ends as cancelled (its awaiters and done callbacks hear of it).
     func _loopClosed()
-    /// Internal: the address of the task's Swift task (nil until it exists), to compare with
-    /// the task whose step the loop runs (see ``Future/value``).
-    var _swiftTaskAddress: UnsafeRawPointer? { get }
     /// Internal: the wait (`id` of `wait`) of the task's own Swift task that
     /// ``cancel(message:)`` ends directly (nil: none), instead of a cancellation handler per
     /// wait.
@@ -236,8 +233,6 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     public func _loopClosed() {
         complete(.cancelled)
     }
-
-    public var _swiftTaskAddress: UnsafeRawPointer? { swiftTaskAddress }
 
     public func _setCoveredWait(_ wait: (any _LoopTaskWait)?, id: UInt64) {
         coveredWait = wait
