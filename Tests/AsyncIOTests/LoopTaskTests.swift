@@ -146,9 +146,54 @@ struct LoopTaskTests {
         }
     }
 
-    // LoopTask.current is bound as the task is created: it holds in every step of the body
-    // (after awaits too), for tasks created outside any task (a loop callback), eager ones
-    // and nested ones, and the creator's own current task is unchanged after createTask.
+    // A timeout scope entered by a Task.immediate that a loop task starts (inside the task's
+    // step, so the loop runs that task's job) runs for that Swift task, not for the loop task:
+    // its body outlives the loop task here, and a later task takes the freed live slot. The
+    // body's LoopTask.current is nil, never that later task.
+    @Test func scopeOfAnImmediateTaskIsNotTheNextTaskInTheSlot() throws {
+        try withLoop { loop in
+            let seen = try loop.runUntilComplete { () async throws -> String in
+                let gate = Future<Void>(loop: loop)
+                let seen = Future<String>(loop: loop)
+                let first = loop.createTask(name: "first") { () async -> Void in
+                    Task.immediate(executorPreference: loop.taskExecutor) {
+                        try await timeout(after: .seconds(60)) { _ in
+                            try await gate.value
+                            seen.complete(.success(LoopTask<Void>.current?.name ?? "none"))
+                        }
+                    }
+                }
+                try await first.value
+                // "first" ended; "second" takes its live slot while the scope's body waits.
+                let second = loop.createTask(name: "second") { () async throws -> String in
+                    gate.complete(.success(()))
+                    return try await seen.value
+                }
+                return try await second.value
+            }
+            #expect(seen == "none")
+        }
+    }
+
+    // A timeout scope entered in an eager task's first step (inside its creator's step) runs
+    // for the eager task: its body sees it as current, not the creator.
+    @Test func scopeInAnEagerFirstStepRunsForTheEagerTask() throws {
+        try withLoop { loop in
+            let seen = try loop.runUntilComplete { () async throws -> String in
+                let eager = loop.createTask(name: "eager", eager: true) { () async throws -> String in
+                    try await timeout(after: .seconds(60)) { _ in
+                        LoopTask<Void>.current?.name ?? "none"
+                    }
+                }
+                return try await eager.value
+            }
+            #expect(seen == "eager")
+        }
+    }
+
+    // LoopTask.current holds in every step of the body (after awaits too), for tasks created
+    // outside any task (a loop callback), eager ones (their first step inside createTask) and
+    // nested ones, and the creator's own current task is unchanged after createTask.
     @Test func currentTaskHoldsForEveryKindOfCreation() throws {
         try withLoop { loop in
             let seen = Box<[String]>([])
@@ -196,9 +241,8 @@ struct LoopTaskTests {
         }
     }
 
-    // LoopTask.current is bound (synchronously) around the creation of the Swift task; inside
-    // the body of a Swift task group that binding is allowed (older runtimes trapped on it),
-    // and the created task still sees itself as current.
+    // A task created inside the body of a Swift task group (a child's context) sees itself as
+    // current.
     @Test func createTaskInsideATaskGroupBody() throws {
         try withLoop { loop in
             let names = try loop.runUntilComplete { () async throws -> [String] in

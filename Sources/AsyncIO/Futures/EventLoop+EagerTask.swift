@@ -48,7 +48,7 @@ extension EventLoop {
         // The first step runs inside Task.immediate, within the caller's step (or callback):
         // the loop cannot tell it by the job it runs, so it is told.
         let outerFirstStep = eagerFirstStep
-        eagerFirstStep = (task, task.liveSlot)
+        eagerFirstStep = task
         let swiftTask = Task.immediate(executorPreference: taskExecutor) {
             await task.run(body)
         }

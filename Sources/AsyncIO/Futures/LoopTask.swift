@@ -15,9 +15,6 @@ public protocol AnyLoopTask: AnyFuture {
     /// Internal: the loop closed while the task was pending; its steps can never run, so the
     /// task ends as cancelled (its awaiters and done callbacks hear of it).
     func _loopClosed()
-    /// Internal: the address of the task's Swift task (nil until it exists), to compare with
-    /// the task whose step the loop runs (see ``Future/value``).
-    var _swiftTaskAddress: UnsafeRawPointer? { get }
     /// Internal: the wait (`id` of `wait`) of the task's own Swift task that
     /// ``cancel(message:)`` ends directly (nil: none), instead of a cancellation handler per
     /// wait.
@@ -49,16 +46,9 @@ extension EventLoop {
     /// The ``LoopTask`` a step of which (or of a scope's body within it) runs now; see
     /// ``LoopTask/current``. Loop thread only.
     func runningLoopTask() -> (any AnyLoopTask)? {
-        if let eagerFirstStep { return eagerFirstStep.task }
+        if let eagerFirstStep { return eagerFirstStep }
         guard let runningTask else { return nil }
         return liveTasks.task(runningAt: runningTask)?.task
-    }
-
-    /// The live-task slot of ``runningLoopTask()``.
-    func runningLoopTaskSlot() -> Int? {
-        if let eagerFirstStep { return eagerFirstStep.slot }
-        guard let runningTask, let entry = liveTasks.byAddress.find(runningTask) else { return nil }
-        return Int(entry.slot)
     }
 
     /// Whether `continuation` resumes the task whose step the loop runs. A continuation is
@@ -252,8 +242,6 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     public func _loopClosed() {
         complete(.cancelled)
     }
-
-    public var _swiftTaskAddress: UnsafeRawPointer? { swiftTaskAddress }
 
     public func _setCoveredWait(_ wait: (any _LoopTaskWait)?, id: UInt64) {
         coveredWait = wait

@@ -36,12 +36,15 @@ enum ScopedChild {
         ended: () -> Void,
         _ body: () async throws -> Void
     ) async -> (any Error)? {
-        let parentSlot = loop.runningLoopTaskSlot()
+        // The caller's own Swift task: the child runs for the LoopTask that task runs for, if
+        // any. Not the task whose step the loop runs: a `Task.immediate` started inside that
+        // step runs in the step too, and may outlive the LoopTask (whose slot is then reused).
+        let caller = withUnsafeCurrentTask { task in task.map { unsafeBitCast($0, to: UnsafeRawPointer.self) } }
         return await withoutActuallyEscaping(body) { body in
             await withoutActuallyEscaping(started) { started in
                 await withoutActuallyEscaping(ended) { ended in
                     let transfer = Transfer(
-                        loop: loop, parentSlot: parentSlot, body: body, started: started, ended: ended)
+                        loop: loop, caller: caller, body: body, started: started, ended: ended)
                     async let failure = transfer.run()
                     return await failure
                 }
@@ -54,25 +57,30 @@ enum ScopedChild {
         // @unchecked Sendable: the caller is suspended (awaiting the child) for the child's
         // whole life, so none of this is used by two tasks at once.
         let loop: EventLoop
-        /// The caller's ``LoopTask``'s live slot, if the caller runs in one.
-        let parentSlot: Int?
+        /// The address of the caller's Swift task.
+        let caller: UnsafeRawPointer?
         let body: () async throws -> Void
         let started: (UnsafeCurrentTask) -> Void
         let ended: () -> Void
 
         func run() async -> (any Error)? {
-            let address = withUnsafeCurrentTask { task -> UnsafeRawPointer? in
+            let bound = withUnsafeCurrentTask { task -> UnsafeRawPointer? in
                 guard let task else { return nil }
-                let address = unsafeBitCast(task, to: UnsafeRawPointer.self)
-                if let parentSlot {
-                    loop.liveTasks.bind(address, toSlot: parentSlot, own: false)
+                // Looked up now, in the child's first step: an eager task's Swift task is
+                // known to the loop once its first step (which awaits this child) returned.
+                // The caller awaits the child, so its entry outlives the child's.
+                var bound: UnsafeRawPointer?
+                if let caller, loop.inLoopThread, let entry = loop.liveTasks.byAddress.find(caller) {
+                    let address = unsafeBitCast(task, to: UnsafeRawPointer.self)
+                    loop.liveTasks.bind(address, toSlot: Int(entry.slot), own: false)
+                    bound = address
                 }
                 started(task)
-                return address
+                return bound
             }
             defer {
-                if parentSlot != nil, let address {
-                    loop.liveTasks.unbind(address)
+                if let bound {
+                    loop.liveTasks.unbind(bound)
                 }
                 ended()
             }

@@ -110,8 +110,8 @@ public final class EventLoop: @unchecked Sendable {
     /// is a ``LoopTask``'s own (see ``Future/value``).
     @usableFromInline @exclusivity(unchecked) var runningTask: UnsafeRawPointer?
     /// The eager task whose first step runs inside `createTask(eager:)` (within another
-    /// task's step or a callback, so `runningTask` does not name it), and its live slot.
-    @usableFromInline @exclusivity(unchecked) var eagerFirstStep: (task: any AnyLoopTask, slot: Int)?
+    /// task's step or a callback, so `runningTask` does not name it).
+    @usableFromInline @exclusivity(unchecked) var eagerFirstStep: (any AnyLoopTask)?
     @exclusivity(unchecked) var remoteSpare: [RemoteItem] = []
     @exclusivity(unchecked) var timers = TimerQueue()
     /// Cancelled timers still in `timers` (shared with the timer handles, which count
