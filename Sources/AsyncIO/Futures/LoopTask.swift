@@ -204,7 +204,8 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     /// or ``withLoopTaskGroup(_:)`` scope inside it. Nil in a callback, off the loop's thread,
     /// and in Swift tasks of their own: a child task of the body (`async let`, a task group's
     /// child) or a `Task { }` it starts, as in asyncio a task's `gather`ed coroutines run as
-    /// tasks of their own.
+    /// tasks of their own. (A `Task.immediate` the body starts runs its first part inside the
+    /// body's step, where this is the body's task; after its first suspension it is nil.)
     public static var current: (any AnyLoopTask)? {
         EventLoop.current?.runningLoopTask()
     }
