@@ -3,6 +3,9 @@
 //===----------------------------------------------------------------------===//
 
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @testable import AsyncIO
 
@@ -342,5 +345,24 @@ struct TimeoutScopeTests {
         await #expect(throws: EventLoopError(.noRunningLoop, "")) {
             try await timeout(after: .seconds(1)) { _ in 1 }
         }
+    }
+
+    // A scope entered from a task that is not on the loop (a Task.immediate without the loop's
+    // executor preference, started inside a step: it finds EventLoop.current) traps with a
+    // message instead of touching the scope from the global pool.
+    @Test func scopeEnteredFromATaskOffTheLoopTraps() async throws {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            guard let loop = try? EventLoop() else { exit(0) }
+            loop.callLater(after: .seconds(5)) { loop.stop() }
+            _ = loop.createTask {
+                Task.immediate {
+                    _ = try? await timeout(after: .seconds(1)) { _ in }
+                }
+            }
+            try? loop.runForever()
+            exit(0)
+        }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.contains("a timeout or task group scope was entered from a task that does not run on the loop"))
     }
 }

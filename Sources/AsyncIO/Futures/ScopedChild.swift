@@ -64,13 +64,20 @@ enum ScopedChild {
         let ended: () -> Void
 
         func run() async -> (any Error)? {
+            // The child inherits the caller's executor preference. A caller that found
+            // `EventLoop.current` but has no such preference (a `Task.immediate` started
+            // inside a loop step) would have the scope's state touched from the global pool:
+            // a data race; refuse it.
+            precondition(
+                loop.inLoopThread,
+                "EventLoop '\(loop.name)': a timeout or task group scope was entered from a task that does not run on the loop (give it the loop's executor preference, or use a LoopTask)")
             let bound = withUnsafeCurrentTask { task -> UnsafeRawPointer? in
                 guard let task else { return nil }
                 // Looked up now, in the child's first step: an eager task's Swift task is
                 // known to the loop once its first step (which awaits this child) returned.
                 // The caller awaits the child, so its entry outlives the child's.
                 var bound: UnsafeRawPointer?
-                if let caller, loop.inLoopThread, let entry = loop.liveTasks.byAddress.find(caller) {
+                if let caller, let entry = loop.liveTasks.byAddress.find(caller) {
                     let address = unsafeBitCast(task, to: UnsafeRawPointer.self)
                     loop.liveTasks.bind(address, toSlot: Int(entry.slot), own: false)
                     bound = address
