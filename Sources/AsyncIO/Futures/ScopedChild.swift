@@ -13,8 +13,9 @@
 ///   structured child), and the non-escaping body never outlives the call
 ///   (`withoutActuallyEscaping` checks that);
 /// - the child inherits the caller's task executor preference, the loop: every step of the
-///   body runs on the loop's thread, as the caller's would have (a caller that found
-///   `EventLoop.current` runs on a loop task, which has that preference);
+///   body runs on the loop's thread, as the caller's would have. A caller that found
+///   `EventLoop.current` without that preference (a `Task.immediate` started inside a loop
+///   step) is refused: the child traps in its first step, off the loop;
 /// - the loop is told that the child runs for the caller's ``LoopTask``, so
 ///   ``LoopTask/current`` in the body is the caller's task (the child's own waits still take
 ///   cancellation handlers: the scope cancels the child alone).
