@@ -1020,19 +1020,32 @@ struct TLSTests {
     }
 
     // An application that closes as soon as it is asked to pause writing, in the middle of
-    // one big write: the whole write still goes out, then close_notify.
+    // one big write: the whole write still goes out, then close_notify. The client reads
+    // nothing until the server has paused (a byte on a second, plain connection says so), so
+    // the pause is certain: a client reading as fast as the server writes (under TSan, say)
+    // could otherwise keep the socket from ever filling, and the write would never pause.
     @Test func closeInPauseWritingKeepsTheWholeWrite() throws {
         try withLoop { loop in
             let server = try TLSContext(serverConfiguration())
             let response = payload(1 << 20)
             let (python, pauses, error) = try loop.runUntilComplete { () async throws -> (ProcessResult, Int, (any Error)?) in
+                let signal = Box<TLSCollector?>(nil)
+                let signals = try await loop.createServer(host: "127.0.0.1", port: 0) {
+                    let collector = TLSCollector(loop: loop)
+                    signal.value = collector
+                    return collector
+                }
+                defer { signals.close() }
                 let sink = Box<TLSCollector?>(nil)
                 let listener = try await loop.createServer(host: "127.0.0.1", port: 0, tls: server) {
                     let collector = TLSCollector(loop: loop)
                     collector.onData = { collector in
                         guard let transport = collector.transport else { return }
                         Socket.setOption(transport.fileDescriptor, SOL_SOCKET, SO_SNDBUF, 16 * 1024)
-                        collector.onPauseWriting = { $0.transport?.close() }
+                        collector.onPauseWriting = { paused in
+                            paused.transport?.close()
+                            signal.value?.transport?.write([1])   // the client may read now
+                        }
                         response.withUnsafeBytes { transport.write($0) }   // 64 records
                     }
                     sink.value = collector
@@ -1041,14 +1054,21 @@ struct TLSTests {
                 defer { listener.close() }
                 let python = try await loop.runProcess("python3", ["-c", """
                 import socket, ssl, sys
+                signal = socket.create_connection(("127.0.0.1", int(sys.argv[3])), timeout=30)
                 context = ssl.create_default_context(cafile=sys.argv[2])
-                s = context.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30), server_hostname="localhost")
+                raw = socket.socket()
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+                raw.settimeout(30)
+                raw.connect(("127.0.0.1", int(sys.argv[1])))
+                s = context.wrap_socket(raw, server_hostname="localhost")
                 s.sendall(b"go")
+                if signal.recv(1) != b"\\x01":
+                    sys.exit("no pause signal")
                 got = bytearray()
                 while chunk := s.recv(65536):
                     got += chunk
                 sys.stdout.buffer.write(got)
-                """, "\(listener.addresses[0].port ?? 0)", "\(certificates)/ca.crt"])
+                """, "\(listener.addresses[0].port ?? 0)", "\(certificates)/ca.crt", "\(signals.addresses[0].port ?? 0)"])
                 try await waitUntil("sink.value?.lost == 1", timeout: .seconds(20)) { sink.value?.lost == 1 }
                 return (python, sink.value?.pauses ?? 0, sink.value?.lostError)
             }
