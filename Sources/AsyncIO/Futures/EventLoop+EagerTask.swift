@@ -41,10 +41,7 @@ extension EventLoop {
         _ body: nonisolated(nonsending) sending @escaping () async throws -> T
     ) -> LoopTask<T> {
         guard eager, inLoopThread else { return createTask(name: name, body) }
-        precondition(!isClosed, "EventLoop '\(self.name)': createTask on a closed loop")
-        taskCounter += 1
-        let task = LoopTask<T>(loop: self, number: taskCounter, name: name)
-        task.liveSlot = liveTasks.insert(task)
+        let task: LoopTask<T> = newLoopTask(name: name)
         // The first step runs inside Task.immediate, within the caller's step (or callback):
         // the loop cannot tell it by the job it runs, so it is told.
         let outerFirstStep = eagerFirstStep
@@ -53,10 +50,7 @@ extension EventLoop {
             await task.run(body)
         }
         eagerFirstStep = outerFirstStep
-        task.swiftTask = swiftTask
-        if !task.isDone {
-            liveTasks.bind(unsafeBitCast(swiftTask, to: UnsafeRawPointer.self), toSlot: task.liveSlot, own: true)
-        }
+        task.attach(swiftTask)
         // A cancel request made during the first step found no Swift task to cancel yet.
         if task.isCancelling { swiftTask.cancel() }
         return task

@@ -231,6 +231,16 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
         }
     }
 
+    /// Keeps the Swift task that runs the body and tells the loop its address, by which the
+    /// loop knows the task's steps (unless the body already ended, in an eager first step).
+    @inlinable
+    func attach(_ swiftTask: Task<Void, Never>) {
+        self.swiftTask = swiftTask
+        if !isDone, let swiftTaskAddress {
+            loop.liveTasks.bind(swiftTaskAddress, toSlot: liveSlot, own: true)
+        }
+    }
+
     @inlinable
     func finish(_ state: State) {
         if let swiftTaskAddress {
@@ -272,16 +282,22 @@ extension EventLoop {
         _ body: nonisolated(nonsending) sending @escaping () async throws -> T
     ) -> LoopTask<T> {
         assertInLoop()
+        let task: LoopTask<T> = newLoopTask(name: name)
+        // Its first step runs in a later pass, when the loop can tell it by its address.
+        task.attach(Task(executorPreference: taskExecutor) {
+            await task.run(body)
+        })
+        return task
+    }
+
+    /// A new task, numbered and kept alive by the loop until it finishes (its Swift task is
+    /// attached by the caller). Traps on a closed loop.
+    @inlinable
+    func newLoopTask<T: Sendable>(name: String?) -> LoopTask<T> {
         precondition(!isClosed, "EventLoop '\(self.name)': createTask on a closed loop")
         taskCounter += 1
         let task = LoopTask<T>(loop: self, number: taskCounter, name: name)
         task.liveSlot = liveTasks.insert(task)
-        let swiftTask = Task(executorPreference: taskExecutor) {
-            await task.run(body)
-        }
-        task.swiftTask = swiftTask
-        // Its first step runs in a later pass, when the loop can tell it by its address.
-        liveTasks.bind(unsafeBitCast(swiftTask, to: UnsafeRawPointer.self), toSlot: task.liveSlot, own: true)
         return task
     }
 
