@@ -46,7 +46,7 @@ extension EventLoop {
         // the loop cannot tell it by the job it runs, so it is told.
         let outerFirstStep = eagerFirstStep
         eagerFirstStep = task
-        let swiftTask = Task.immediate(executorPreference: taskExecutor) {
+        let swiftTask = Task.immediate(executorPreference: taskExecutor) { () async throws in
             await task.run(body)
         }
         eagerFirstStep = outerFirstStep

@@ -100,7 +100,9 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     @usableFromInline let number: Int
     @usableFromInline let customName: String?
     /// The Swift task running the body.
-    @usableFromInline @exclusivity(unchecked) var swiftTask: Task<Void, Never>? {
+    /// (Typed as throwing though it never throws: a non-throwing operation is wrapped by
+    /// `Task`'s initializer in a reabstraction thunk, one more allocation per task.)
+    @usableFromInline @exclusivity(unchecked) var swiftTask: Task<Void, any Error>? {
         // A `Task` is its runtime task, like the job the loop runs for each of its steps.
         didSet { swiftTaskAddress = swiftTask.map { unsafeBitCast($0, to: UnsafeRawPointer.self) } }
     }
@@ -234,7 +236,7 @@ public final class LoopTask<Value: Sendable>: Future<Value>, AnyLoopTask, @unche
     /// Keeps the Swift task that runs the body and tells the loop its address, by which the
     /// loop knows the task's steps (unless the body already ended, in an eager first step).
     @inlinable
-    func attach(_ swiftTask: Task<Void, Never>) {
+    func attach(_ swiftTask: Task<Void, any Error>) {
         self.swiftTask = swiftTask
         if !isDone, let swiftTaskAddress {
             loop.liveTasks.bind(swiftTaskAddress, toSlot: liveSlot, own: true)
@@ -284,7 +286,7 @@ extension EventLoop {
         assertInLoop()
         let task: LoopTask<T> = newLoopTask(name: name)
         // Its first step runs in a later pass, when the loop can tell it by its address.
-        task.attach(Task(executorPreference: taskExecutor) {
+        task.attach(Task(executorPreference: taskExecutor) { () async throws in
             await task.run(body)
         })
         return task
