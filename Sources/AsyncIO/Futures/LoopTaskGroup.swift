@@ -16,7 +16,7 @@
 ///
 /// - Important: Loop-bound: use it on the scope's loop, from the body, from the children or
 ///   from other tasks of that loop.
-public final class LoopTaskGroup: @unchecked Sendable {
+public final class LoopTaskGroup: ScopedChildOwner, @unchecked Sendable {
     // @unchecked Sendable: children capture the group to start siblings; its state is read
     // and written on the loop's thread only (every entry asserts it in debug builds).
 
@@ -151,18 +151,20 @@ public final class LoopTaskGroup: @unchecked Sendable {
 
     // MARK: - The scope
 
+    func childStarted(_ task: UnsafeCurrentTask) {
+        // Aborted before the body's first step (a child failed): cancel it now.
+        if case .aborting = phase { task.cancel() } else { body = task }
+    }
+
+    func childEnded() {
+        body = nil
+    }
+
     /// Runs the scope; see ``withLoopTaskGroup(_:)``. The body keeps its value itself (the
     /// generic part is inlined into the caller).
     @usableFromInline
     func run(_ body: () async throws -> Void) async throws {
-        let bodyFailure = await ScopedChild.run(
-            loop: loop,
-            started: { task in
-                // Aborted before the body's first step (a child failed): cancel it now.
-                if case .aborting = phase { task.cancel() } else { self.body = task }
-            },
-            ended: { self.body = nil },
-            body)
+        let bodyFailure = await ScopedChild.run(loop: loop, scope: self, body)
         bodyEnded(failure: bodyFailure)
         // The caller cancelled while the body ran: the body was cancelled with it and ended
         // with an error, so the group aborted above. Cancelled later: join() aborts it.

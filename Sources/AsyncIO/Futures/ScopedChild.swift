@@ -27,14 +27,12 @@ enum ScopedChild {
     /// returned. Not generic: a scope's generic entry point (inlined into its caller) keeps
     /// the body's value itself, so no generic metadata is looked up per scope.
     ///
-    /// In the child, on the loop's thread: `started` receives the child's task before the body
-    /// runs, so the scope can cancel it (and should at once if it already decided to);
-    /// `ended` is called after the body, while the child still exists. The scope must not use
-    /// the task after `ended`.
+    /// In the child, on the loop's thread, `scope` hears of the child's task twice (see
+    /// ``ScopedChildOwner``). The scope is an object rather than two closures: each closure
+    /// would be a context allocated per scope.
     static func run(
         loop: EventLoop,
-        started: (UnsafeCurrentTask) -> Void,
-        ended: () -> Void,
+        scope: any ScopedChildOwner,
         _ body: () async throws -> Void
     ) async -> (any Error)? {
         // The caller's own Swift task: the child runs for the LoopTask that task runs for, if
@@ -42,18 +40,13 @@ enum ScopedChild {
         // step runs in the step too, and may outlive the LoopTask (whose slot is then reused).
         let caller = withUnsafeCurrentTask { task in task.map { unsafeBitCast($0, to: UnsafeRawPointer.self) } }
         return await withoutActuallyEscaping(body) { body in
-            await withoutActuallyEscaping(started) { started in
-                await withoutActuallyEscaping(ended) { ended in
-                    let transfer = Transfer(
-                        loop: loop, caller: caller, body: body, started: started, ended: ended)
-                    async let failure = transfer.run()
-                    return await failure
-                }
-            }
+            let transfer = Transfer(loop: loop, caller: caller, body: body, scope: scope)
+            async let failure = transfer.run()
+            return await failure
         }
     }
 
-    /// The body and the scope's callbacks, handed to the child task.
+    /// The body and its scope, handed to the child task.
     private struct Transfer: @unchecked Sendable {
         // @unchecked Sendable: the caller is suspended (awaiting the child) for the child's
         // whole life, so none of this is used by two tasks at once.
@@ -61,8 +54,7 @@ enum ScopedChild {
         /// The address of the caller's Swift task.
         let caller: UnsafeRawPointer?
         let body: () async throws -> Void
-        let started: (UnsafeCurrentTask) -> Void
-        let ended: () -> Void
+        let scope: any ScopedChildOwner
 
         func run() async -> (any Error)? {
             // The child inherits the caller's executor preference. A caller that found
@@ -83,14 +75,14 @@ enum ScopedChild {
                     loop.liveTasks.bind(address, toSlot: Int(entry.slot), own: false)
                     bound = address
                 }
-                started(task)
+                scope.childStarted(task)
                 return bound
             }
             defer {
                 if let bound {
                     loop.liveTasks.unbind(bound)
                 }
-                ended()
+                scope.childEnded()
             }
             do {
                 try await body()
@@ -100,4 +92,14 @@ enum ScopedChild {
             }
         }
     }
+}
+
+/// A scope whose body runs as a ``ScopedChild``: told of the child's task, in the child, on the
+/// loop's thread.
+protocol ScopedChildOwner: AnyObject {
+    /// The child's task, before the body runs: the scope may cancel it (and should at once if
+    /// it already decided to).
+    func childStarted(_ task: UnsafeCurrentTask)
+    /// The body ended; the child still exists. The scope must not use the task afterwards.
+    func childEnded()
 }

@@ -15,7 +15,7 @@
 ///
 /// - Important: Loop-bound: use it on the scope's loop (from the body, or from other tasks and
 ///   callbacks on that loop). It stays readable after the scope ended.
-public final class TimeoutScope: @unchecked Sendable {
+public final class TimeoutScope: ScopedChildOwner, @unchecked Sendable {
     // @unchecked Sendable: the body may hand the scope to other tasks of the loop; its state
     // is read and written on the loop's thread only (every entry asserts it in debug builds).
 
@@ -101,14 +101,7 @@ public final class TimeoutScope: @unchecked Sendable {
     @usableFromInline
     func run(_ body: () async throws -> Void) async throws {
         arm()
-        let failure = await ScopedChild.run(
-            loop: loop,
-            started: { task in
-                // Expired before the body's first step: cancel it now.
-                if case .expiring = phase { task.cancel() } else { self.body = task }
-            },
-            ended: { self.body = nil },
-            body)
+        let failure = await ScopedChild.run(loop: loop, scope: self, body)
         timer?.cancel()
         timer = nil
         let fired: Bool
@@ -119,6 +112,15 @@ public final class TimeoutScope: @unchecked Sendable {
         // The caller's own cancellation wins over the deadline, as in asyncio.
         if fired, failure is CancellationError, !Task.isCancelled { throw TimeoutError() }
         throw failure
+    }
+
+    func childStarted(_ task: UnsafeCurrentTask) {
+        // Expired before the body's first step: cancel it now.
+        if case .expiring = phase { task.cancel() } else { body = task }
+    }
+
+    func childEnded() {
+        body = nil
     }
 
     /// Runs `body` with this scope, returning its value (the generic half of ``run(_:)``).
