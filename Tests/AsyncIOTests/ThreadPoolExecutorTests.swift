@@ -137,6 +137,54 @@ struct ThreadPoolExecutorTests {
         }
     }
 
+    // A task awaiting a queued job is cancelled: the job is cancelled where it waits in the
+    // pool's queue and never runs (the future is cancelled through the task's wait, not by
+    // the caller), and the loop's count of jobs in flight drops at once. A job cancelled while it runs runs to
+    // the end, its result dropped.
+    @Test func cancellingTheAwaitingTaskRemovesItsQueuedJob() throws {
+        try withLoop { loop in
+            let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "cancel")
+            defer { pool.shutdown() }
+            let gate = Atomic<Bool>(false)
+            let running = Atomic<Bool>(false)
+            let queuedRan = Atomic<Bool>(false)
+            let blocker = loop.runInExecutor(pool) { () -> Int in
+                running.store(true, ordering: .sequentiallyConsistent)
+                var waited = 0
+                while !gate.load(ordering: .sequentiallyConsistent) && waited < 20_000 {
+                    blockThread(seconds: 0.001)
+                    waited += 1
+                }
+                return 1
+            }
+            let waiter = loop.createTask { () async throws -> Int in
+                try await loop.runInExecutor(pool) { () -> Int in
+                    queuedRan.store(true, ordering: .sequentiallyConsistent)
+                    return 2
+                }.value
+            }
+            try loop.runUntilComplete { await Task.yield() }   // the waiter is waiting
+            while !running.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+            #expect(loop.executorJobsInFlight == 2)
+            #expect(pool.pendingJobCount == 1)
+            waiter.cancel()
+            #expect(throws: CancellationError.self) { try loop.runUntilComplete(waiter) }
+            #expect(loop.executorJobsInFlight == 1)
+            #expect(blocker.cancel())   // running: it ends, its result dropped
+            gate.store(true, ordering: .sequentiallyConsistent)
+            var passes = 0
+            while loop.executorJobsInFlight > 0 && passes < 20_000 {
+                try loop.runUntilComplete { await Task.yield() }
+                blockThread(seconds: 0.001)
+                passes += 1
+            }
+            #expect(loop.executorJobsInFlight == 0)
+            #expect(blocker.isCancelled)
+            let ran = queuedRan.load(ordering: .sequentiallyConsistent)
+            #expect(!ran)
+        }
+    }
+
     // shutdown(cancelPendingJobs:) cancels the futures of jobs that had not started.
     @Test func shutdownCancelsPendingJobsFutures() throws {
         try withLoop { loop in
@@ -174,8 +222,8 @@ struct ThreadPoolExecutorTests {
             let started = Atomic<Int>(0)
             let metEachOther = Atomic<Int>(0)
             let finished = Atomic<Int>(0)
-            let pair = (0..<2).map { _ in
-                WorkItem {
+            let pair = (0..<2).map { _ -> WorkItem in
+                ClosureWorkItem {
                     started.add(1, ordering: .sequentiallyConsistent)
                     var waited = 0
                     while started.load(ordering: .sequentiallyConsistent) < 2 && waited < 5_000 {

@@ -5,61 +5,70 @@
 import DequeModule
 import Synchronization
 
-/// A job queued on a ``ThreadPoolExecutor``: runs at most once, or is cancelled before it starts.
+/// A job queued on a ``ThreadPoolExecutor``: runs at most once, or is cancelled (or dropped by
+/// the pool's shutdown) before it starts. Subclasses say what the job does: a closure
+/// (``ClosureWorkItem``), or a `runInExecutor` call (``ExecutorCall``).
 ///
-/// Whichever comes first, the start or a cancel, releases both closures: a `runInExecutor`
-/// job's closures hold its future, which holds the item back through its done-callback, and a
-/// job that finished after its loop closed (its result never delivered) would keep that cycle
-/// and the loop forever.
-final class WorkItem: @unchecked Sendable {
-    // @unchecked Sendable: `body` and `onDrop` are set at creation, before the item is
-    // published (under the pool's lock), and taken exactly once, by whoever wins `state`'s
-    // compare-exchange; nothing reads them otherwise.
+/// Whichever comes first, the start, a cancel or a drop, is the only one to act: the others
+/// find the item claimed and do nothing.
+class WorkItem: @unchecked Sendable {
+    // @unchecked Sendable: a subclass's stored properties are set at creation, before the
+    // item is published (under the pool's lock), and used by whoever wins `state`'s
+    // compare-exchange; nothing else touches them.
     private static let pending: UInt8 = 0
     private static let running: UInt8 = 1
     private static let cancelled: UInt8 = 2
 
     private let state = Atomic<UInt8>(WorkItem.pending)
-    private var body: (@Sendable () -> Void)?
-    /// Called when the item is dropped by the pool's shutdown (not by ``tryCancel()``).
-    private var onDrop: (@Sendable () -> Void)?
 
-    init(onDrop: (@Sendable () -> Void)? = nil, _ body: @escaping @Sendable () -> Void) {
-        self.body = body
-        self.onDrop = onDrop
-    }
-
-    /// Runs the body unless the item was cancelled.
-    func run() {
+    /// Runs the job unless the item was cancelled (on a pool thread).
+    final func run() {
         guard claim(Self.running) else { return }
-        let body = self.body
-        releaseClosures()
-        body?()
+        perform()
     }
 
     /// Cancels the item if it has not started; false if it is running or done.
-    func tryCancel() -> Bool {
+    final func tryCancel() -> Bool {
         guard claim(Self.cancelled) else { return false }
-        releaseClosures()
+        cancelled()
         return true
     }
 
-    /// The pool's shutdown drops the item: if it had not started, it never will, and
-    /// `onDrop` runs.
-    func drop() {
+    /// The pool's shutdown drops the item: if it had not started, it never will.
+    final func drop() {
         guard claim(Self.cancelled) else { return }
-        let onDrop = self.onDrop
-        releaseClosures()
-        onDrop?()
+        dropped()
     }
 
     private func claim(_ next: UInt8) -> Bool {
         state.compareExchange(expected: Self.pending, desired: next, ordering: .acquiringAndReleasing).exchanged
     }
 
-    private func releaseClosures() {
+    /// The job (on a pool thread; once).
+    func perform() {}
+    /// ``tryCancel()`` won: let go of what the job would have used (on the canceller's thread).
+    func cancelled() {}
+    /// ``drop()`` won (on the thread shutting the pool down).
+    func dropped() { cancelled() }
+}
+
+/// A job that runs a closure (``ThreadPoolExecutor/submit(_:)``). The closure is released once
+/// it ran or the item was cancelled.
+final class ClosureWorkItem: WorkItem, @unchecked Sendable {
+    private var body: (@Sendable () -> Void)?
+
+    init(_ body: @escaping @Sendable () -> Void) {
+        self.body = body
+    }
+
+    override func perform() {
+        let body = self.body
+        self.body = nil
+        body?()
+    }
+
+    override func cancelled() {
         body = nil
-        onDrop = nil
     }
 }
 
@@ -153,7 +162,7 @@ public final class ThreadPoolExecutor: @unchecked Sendable {
     /// Queues `body` to run on a pool thread.
     /// - Throws: ``EventLoopError/Code-swift.struct/executorShutdown`` after ``shutdown(wait:cancelPendingJobs:)``.
     public func submit(_ body: @escaping @Sendable () -> Void) throws(EventLoopError) {
-        guard submit(WorkItem(body)) else {
+        guard submit(ClosureWorkItem(body)) else {
             throw EventLoopError(.executorShutdown, "the executor was shut down")
         }
     }
@@ -275,148 +284,4 @@ public final class ThreadPoolExecutor: @unchecked Sendable {
 
     /// How many submitted jobs wait for a thread (not those running). Thread-safe.
     public var pendingJobCount: Int { lock.withLock { queue.count } }
-}
-
-// MARK: - The loop's side
-
-/// A loop's default executor (loop-local state): made on first use, shut down without
-/// waiting when the loop closes.
-final class DefaultExecutorSlot: LoopLocal {
-    static let key = LoopLocalKey<DefaultExecutorSlot>()
-    var executor: ThreadPoolExecutor?
-    /// ``EventLoop/shutdownDefaultExecutor()`` was called: a new default executor starts shut.
-    var shutDown = false
-
-    func loopWillClose() {
-        executor?.shutdown(wait: false)
-        executor = nil
-    }
-}
-
-@available(*, unavailable)
-extension DefaultExecutorSlot: Sendable {}
-
-extension EventLoop {
-    var defaultExecutorSlot: DefaultExecutorSlot {
-        local(DefaultExecutorSlot.key) { DefaultExecutorSlot() }
-    }
-
-    /// The loop's default executor, created on first use with
-    /// ``ThreadPoolExecutor/defaultMaxWorkers`` threads.
-    /// - Important: Loop-bound.
-    public var defaultExecutor: ThreadPoolExecutor {
-        assertInLoop()
-        let slot = defaultExecutorSlot
-        if let executor = slot.executor { return executor }
-        let executor = ThreadPoolExecutor(threadNamePrefix: "asyncio-\(name)")
-        if slot.shutDown || isClosed { executor.shutdown(wait: false) }   // starts no thread
-        slot.executor = executor
-        return executor
-    }
-
-    /// The default executor if one was made or set, without making one (for metrics).
-    /// - Important: Loop-bound.
-    package var existingDefaultExecutor: ThreadPoolExecutor? {
-        assertInLoop()
-        return existingLocal(DefaultExecutorSlot.key)?.executor
-    }
-
-    /// Replaces the default executor used by ``runInExecutor(_:_:)`` with `nil`.
-    /// - Important: Loop-bound.
-    public func setDefaultExecutor(_ executor: ThreadPoolExecutor) {
-        assertInLoop()
-        let slot = defaultExecutorSlot
-        slot.executor = executor
-        slot.shutDown = false
-    }
-
-    /// Shuts the default executor down (if one was made) and blocks until its threads are
-    /// done: for `EventLoop.run` and the group's shutdown, with the loop stopped.
-    func shutdownDefaultExecutorBlocking() {
-        guard let slot = existingLocal(DefaultExecutorSlot.key) else { return }
-        slot.executor?.shutdown(wait: true)
-        slot.executor = nil
-    }
-
-    /// Runs the blocking `body` on `executor` (the default executor if `nil`) and returns a
-    /// future resolved on this loop with its result or error (asyncio's `run_in_executor`).
-    ///
-    /// Cancelling the future before the job started removes the job; once it runs, it runs to
-    /// the end (threads cannot be interrupted) and its result is dropped.
-    ///
-    /// A round trip costs about 5 µs on a 2-core virtual machine (a `DispatchQueue.global()`
-    /// hop and back costs 15–20 µs there): the pool's last idle worker polls for the next job
-    /// for its ``ThreadPoolExecutor/spinDuration``, and a loop with jobs in flight whose round
-    /// trips average under 50 µs polls for their results for up to 30 µs before it sleeps in
-    /// epoll, so neither side pays a futex or eventfd wake-up. Long jobs make the average
-    /// long and the loop sleeps at once.
-    ///
-    /// ```swift
-    /// let digest = try await loop.runInExecutor { try hashFile(path) }.value
-    /// ```
-    /// - Returns: A future that fails with ``EventLoopError/Code-swift.struct/executorShutdown``
-    ///   if the executor was shut down.
-    /// - Important: Loop-bound.
-    public func runInExecutor<T: Sendable>(
-        _ executor: ThreadPoolExecutor? = nil,
-        _ body: @escaping @Sendable () throws -> T
-    ) -> Future<T> {
-        assertInLoop()
-        let future = Future<T>(loop: self)
-        if isClosed {
-            future.complete(.failure(EventLoopError.closedError))
-            return future
-        }
-        let submitted = monotonicNanoseconds()
-        let item = WorkItem(onDrop: { [self] in
-            _ = execute {
-                self.executorJobEnded(submittedAt: nil)
-                future.complete(.cancelled)
-            }
-        }) { [self] in
-            let result = Result { try body() }
-            // The loop may be closed meanwhile; then nobody can observe the result.
-            _ = enqueueRemote {
-                self.executorJobEnded(submittedAt: submitted)
-                future.completeIfPending(result)
-            }
-        }
-        future._whenDone { [self] future in
-            if future.isCancelled && item.tryCancel() { executorJobEnded(submittedAt: nil) }
-        }
-        let pool = executor ?? defaultExecutor
-        if pool.submit(item) {
-            executorJobsInFlight += 1
-        } else {
-            future.complete(.failure(EventLoopError(.executorShutdown, "the executor was shut down")))
-        }
-        return future
-    }
-
-    /// A `runInExecutor` job ended (ran, or was dropped): one fewer in flight, and the moving
-    /// average of round trips updated with this one (weight 1/8) if it ran. Loop thread only.
-    private func executorJobEnded(submittedAt: UInt64?) {
-        executorJobsInFlight -= 1
-        guard let submittedAt else { return }
-        let roundTrip = monotonicNanoseconds() &- submittedAt
-        executorRoundTripNanos = executorRoundTripNanos - executorRoundTripNanos / 8 + roundTrip / 8
-    }
-
-    /// Shuts the default executor down and waits, without blocking the loop, until its threads
-    /// finished their jobs (asyncio's `shutdown_default_executor`). Later
-    /// ``runInExecutor(_:_:)`` calls with a `nil` executor fail with `executorShutdown`.
-    /// - Important: Call from a task running on this loop.
-    public func shutdownDefaultExecutor() async {
-        preconditionInLoop()
-        let slot = defaultExecutorSlot
-        slot.shutDown = true
-        guard let executor = slot.executor else { return }
-        let done = Future<Void>(loop: self)
-        let joiner = OSThread.spawn(name: "asyncio-join") { [self] in
-            executor.shutdown(wait: true)
-            _ = enqueueRemote { done.complete(.success(())) }
-        }
-        await done.waitDone()
-        joiner.join()
-    }
 }
