@@ -197,6 +197,9 @@ def main():
     parser.add_argument("--target-seconds", type=float, default=0.3)
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--only", help="run only the benchmark of this name")
+    parser.add_argument(
+        "--units", type=int,
+        help="run each benchmark once with exactly this many units, no warm-up (as loop-bench --units)")
     args = parser.parse_args()
 
     if args.uvloop:
@@ -226,7 +229,11 @@ def main():
         for name, ops_per_unit, run in benchmarks:
             if args.only is not None and args.only != name:
                 continue
-            nanoseconds = measure(ops_per_unit, args.target_seconds, max(1, args.repetitions), run)
+            if args.units is not None:
+                units = max(1, args.units)
+                nanoseconds = run(units) * 1e9 / (units * ops_per_unit)
+            else:
+                nanoseconds = measure(ops_per_unit, args.target_seconds, max(1, args.repetitions), run)
             print(name, f"{nanoseconds:.1f}", flush=True)
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
