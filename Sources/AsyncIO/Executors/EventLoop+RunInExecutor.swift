@@ -177,19 +177,7 @@ final class ExecutorCall<Value: Sendable>: WorkItem, @unchecked Sendable {
         guard let body else { return }
         self.body = nil
         result = Result { try body() }
-        guard let loop = future?.loop, loop.enqueueRemote({ [self] in delivered() }) else {
-            future = nil   // the loop closed: nobody can observe the result
-            return
-        }
-    }
-
-    /// On the loop: the result reaches the future (unless it was cancelled meanwhile).
-    private func delivered() {
-        guard let future else { return }
-        self.future = nil
-        future.call = nil
-        future.loop.executorJobEnded(submittedAt: submittedAt)
-        if let result { future.completeIfPending(result) }
+        handBack()
     }
 
     override func cancelled() {
@@ -199,18 +187,31 @@ final class ExecutorCall<Value: Sendable>: WorkItem, @unchecked Sendable {
 
     override func dropped() {
         body = nil
-        guard let loop = future?.loop, loop.enqueueRemote({ [self] in droppedOnLoop() }) else {
+        handBack()
+    }
+
+    /// Hands the job to its loop, which resolves the future; once the loop closed, lets go of
+    /// the future instead (nobody can observe it any more).
+    private func handBack() {
+        guard let loop = future?.loop, loop.enqueueRemote({ [self] in finishOnLoop() }) else {
             future = nil
             return
         }
     }
 
-    /// On the loop: the pool's shutdown dropped the job before it started.
-    private func droppedOnLoop() {
+    /// On the loop: the result reaches the future (unless it was cancelled meanwhile); with no
+    /// result, the pool's shutdown dropped the job before it started and the future is
+    /// cancelled.
+    private func finishOnLoop() {
         guard let future else { return }
         self.future = nil
         future.call = nil
-        future.loop.executorJobEnded(submittedAt: nil)
-        future.complete(.cancelled)
+        if let result {
+            future.loop.executorJobEnded(submittedAt: submittedAt)
+            future.completeIfPending(result)
+        } else {
+            future.loop.executorJobEnded(submittedAt: nil)
+            future.complete(.cancelled)
+        }
     }
 }
