@@ -111,6 +111,18 @@ func waitForEvent<T>(_ future: Future<T>, _ what: String, timeout: Duration = .s
     }
 }
 
+/// Blocks the calling thread, polling `condition` every millisecond, until it holds; throws
+/// ``DidNotHappen`` naming `what` after `timeout`. For what other threads (a pool's workers)
+/// do while the test's thread waits off the loop.
+func blockUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () -> Bool) throws {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: timeout)
+    while !condition() {
+        if clock.now >= deadline { throw DidNotHappen(what: what, timeout: timeout) }
+        blockThread(seconds: 0.001)
+    }
+}
+
 /// Polls `condition` every millisecond on the loop until it holds, for states no callback
 /// announces; throws ``DidNotHappen`` naming `what` after `timeout`.
 func waitUntil(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {

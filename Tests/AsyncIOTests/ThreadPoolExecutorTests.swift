@@ -82,7 +82,7 @@ struct ThreadPoolExecutorTests {
             let gate = Atomic<Bool>(false)
             let secondRan = Atomic<Bool>(false)
             let first = loop.runInExecutor(pool) {
-                while !gate.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+                try? blockUntil("the test opened the gate") { gate.load(ordering: .sequentiallyConsistent) }
             }
             let second = loop.runInExecutor(pool) { secondRan.store(true, ordering: .sequentiallyConsistent) }
             #expect(second.cancel())
@@ -141,7 +141,7 @@ struct ThreadPoolExecutorTests {
     // pool's queue and never runs (the future is cancelled through the task's wait, not by
     // the caller), and the loop's count of jobs in flight drops at once. A job cancelled while it runs runs to
     // the end, its result dropped.
-    @Test func cancellingTheAwaitingTaskRemovesItsQueuedJob() throws {
+    @Test func cancellingTheAwaitingTaskCancelsItsQueuedJob() throws {
         try withLoop { loop in
             let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "cancel")
             defer { pool.shutdown() }
@@ -164,7 +164,7 @@ struct ThreadPoolExecutorTests {
                 }.value
             }
             try loop.runUntilComplete { await Task.yield() }   // the waiter is waiting
-            while !running.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+            try blockUntil("the first job started") { running.load(ordering: .sequentiallyConsistent) }
             #expect(loop.executorJobsInFlight == 2)
             #expect(pool.pendingJobCount == 1)
             waiter.cancel()
@@ -193,11 +193,11 @@ struct ThreadPoolExecutorTests {
             let running = Atomic<Bool>(false)
             let first = loop.runInExecutor(pool) {
                 running.store(true, ordering: .sequentiallyConsistent)
-                while !gate.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+                try? blockUntil("the test opened the gate") { gate.load(ordering: .sequentiallyConsistent) }
                 return 1
             }
             let queued = loop.runInExecutor(pool) { 2 }
-            while !running.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+            try blockUntil("the first job started") { running.load(ordering: .sequentiallyConsistent) }
             pool.shutdown(wait: false, cancelPendingJobs: true)
             gate.store(true, ordering: .sequentiallyConsistent)
             let firstValue = try loop.runUntilComplete(first)
@@ -266,7 +266,7 @@ struct ThreadPoolExecutorTests {
             let running = Atomic<Bool>(false)
             let blocker = loop.runInExecutor(pool) { () -> Int in
                 running.store(true, ordering: .sequentiallyConsistent)
-                while !gate.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+                try? blockUntil("the test opened the gate") { gate.load(ordering: .sequentiallyConsistent) }
                 return 1
             }
             let failing = loop.runInExecutor { () throws -> Int in throw TestError(id: 3) }
@@ -275,7 +275,7 @@ struct ThreadPoolExecutorTests {
             #expect(loop.executorJobsInFlight == 4)
             #expect(cancelled.cancel())
             #expect(loop.executorJobsInFlight == 3)
-            while !running.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+            try blockUntil("the first job started") { running.load(ordering: .sequentiallyConsistent) }
             pool.shutdown(wait: false, cancelPendingJobs: true)
             gate.store(true, ordering: .sequentiallyConsistent)
             let blockerValue = try loop.runUntilComplete(blocker)
@@ -285,6 +285,87 @@ struct ThreadPoolExecutorTests {
             pool.shutdown(wait: true)
             #expect(loop.executorJobsInFlight == 0)
             #expect(loop.executorRoundTripNanos > 0)
+        }
+    }
+
+    // A job hands its future back to the loop through the loop's queue; a loop closed with
+    // the hand-back still queued drops it unrun. Nothing of the round trip stays behind: the
+    // job held its future until it handed it back, the future holds the job until it comes
+    // back, and the dropped hand-back was the last holder of the future. First a result...
+    @Test func aResultHandedBackAsTheLoopClosesLeavesNothing() throws {
+        let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "handback")
+        defer { pool.shutdown() }
+        weak var weakLoop: EventLoop?
+        weak var weakFuture: Future<Int>?
+        do {
+            let loop = try EventLoop(name: "closes with a result queued")
+            weakLoop = loop
+            let future = loop.runInExecutor(pool) { 1 }
+            weakFuture = future
+            pool.shutdown(wait: true)   // the job ran and handed its future to the loop's queue
+            #expect(loop.executorJobsInFlight == 1)
+            #expect(!future.isDone)
+            try loop.close()
+        }
+        #expect(weakFuture == nil)
+        #expect(weakLoop == nil)
+    }
+
+    // ... then a drop: the pool's shutdown drops a queued job while its loop is stopped (not
+    // closed), and the loop closes before it ran again.
+    @Test func aDropHandedBackAsTheLoopClosesLeavesNothing() throws {
+        let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "dropback")
+        defer { pool.shutdown() }
+        let gate = Atomic<Bool>(false)
+        let running = Atomic<Bool>(false)
+        weak var weakLoop: EventLoop?
+        weak var weakQueued: Future<Int>?
+        do {
+            let loop = try EventLoop(name: "closes with a drop queued")
+            weakLoop = loop
+            let blocker = loop.runInExecutor(pool) { () -> Int in
+                running.store(true, ordering: .sequentiallyConsistent)
+                try? blockUntil("the test opened the gate") { gate.load(ordering: .sequentiallyConsistent) }
+                return 1
+            }
+            let queued = loop.runInExecutor(pool) { 2 }
+            weakQueued = queued
+            try blockUntil("the first job started") { running.load(ordering: .sequentiallyConsistent) }
+            pool.shutdown(wait: false, cancelPendingJobs: true)
+            gate.store(true, ordering: .sequentiallyConsistent)
+            pool.shutdown(wait: true)
+            #expect(loop.executorJobsInFlight == 2)
+            #expect(!queued.isDone && !blocker.isDone)
+            try loop.close()
+        }
+        #expect(weakQueued == nil)
+        #expect(weakLoop == nil)
+    }
+
+    // A future cancelled after the pool's shutdown dropped its job, before the drop reached
+    // the loop: the job is counted out once, when it comes back, and the future stays
+    // cancelled.
+    @Test func aFutureCancelledAfterItsJobWasDroppedIsCountedOutOnce() throws {
+        try withLoop { loop in
+            let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "cancel-drop")
+            let gate = Atomic<Bool>(false)
+            let running = Atomic<Bool>(false)
+            let blocker = loop.runInExecutor(pool) { () -> Int in
+                running.store(true, ordering: .sequentiallyConsistent)
+                try? blockUntil("the test opened the gate") { gate.load(ordering: .sequentiallyConsistent) }
+                return 1
+            }
+            let queued = loop.runInExecutor(pool) { 2 }
+            try blockUntil("the first job started") { running.load(ordering: .sequentiallyConsistent) }
+            pool.shutdown(wait: false, cancelPendingJobs: true)   // the drop waits in the loop's queue
+            #expect(queued.cancel())
+            #expect(loop.executorJobsInFlight == 2)   // the dropped job has not come back yet
+            gate.store(true, ordering: .sequentiallyConsistent)
+            #expect(try loop.runUntilComplete(blocker) == 1)
+            pool.shutdown(wait: true)
+            try loop.runUntilComplete { await Task.yield() }
+            #expect(loop.executorJobsInFlight == 0)
+            #expect(queued.isCancelled)
         }
     }
 
@@ -311,7 +392,7 @@ struct ThreadPoolExecutorTests {
                 return 1
             }
             weakFuture = future
-            while !running.load(ordering: .sequentiallyConsistent) { blockThread(seconds: 0.001) }
+            try blockUntil("the first job started") { running.load(ordering: .sequentiallyConsistent) }
             try loop.close()
         }
         release.store(true, ordering: .sequentiallyConsistent)

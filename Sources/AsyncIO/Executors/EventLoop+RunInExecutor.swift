@@ -130,42 +130,57 @@ extension EventLoop {
     }
 }
 
-/// The future of a `runInExecutor` call: cancelling it before the job started removes the job
-/// from the pool's queue.
+/// The future of a `runInExecutor` call: cancelling it before the job started cancels the job
+/// where it waits in the pool's queue (it never runs).
 ///
 /// A subclass rather than a done-callback on a plain future: the callback's closure and the
 /// future's second waiter (the awaiting task is the first) were two allocations per call.
 final class ExecutorFuture<Value: Sendable>: Future<Value>, @unchecked Sendable {
-    /// The job, until it delivered its result or was cancelled (loop-confined).
+    /// The job, until it came back or was cancelled before it started. Loop-confined.
     var call: ExecutorCall<Value>?
 
     override func cancel() -> Bool {
         guard super.cancel() else { return false }
-        if let call {
+        // A job that started (or was dropped) comes back anyway: `jobCameBack` counts it out.
+        if let call, call.tryCancel() {
             self.call = nil
-            if call.tryCancel() { loop.executorJobEnded(submittedAt: nil) }
+            loop.executorJobEnded(submittedAt: nil)
         }
         return true
     }
+
+    /// On the loop: the job handed itself back, having run (its result is set) or been dropped
+    /// by the pool's shutdown before it started (no result: the future is cancelled).
+    func jobCameBack() {
+        guard let call else { return }
+        self.call = nil
+        if let result = call.result {
+            loop.executorJobEnded(submittedAt: call.submittedAt)
+            completeIfPending(result)
+        } else {
+            loop.executorJobEnded(submittedAt: nil)
+            complete(.cancelled)
+        }
+    }
 }
 
-/// A `runInExecutor` job: runs the body on a pool thread, keeps the result, and hands itself
-/// back to the loop, which resolves the future with it. One object for the whole round trip
-/// (the closure that takes it to the loop captures only the job: no context of its own).
+/// A `runInExecutor` job: runs the body on a pool thread, keeps the result, and hands the
+/// future to the loop, which takes the result from the job. One object for the round trip;
+/// the closure that crosses to the loop captures only the future, which is then its context.
 ///
-/// The job and its future hold each other until the round trip ends: delivered, cancelled
-/// (the future lets go), or dropped by the pool's shutdown. A job that finishes, or is
-/// dropped, after its loop closed lets go of the future on its own thread: the loop no longer
-/// runs, so nothing else touches it, and the pair is freed.
+/// The future holds the job (to cancel it) until the job comes back; the job holds the future
+/// only until it starts, is cancelled or is dropped, so no cycle outlives the round trip, even
+/// when a loop closes with the hand-back still in its queue (the closure is then released,
+/// and the future and the job with it once nobody else holds the future).
 final class ExecutorCall<Value: Sendable>: WorkItem, @unchecked Sendable {
-    // @unchecked Sendable: `body` is used by the pool thread that runs the job (or released by
-    // whoever claims the item first); `result` is written on that thread before the job is
-    // handed to the loop (the loop's inbox orders the two); `future` is the loop's until the
-    // loop closed.
+    // @unchecked Sendable: `body` and `future` are used by whoever claims the item (the pool
+    // thread that runs it, or the thread that cancels or drops it); `result` is written on the
+    // pool thread before the hand-back and read on the loop after it (the loop's inbox orders
+    // the two).
     private var body: (@Sendable () throws -> Value)?
     private var future: ExecutorFuture<Value>?
-    private var result: Result<Value, any Error>?
-    private let submittedAt: UInt64
+    fileprivate private(set) var result: Result<Value, any Error>?
+    fileprivate let submittedAt: UInt64
 
     init(future: ExecutorFuture<Value>, submittedAt: UInt64, _ body: @escaping @Sendable () throws -> Value) {
         self.future = future
@@ -190,28 +205,12 @@ final class ExecutorCall<Value: Sendable>: WorkItem, @unchecked Sendable {
         handBack()
     }
 
-    /// Hands the job to its loop, which resolves the future; once the loop closed, lets go of
-    /// the future instead (nobody can observe it any more).
+    /// Hands the future to its loop (at once if this is the loop's thread: a drop by a
+    /// shutdown called there), which takes the outcome from this job. A closed loop refuses:
+    /// nobody can observe the outcome, and the future is let go of.
     private func handBack() {
-        guard let loop = future?.loop, loop.enqueueRemote({ [self] in finishOnLoop() }) else {
-            future = nil
-            return
-        }
-    }
-
-    /// On the loop: the result reaches the future (unless it was cancelled meanwhile); with no
-    /// result, the pool's shutdown dropped the job before it started and the future is
-    /// cancelled.
-    private func finishOnLoop() {
         guard let future else { return }
         self.future = nil
-        future.call = nil
-        if let result {
-            future.loop.executorJobEnded(submittedAt: submittedAt)
-            future.completeIfPending(result)
-        } else {
-            future.loop.executorJobEnded(submittedAt: nil)
-            future.complete(.cancelled)
-        }
+        _ = future.loop.execute { [future] in future.jobCameBack() }
     }
 }

@@ -14,7 +14,7 @@ import Synchronization
 class WorkItem: @unchecked Sendable {
     // @unchecked Sendable: a subclass's stored properties are set at creation, before the
     // item is published (under the pool's lock), and used by whoever wins `state`'s
-    // compare-exchange; nothing else touches them.
+    // compare-exchange; a subclass that shares more says how (ExecutorCall).
     private static let pending: UInt8 = 0
     private static let running: UInt8 = 1
     private static let cancelled: UInt8 = 2
