@@ -181,6 +181,8 @@ public class Future<Value: Sendable>: AnyFuture, _LoopTaskWait, @unchecked Senda
     /// becomes cancelled when the body ends with `CancellationError`.
     /// - Returns: false if the future was already done.
     /// - Important: Loop-bound.
+    // Not final: LoopTask and runInExecutor's future (ExecutorFuture) override it, and every
+    // cancellation (an awaiter's, the helpers') goes through it.
     @discardableResult
     public func cancel() -> Bool {
         loop.assertInLoop()
