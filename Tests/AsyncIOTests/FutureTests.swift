@@ -146,4 +146,38 @@ struct FutureTests {
         }
         #expect(try await future.value == 7)
     }
+    // A task off the loop awaits a future of a loop that is not running: the await hands its
+    // wait to the loop's queue. A loop closed before it took that hand-over must end the wait
+    // with `closed` (as an await on a closed loop does), not leave the task waiting forever
+    // and the loop kept alive by it.
+    @Test func anAwaitHandedToALoopThatClosesEndsWithClosed() throws {
+        let awaiters = try EventLoopGroup(loops: 1, name: "awaiter")
+        var awaitersDown = false
+        defer { if !awaitersDown { awaiters.shutdown() } }
+        weak var weakLoop: EventLoop?
+        let outcome: ConcurrentFuture<String>
+        do {
+            let loop = try EventLoop(name: "closes with an await queued")
+            weakLoop = loop
+            let future = Future<Int>(loop: loop)
+            outcome = try awaiters.next().runCoroutineThreadSafe {
+                do {
+                    return "value \(try await future.value)"
+                } catch let error as EventLoopError {
+                    return "\(error.code)"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            // Stays set until a run of `loop` drains its queue: the wait was handed over.
+            try blockUntil("the await was handed to the stopped loop") {
+                loop.inbox.pending.load(ordering: .sequentiallyConsistent)
+            }
+            try loop.close()
+        }
+        #expect(try outcome.result(timeout: .seconds(10)) == "\(EventLoopError.Code.closed)")
+        awaiters.shutdown()
+        awaitersDown = true
+        #expect(weakLoop == nil)
+    }
 }

@@ -383,8 +383,8 @@ public class Future<Value: Sendable>: AnyFuture, _LoopTaskWait, @unchecked Senda
                 try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Value, any Error>) in
                     if loop.inLoopThread {
                         self.addContinuation(continuation)
-                    } else if !loop.execute({ self.addContinuation(continuation) }) {
-                        continuation.resume(throwing: EventLoopError.closedError)
+                    } else {
+                        self.addContinuationFromAnotherThread(continuation)
                     }
                 }
             } onCancel: {
@@ -399,6 +399,22 @@ public class Future<Value: Sendable>: AnyFuture, _LoopTaskWait, @unchecked Senda
             resume(continuation)
         } else {
             addWaiter(.continuation(continuation))
+        }
+    }
+
+    /// Hands `continuation` to the loop from another thread. A loop closed before it took it
+    /// (stopped, then closed with the hand-over still queued) resumes it with `closed`, as a
+    /// loop closed already does: the awaiting task, which runs elsewhere, must not wait
+    /// forever, nor keep the future and its loop. (A handle with a drop action, not a bare
+    /// closure: a closing loop drops closures unrun and silently.)
+    @usableFromInline
+    final func addContinuationFromAnotherThread(_ continuation: UnsafeContinuation<Value, any Error>) {
+        do {
+            try loop.callSoonThreadSafe({ self.addContinuation(continuation) }, onDrop: {
+                continuation.resume(throwing: EventLoopError.closedError)
+            })
+        } catch {
+            continuation.resume(throwing: error)
         }
     }
 
