@@ -93,6 +93,58 @@ struct LoopLifetimeTests {
         #expect(timer?.isCancelled == true && watcher?.isCancelled == true)
     }
 
+    // Objects that keep the handle of their own pending callback, which keeps them (a
+    // periodic timer, as LoopMetrics' tick; a watcher; a callback queued as the loop
+    // stopped), and hold the loop: only running or cancelling the callback broke the cycle,
+    // so a loop closed with them pending leaked them and itself. Its close releases the
+    // callbacks it drops; the handles are not cancelled by that.
+    @Test func callbacksPendingAtCloseLetGoOfWhatTheyHold() throws {
+        final class Owner {
+            let loop: EventLoop
+            var handle: Handle?
+            init(loop: EventLoop) { self.loop = loop }
+            func armTimer() { handle = loop.callLater(after: .seconds(3600)) { [self] in armTimer() } }
+            func queue() { handle = loop.callSoon { [self] in queue() } }
+            func watch(_ fd: Int32) throws { handle = try loop.addReader(fd) { [self] in _ = handle } }
+        }
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
+        weak var weakLoop: EventLoop?
+        weak var weakTimerOwner: Owner?
+        weak var weakQueueOwner: Owner?
+        weak var weakWatchOwner: Owner?
+        var timer: Handle?
+        do {
+            let loop = try EventLoop(name: "closes with callbacks pending")
+            weakLoop = loop
+            let timerOwner = Owner(loop: loop)
+            timerOwner.armTimer()
+            timer = timerOwner.handle
+            weakTimerOwner = timerOwner
+            let watchOwner = Owner(loop: loop)
+            try watchOwner.watch(fds[0])
+            weakWatchOwner = watchOwner
+            loop.callSoon {
+                let queueOwner = Owner(loop: loop)
+                queueOwner.queue()   // runs on the next pass, which never comes
+                weakQueueOwner = queueOwner
+                loop.stop()
+            }
+            try loop.runForever()
+            #expect(weakQueueOwner != nil)
+            try loop.close()
+        }
+        #expect(weakTimerOwner == nil)
+        #expect(weakQueueOwner == nil)
+        #expect(weakWatchOwner == nil)
+        #expect(weakLoop == nil)
+        #expect(timer?.isCancelled == false)
+    }
+
     // A handle from callSoonThreadSafe may be cancelled from the calling thread: once
     // cancel() returns, the callback either started already (isCancelled false) or never runs
     // (isCancelled true). Before the fix a cancel after the run still said "cancelled".

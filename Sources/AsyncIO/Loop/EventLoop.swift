@@ -286,7 +286,15 @@ public final class EventLoop: @unchecked Sendable {
             task._loopClosed()
         }
         ready.removeAll()
-        timers.removeAll()
+        // Their callbacks too may be all that keeps an object, and the loop it holds, alive.
+        timers.removeAll { entry in
+            entry.handle.dropped()
+            return true
+        }
+        for registration in registrations {
+            registration.reader?.dropped()
+            registration.writer?.dropped()
+        }
         registrations = []
         registrationCount = 0
         locals = []

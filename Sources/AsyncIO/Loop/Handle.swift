@@ -120,10 +120,17 @@ public final class Handle: @unchecked Sendable {
     /// callback could run. Set before the handle is queued.
     var onDrop: (@Sendable () -> Void)?
 
-    /// The loop closed with this handle still queued: a thread-safe handle that was neither
-    /// started nor cancelled becomes cancelled and runs its `onDrop`.
+    /// The loop closed with this handle still queued, among its timers or watching an fd: a
+    /// thread-safe handle that was neither started nor cancelled becomes cancelled and runs
+    /// its `onDrop`; any other lets go of its callback (which may hold an object that holds
+    /// this handle: only running or cancelling the callback broke that cycle) without
+    /// becoming cancelled. On the closing thread.
     func dropped() {
-        guard threadSafe else { return }
+        guard threadSafe else {
+            callback = nil
+            inTimerQueue = false
+            return
+        }
         let (won, _) = claim.compareExchange(
             expected: Self.unclaimed, desired: Self.cancelledByThread, ordering: .acquiringAndReleasing)
         if won { onDrop?() }
