@@ -336,7 +336,9 @@ public class Future<Value: Sendable>: AnyFuture, _LoopTaskWait, @unchecked Senda
     /// The result, awaited: suspends until the future is done.
     ///
     /// - Throws: the future's error, or `CancellationError` if it was cancelled or the awaiting
-    ///   task was cancelled (which cancels the future too, as in asyncio).
+    ///   task was cancelled (which cancels the future too, as in asyncio); awaited off the
+    ///   loop, ``EventLoopError/Code-swift.struct/closed`` if the loop is closed, or closes
+    ///   before it took the wait.
     @inlinable
     public final nonisolated(nonsending) var value: Value {
         get async throws {

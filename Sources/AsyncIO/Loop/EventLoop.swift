@@ -268,13 +268,18 @@ public final class EventLoop: @unchecked Sendable {
         }
         selector.close()
         var pendingJobs = 0
-        for item in Array(ready) + dropped.map(ReadyItem.init) {
+        // Item by item, not through a joined array: building an empty one writes the
+        // runtime's shared empty-array storage, which ThreadSanitizer reports when two loops
+        // close at once.
+        func drop(_ item: ReadyItem) {
             switch item {
             case .job, .taskJob: pendingJobs += 1
             case .handle(let handle): handle.dropped()
             case .closure: break
             }
         }
+        for item in ready { drop(item) }
+        for item in dropped { drop(ReadyItem(item)) }
         if pendingJobs > 0 {
             logger.warning("EventLoop closed with \(pendingJobs) task step(s) pending; those tasks never finish")
         }
@@ -287,10 +292,8 @@ public final class EventLoop: @unchecked Sendable {
         }
         ready.removeAll()
         // Their callbacks too may be all that keeps an object, and the loop it holds, alive.
-        timers.removeAll { entry in
-            entry.handle.dropped()
-            return true
-        }
+        timers.forEach { $0.handle.dropped() }
+        timers.removeAll()
         for registration in registrations {
             registration.reader?.dropped()
             registration.writer?.dropped()

@@ -106,6 +106,12 @@ struct TimerQueue {
         heap.removeAll()
     }
 
+    /// Every timer, in no particular order (the loop's close releases their callbacks).
+    func forEach(_ body: (TimerEntry) -> Void) {
+        for entry in inOrder { body(entry) }
+        for entry in heap { body(entry) }
+    }
+
     /// Moves `entry` up from the hole at `index` until its parent precedes it.
     @inline(__always)
     private static func siftUp(_ base: UnsafeMutablePointer<TimerEntry>, placing entry: TimerEntry, at index: Int) {
