@@ -2,6 +2,7 @@
 // swift-asyncio — runCoroutineThreadSafe and ConcurrentFuture, from plain threads.
 //===----------------------------------------------------------------------===//
 
+import Synchronization
 import Testing
 
 @testable import AsyncIO
@@ -179,6 +180,28 @@ struct RunCoroutineThreadSafeTests {
         #expect(throws: EventLoopError.closedError) {
             _ = try loop.runCoroutineThreadSafe { 1 }
         }
+    }
+
+    // A loop closed with the work still in its queue (stopped, not running) never starts it:
+    // the future is cancelled, so a thread blocked on it wakes, and neither the work nor the
+    // future keeps the loop.
+    @Test func workQueuedAsTheLoopClosesCancelsTheFuture() throws {
+        let started = Atomic<Bool>(false)
+        weak var weakLoop: EventLoop?
+        do {
+            let loop = try EventLoop(name: "closes with work queued")
+            weakLoop = loop
+            let future = try loop.runCoroutineThreadSafe { () async throws -> Int in
+                started.store(true, ordering: .sequentiallyConsistent)
+                return 1
+            }
+            try loop.close()
+            #expect(future.isCancelled)
+            #expect(throws: CancellationError.self) { try future.result(timeout: .seconds(10)) }
+        }
+        let ran = started.load(ordering: .sequentiallyConsistent)
+        #expect(!ran)
+        #expect(weakLoop == nil)
     }
 
     /// Starts `work` on a plain thread and returns a future for its answer, without waiting.
