@@ -182,6 +182,25 @@ struct LoopMetricsTests {
         #expect(try metrics.expectCounter("asyncio_bytes_sent_total", loopDimension).totalValue > 5)
     }
 
+    // A started exporter holds its loop, and its timer's callback holds the exporter (so
+    // that the loop keeps it alive): a loop closed without stop() left that cycle, and the
+    // exporter and the loop leaked, until close released the callbacks of the timers it drops.
+    @Test("a started exporter and its loop are freed when the loop closes")
+    func startedExporterIsFreedWithItsLoop() throws {
+        weak var weakLoop: EventLoop?
+        weak var weakExporter: LoopMetrics?
+        do {
+            let loop = try EventLoop(name: "closes with an exporter started")
+            weakLoop = loop
+            let exporter = LoopMetrics(loop: loop, factory: TestMetrics())
+            exporter.start()
+            weakExporter = exporter
+            try loop.close()
+        }
+        #expect(weakExporter == nil)
+        #expect(weakLoop == nil)
+    }
+
     @Test("loop lag, ready-queue depth and the default executor's queue depth")
     func loopGauges() throws {
         let metrics = TestMetrics()
