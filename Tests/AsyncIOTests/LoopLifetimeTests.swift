@@ -107,12 +107,9 @@ struct LoopLifetimeTests {
             func queue() { handle = loop.callSoon { [self] in queue() } }
             func watch(_ fd: Int32) throws { handle = try loop.addReader(fd) { [self] in _ = handle } }
         }
-        var fds: [Int32] = [0, 0]
-        #expect(pipe(&fds) == 0)
-        defer {
-            close(fds[0])
-            close(fds[1])
-        }
+        let watched = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        try #require(watched >= 0)
+        defer { close(watched) }
         weak var weakLoop: EventLoop?
         weak var weakTimerOwner: Owner?
         weak var weakQueueOwner: Owner?
@@ -126,7 +123,7 @@ struct LoopLifetimeTests {
             timer = timerOwner.handle
             weakTimerOwner = timerOwner
             let watchOwner = Owner(loop: loop)
-            try watchOwner.watch(fds[0])
+            try watchOwner.watch(watched)
             weakWatchOwner = watchOwner
             loop.callSoon {
                 let queueOwner = Owner(loop: loop)
