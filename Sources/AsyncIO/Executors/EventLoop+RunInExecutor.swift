@@ -121,12 +121,13 @@ extension EventLoop {
         slot.shutDown = true
         guard let executor = slot.executor else { return }
         let done = Future<Void>(loop: self)
-        let joiner = OSThread.spawn(name: "asyncio-join") { [self] in
+        // Detached: a loop closed while this waits never resumes it, and a thread nobody
+        // joins would keep its stack.
+        _ = OSThread.spawn(name: "asyncio-join", detached: true) { [self] in
             executor.shutdown(wait: true)
             _ = enqueueRemote { done.complete(.success(())) }
         }
         await done.waitDone()
-        joiner.join()
     }
 }
 
