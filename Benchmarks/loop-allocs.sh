@@ -11,11 +11,10 @@
 # Python runs with PYTHONMALLOC=malloc, so the objects pymalloc would carve out of its arenas
 # are malloc calls too (as in echo-allocs.sh); Swift objects are malloc calls anyway. A figure
 # like 2.00 means two allocations per operation, each with its free. PYTHON picks the
-# interpreter (default python3); uvloop is skipped if it cannot be imported.
+# interpreter (default python3); uvloop is skipped if it cannot be imported. NO_BUILD=1 uses
+# the loop-bench already built.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-cd "$here"
-python="${PYTHON:-python3}"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/echo/lib.sh"   # building, $python, $work_dir
 only="" with_python=1
 while (($#)); do
     case "$1" in
@@ -26,20 +25,11 @@ while (($#)); do
     esac
 done
 
-out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
-mkdir -p .build/echo
-if [[ ! -f .build/echo/malloc_count.so || echo/malloc_count.c -nt .build/echo/malloc_count.so ]]; then
-    cc -O2 -Wall -shared -fPIC -o .build/echo/malloc_count.so echo/malloc_count.c
-fi
-counter="$here/.build/echo/malloc_count.so"
-
-echo "Building loop-bench (release)..." >&2
-if ! swift build -c release --product loop-bench >"$out/build.log" 2>&1; then
-    cat "$out/build.log" >&2
-    exit 1
-fi
-bin="$(swift build -c release --show-bin-path)/loop-bench"
+build_tools || exit 1
+counter="$tools_dir/malloc_count.so"
+bin="$(build_bench_product loop-bench)" || exit 1
+out="$work_dir"
+cd "$bench_dir"
 
 have_uvloop=0
 if [[ $with_python == 1 ]] && "$python" -c 'import uvloop' >/dev/null 2>&1; then have_uvloop=1; fi

@@ -79,14 +79,12 @@ struct ThreadPoolExecutorTests {
         try withLoop { loop in
             let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "one")
             defer { pool.shutdown() }
-            let gate = Atomic<Bool>(false)
+            let gate = JobGate()
             let secondRan = Atomic<Bool>(false)
-            let first = loop.runInExecutor(pool) {
-                try? blockUntil("the test opened the gate") { gate.load(ordering: .sequentiallyConsistent) }
-            }
+            let first = loop.runInExecutor(pool) { gate.enterAndWait() }
             let second = loop.runInExecutor(pool) { secondRan.store(true, ordering: .sequentiallyConsistent) }
             #expect(second.cancel())
-            gate.store(true, ordering: .sequentiallyConsistent)
+            gate.open()
             try loop.runUntilComplete(first)
             pool.shutdown(wait: true)
             #expect(second.isCancelled)
@@ -145,16 +143,10 @@ struct ThreadPoolExecutorTests {
         try withLoop { loop in
             let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "cancel")
             defer { pool.shutdown() }
-            let gate = Atomic<Bool>(false)
-            let running = Atomic<Bool>(false)
+            let gate = JobGate()
             let queuedRan = Atomic<Bool>(false)
             let blocker = loop.runInExecutor(pool) { () -> Int in
-                running.store(true, ordering: .sequentiallyConsistent)
-                var waited = 0
-                while !gate.load(ordering: .sequentiallyConsistent) && waited < 20_000 {
-                    blockThread(seconds: 0.001)
-                    waited += 1
-                }
+                gate.enterAndWait()
                 return 1
             }
             let waiter = loop.createTask { () async throws -> Int in
@@ -164,14 +156,14 @@ struct ThreadPoolExecutorTests {
                 }.value
             }
             try loop.runUntilComplete { await Task.yield() }   // the waiter is waiting
-            try blockUntil("the first job started") { running.load(ordering: .sequentiallyConsistent) }
+            try gate.waitUntilStarted()
             #expect(loop.executorJobsInFlight == 2)
             #expect(pool.pendingJobCount == 1)
             waiter.cancel()
             #expect(throws: CancellationError.self) { try loop.runUntilComplete(waiter) }
             #expect(loop.executorJobsInFlight == 1)
             #expect(blocker.cancel())   // running: it ends, its result dropped
-            gate.store(true, ordering: .sequentiallyConsistent)
+            gate.open()
             var passes = 0
             while loop.executorJobsInFlight > 0 && passes < 20_000 {
                 try loop.runUntilComplete { await Task.yield() }
@@ -189,17 +181,15 @@ struct ThreadPoolExecutorTests {
     @Test func shutdownCancelsPendingJobsFutures() throws {
         try withLoop { loop in
             let pool = ThreadPoolExecutor(maxWorkers: 1)
-            let gate = Atomic<Bool>(false)
-            let running = Atomic<Bool>(false)
+            let gate = JobGate()
             let first = loop.runInExecutor(pool) {
-                running.store(true, ordering: .sequentiallyConsistent)
-                try? blockUntil("the test opened the gate") { gate.load(ordering: .sequentiallyConsistent) }
+                gate.enterAndWait()
                 return 1
             }
             let queued = loop.runInExecutor(pool) { 2 }
-            try blockUntil("the first job started") { running.load(ordering: .sequentiallyConsistent) }
+            try gate.waitUntilStarted()
             pool.shutdown(wait: false, cancelPendingJobs: true)
-            gate.store(true, ordering: .sequentiallyConsistent)
+            gate.open()
             let firstValue = try loop.runUntilComplete(first)
             #expect(firstValue == 1)
             #expect(throws: CancellationError.self) { try loop.runUntilComplete(queued) }
@@ -262,11 +252,9 @@ struct ThreadPoolExecutorTests {
     @Test func jobsInFlightCountReturnsToZeroHoweverJobsEnd() throws {
         try withLoop { loop in
             let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "count")
-            let gate = Atomic<Bool>(false)
-            let running = Atomic<Bool>(false)
+            let gate = JobGate()
             let blocker = loop.runInExecutor(pool) { () -> Int in
-                running.store(true, ordering: .sequentiallyConsistent)
-                try? blockUntil("the test opened the gate") { gate.load(ordering: .sequentiallyConsistent) }
+                gate.enterAndWait()
                 return 1
             }
             let failing = loop.runInExecutor { () throws -> Int in throw TestError(id: 3) }
@@ -275,9 +263,9 @@ struct ThreadPoolExecutorTests {
             #expect(loop.executorJobsInFlight == 4)
             #expect(cancelled.cancel())
             #expect(loop.executorJobsInFlight == 3)
-            try blockUntil("the first job started") { running.load(ordering: .sequentiallyConsistent) }
+            try gate.waitUntilStarted()
             pool.shutdown(wait: false, cancelPendingJobs: true)
-            gate.store(true, ordering: .sequentiallyConsistent)
+            gate.open()
             let blockerValue = try loop.runUntilComplete(blocker)
             #expect(blockerValue == 1)
             #expect(throws: TestError(id: 3)) { try loop.runUntilComplete(failing) }
@@ -316,23 +304,21 @@ struct ThreadPoolExecutorTests {
     @Test func aDropHandedBackAsTheLoopClosesLeavesNothing() throws {
         let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "dropback")
         defer { pool.shutdown() }
-        let gate = Atomic<Bool>(false)
-        let running = Atomic<Bool>(false)
+        let gate = JobGate()
         weak var weakLoop: EventLoop?
         weak var weakQueued: Future<Int>?
         do {
             let loop = try EventLoop(name: "closes with a drop queued")
             weakLoop = loop
             let blocker = loop.runInExecutor(pool) { () -> Int in
-                running.store(true, ordering: .sequentiallyConsistent)
-                try? blockUntil("the test opened the gate") { gate.load(ordering: .sequentiallyConsistent) }
+                gate.enterAndWait()
                 return 1
             }
             let queued = loop.runInExecutor(pool) { 2 }
             weakQueued = queued
-            try blockUntil("the first job started") { running.load(ordering: .sequentiallyConsistent) }
+            try gate.waitUntilStarted()
             pool.shutdown(wait: false, cancelPendingJobs: true)
-            gate.store(true, ordering: .sequentiallyConsistent)
+            gate.open()
             pool.shutdown(wait: true)
             #expect(loop.executorJobsInFlight == 2)
             #expect(!queued.isDone && !blocker.isDone)
@@ -348,19 +334,17 @@ struct ThreadPoolExecutorTests {
     @Test func aFutureCancelledAfterItsJobWasDroppedIsCountedOutOnce() throws {
         try withLoop { loop in
             let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "cancel-drop")
-            let gate = Atomic<Bool>(false)
-            let running = Atomic<Bool>(false)
+            let gate = JobGate()
             let blocker = loop.runInExecutor(pool) { () -> Int in
-                running.store(true, ordering: .sequentiallyConsistent)
-                try? blockUntil("the test opened the gate") { gate.load(ordering: .sequentiallyConsistent) }
+                gate.enterAndWait()
                 return 1
             }
             let queued = loop.runInExecutor(pool) { 2 }
-            try blockUntil("the first job started") { running.load(ordering: .sequentiallyConsistent) }
+            try gate.waitUntilStarted()
             pool.shutdown(wait: false, cancelPendingJobs: true)   // the drop waits in the loop's queue
             #expect(queued.cancel())
             #expect(loop.executorJobsInFlight == 2)   // the dropped job has not come back yet
-            gate.store(true, ordering: .sequentiallyConsistent)
+            gate.open()
             #expect(try loop.runUntilComplete(blocker) == 1)
             pool.shutdown(wait: true)
             try loop.runUntilComplete { await Task.yield() }
@@ -375,27 +359,21 @@ struct ThreadPoolExecutorTests {
     @Test func aJobThatEndsAfterItsLoopClosedLeavesNothing() throws {
         let pool = ThreadPoolExecutor(maxWorkers: 1, threadNamePrefix: "late")
         defer { pool.shutdown() }
-        let running = Atomic<Bool>(false)
-        let release = Atomic<Bool>(false)
+        let gate = JobGate()
         weak var weakLoop: EventLoop?
         weak var weakFuture: Future<Int>?
         do {
             let loop = try EventLoop(name: "closes first")
             weakLoop = loop
             let future = loop.runInExecutor(pool) { () -> Int in
-                running.store(true, ordering: .sequentiallyConsistent)
-                var waited = 0
-                while !release.load(ordering: .sequentiallyConsistent) && waited < 20_000 {
-                    blockThread(seconds: 0.001)
-                    waited += 1
-                }
+                gate.enterAndWait()
                 return 1
             }
             weakFuture = future
-            try blockUntil("the first job started") { running.load(ordering: .sequentiallyConsistent) }
+            try gate.waitUntilStarted()
             try loop.close()
         }
-        release.store(true, ordering: .sequentiallyConsistent)
+        gate.open()
         pool.shutdown(wait: true)   // the job has ended
         #expect(weakFuture == nil)
         #expect(weakLoop == nil)
@@ -420,5 +398,28 @@ struct ThreadPoolExecutorTests {
             #expect(negative.spinDuration == .zero)
             negative.shutdown()
         }
+    }
+}
+
+/// A gate for a pool job: the job says it started and waits (bounded) until the test opens
+/// the gate, so a test knows the pool's one worker is busy and can open it when it wants.
+final class JobGate: Sendable {
+    private let started = Atomic<Bool>(false)
+    private let opened = Atomic<Bool>(false)
+
+    /// In the job: marks it started, then waits for ``open()`` (20 s at most).
+    func enterAndWait() {
+        started.store(true, ordering: .sequentiallyConsistent)
+        try? blockUntil("the test opened the gate") { opened.load(ordering: .sequentiallyConsistent) }
+    }
+
+    /// In the test: waits (bounded) until the job started.
+    func waitUntilStarted() throws {
+        try blockUntil("the job started") { started.load(ordering: .sequentiallyConsistent) }
+    }
+
+    /// Lets the job end.
+    func open() {
+        opened.store(true, ordering: .sequentiallyConsistent)
     }
 }
