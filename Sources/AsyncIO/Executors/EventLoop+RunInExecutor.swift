@@ -67,8 +67,9 @@ extension EventLoop {
     /// Cancelling the future before the job started cancels the job (it never runs); once it
     /// runs, it runs to the end (threads cannot be interrupted) and its result is dropped.
     ///
-    /// A round trip costs about 5 µs on a 2-core virtual machine (a `DispatchQueue.global()`
-    /// hop and back costs 15–20 µs there): the pool's last idle worker polls for the next job
+    /// A round trip costs about 3 µs on a 2-core virtual machine, 5 when the host is busy, and
+    /// two allocations (the future and the job; a `DispatchQueue.global()` hop and back costs
+    /// 15–21 µs and five allocations there): the pool's last idle worker polls for the next job
     /// for its ``ThreadPoolExecutor/spinDuration``, and a loop with jobs in flight whose round
     /// trips average under 50 µs polls for their results for up to 30 µs before it sleeps in
     /// epoll, so neither side pays a futex or eventfd wake-up. Long jobs make the average
